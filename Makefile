@@ -1,0 +1,35 @@
+# homevisits: every target builds .venv from the pinned requirements on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: validate demo test bench lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Check the sheet against the policy (the demo workbook when there is no homevisits.toml).
+validate: $(STAMP)
+	$(BIN)/homevisits validate $(ARGS)
+
+# The whole pipeline on the bundled demo workbook.
+demo: $(STAMP)
+	$(BIN)/python -m homevisits.demo
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check scripts tests bench
+	$(BIN)/ruff format --check scripts tests bench
+
+clean:
+	rm -rf $(VENV) demo state .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,578 @@
+"""Understand one spreadsheet cell the way a person in an English school would.
+
+Every parser takes the raw value as it came from the sheet (calamine: str, float, int, bool,
+date, datetime, time, timedelta; Google Sheets: str, float, bool) and returns ``(value, problem)``:
+``value`` is the typed value or ``None``; ``problem`` is ``None`` or a short phrase saying why the
+cell could not be understood. Nothing here raises on bad input: a bad cell is a finding.
+
+UK conventions throughout: dates are day first and strict (``01/13/2026`` has no month 13 and
+is unreadable, never swapped to 13 January), times may be 12- or 24-hour, phones are UK numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+Parsed = tuple[Any, str | None]
+
+EMPTY_WORDS = frozenset({"", "-", "--", "—", "–", "n/a", "na", "none", "nil", "tbc", "?"})
+YES_WORDS = frozenset(
+    {"y", "yes", "yeah", "yep", "true", "t", "1", "✓", "✔", "☑", "✅", "x", "ticked", "tick", "agreed", "done", "ok"}
+)
+NO_WORDS = frozenset({"n", "no", "nope", "false", "f", "0", "✗", "✘", "☐", "❌", "not agreed"})
+
+MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+WEEKDAYS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("mon", "monday"),
+            ("tue", "tues", "tuesday"),
+            ("wed", "weds", "wednesday"),
+            ("thu", "thur", "thurs", "thursday"),
+            ("fri", "friday"),
+            ("sat", "saturday"),
+            ("sun", "sunday"),
+        ]
+    )
+    for name in names
+}
+
+EXCEL_EPOCH_1900 = dt.datetime(1899, 12, 30)
+EXCEL_EPOCH_1904 = dt.datetime(1904, 1, 1)
+# Serial numbers outside 1950..2100 are not plausible visit dates.
+SERIAL_MIN, SERIAL_MAX = 18264, 73051
+
+
+def is_blank(raw: Any) -> bool:
+    """True for an empty cell, including a cell of spaces or a placeholder like ``-`` or ``N/A``."""
+    if raw is None:
+        return True
+    if isinstance(raw, float) and math.isnan(raw):
+        return True
+    return isinstance(raw, str) and _fold(raw) in EMPTY_WORDS
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.replace("\u00a0", " ").split()).lower().strip(" .")
+
+
+def _whole(number: float) -> bool:
+    return math.isfinite(number) and float(number).is_integer()
+
+
+# ---------------------------------------------------------------- serial numbers
+
+
+def from_serial(serial: float, date1904: bool = False) -> dt.datetime | None:
+    """An Excel / Sheets serial number (days since the epoch, fraction = time of day) as a datetime."""
+    if not math.isfinite(serial):
+        return None
+    epoch = EXCEL_EPOCH_1904 if date1904 else EXCEL_EPOCH_1900
+    low, high = (SERIAL_MIN - 1462, SERIAL_MAX - 1462) if date1904 else (SERIAL_MIN, SERIAL_MAX)
+    if not low <= serial <= high:
+        return None
+    moment = epoch + dt.timedelta(days=serial)
+    return _round_to_second(moment)
+
+
+def _round_to_second(moment: dt.datetime) -> dt.datetime:
+    if moment.microsecond >= 500_000:
+        moment += dt.timedelta(seconds=1)
+    return moment.replace(microsecond=0)
+
+
+def _time_from_fraction(fraction: float) -> dt.time:
+    seconds = round(fraction * 86400) % 86400
+    return dt.time(seconds // 3600, seconds % 3600 // 60, seconds % 60)
+
+
+# ---------------------------------------------------------------- dates
+
+_NUMERIC_DATE = re.compile(r"(\d{1,2})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{4}|\d{2})(?!\d)")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
+_WORDS_DATE = re.compile(
+    r"(?:(?P<wd>[a-z]+),?\s+)?(?P<d>\d{1,2})(?:st|nd|rd|th)?(?:\s+of)?[\s\-/]+(?P<m>[a-z]+)\.?,?[\s\-/]+(?P<y>\d{4}|\d{2})(?!\d)"
+)
+_WORDS_DATE_US = re.compile(
+    r"(?:(?P<wd>[a-z]+),?\s+)?(?P<m>[a-z]+)\.?\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<y>\d{4})"
+)
+_TIME_LEAD = re.compile(r"^(?:\s*,\s*|\s+at\s+|\s+|t)")
+
+
+def _year(text: str) -> int:
+    year = int(text)
+    return year + 2000 if len(text) == 2 else year
+
+
+def _make_date(year: int, month: int, day: int, weekday: str | None = None) -> Parsed:
+    if not 1 <= month <= 12:
+        return None, f"there is no month {month} (dates are day first: DD/MM/YYYY)"
+    try:
+        date = dt.date(year, month, day)
+    except ValueError:
+        return None, f"there is no day {day} in that month"
+    if not 1950 <= year <= 2100:
+        return None, f"the year {year} is not plausible"
+    if weekday is not None:
+        expected = WEEKDAYS.get(weekday)
+        if expected is None:
+            return None, f"'{weekday}' is not a day of the week"
+        if expected != date.weekday():
+            return None, f"{date:%d %B %Y} is a {date:%A}, not the day written"
+    return date, None
+
+
+def _date_from_text(text: str) -> tuple[Parsed, str]:
+    """Parse the date at the start of ``text``; also return what follows it (a time, perhaps)."""
+    folded = _fold(text)
+    for pattern in (_ISO_DATE, _NUMERIC_DATE):
+        match = pattern.match(folded)
+        if match:
+            a, b, c = match.groups()
+            if pattern is _ISO_DATE:
+                parsed = _make_date(int(a), int(b), int(c))
+            else:
+                parsed = _make_date(_year(c), int(b), int(a))
+            return parsed, folded[match.end() :]
+    for pattern in (_WORDS_DATE, _WORDS_DATE_US):
+        match = pattern.match(folded)
+        if match:
+            month = MONTHS.get(match["m"])
+            if month is None:
+                return (None, f"'{match['m']}' is not a month"), ""
+            parsed = _make_date(_year(match["y"]), month, int(match["d"]), match["wd"])
+            return parsed, folded[match.end() :]
+    if folded.isdigit() and len(folded) == 5:
+        moment = from_serial(float(folded))
+        if moment is not None:
+            return (moment.date(), None), ""
+    return (None, "not a date (write it day first, e.g. 03/04/2026)"), ""
+
+
+def parse_date(raw: Any, date1904: bool = False) -> Parsed:
+    """A visit date: a real date cell, a serial number, or text such as ``3/4/26`` or ``Fri 3rd April 2026``."""
+    if is_blank(raw):
+        return None, None
+    if isinstance(raw, dt.datetime):
+        return raw.date(), None
+    if isinstance(raw, dt.date):
+        return raw, None
+    if isinstance(raw, bool):
+        return None, "not a date"
+    if isinstance(raw, int | float):
+        moment = from_serial(float(raw), date1904)
+        return (moment.date(), None) if moment else (None, "a number that is not a date")
+    if isinstance(raw, str):
+        parsed, rest = _date_from_text(raw)
+        if parsed[1] is None and rest.strip(" ,") and _time_or_none(_TIME_LEAD.sub("", rest, count=1)) is None:
+            return None, "not a date (unexpected text after the date)"
+        return parsed
+    return None, "not a date"
+
+
+# ---------------------------------------------------------------- times
+
+_CLOCK = re.compile(
+    r"(?P<h>\d{1,2})(?:\s*[:.h]\s*(?P<m>\d{2})(?:\s*:\s*(?P<s>\d{2}))?)?\s*(?P<ampm>am|pm|a\.m\.?|p\.m\.?)?(?:\s*hrs)?"
+)
+_COMPACT = re.compile(r"(?P<h>\d{1,2})(?P<m>\d{2})\s*(?:hrs|h)?")
+_NAMED_TIMES = {"noon": dt.time(12), "midday": dt.time(12), "12 noon": dt.time(12), "midnight": dt.time(0)}
+
+
+def _time_from_text(text: str) -> Parsed:
+    folded = _fold(text)
+    if folded in _NAMED_TIMES:
+        return _NAMED_TIMES[folded], None
+    match = _CLOCK.fullmatch(folded)
+    if match is None and folded.isdigit() and len(folded) in (3, 4):
+        match = _COMPACT.fullmatch(folded)
+    if match is None:
+        return None, "not a time (write it like 14:30 or 2.30pm)"
+    hour = int(match["h"])
+    minute = int(match["m"] or 0)
+    second = int(match.groupdict().get("s") or 0)
+    ampm = (match.groupdict().get("ampm") or "").replace(".", "")
+    if ampm:
+        if not 1 <= hour <= 12:
+            return None, f"{hour}{ampm} is not a time on a 12-hour clock"
+        hour = hour % 12 + (12 if ampm == "pm" else 0)
+    if hour > 23 or minute > 59 or second > 59:
+        return None, "not a time on the 24-hour clock"
+    return dt.time(hour, minute, second), None
+
+
+def _time_or_none(text: str) -> dt.time | None:
+    return _time_from_text(text)[0]
+
+
+def parse_time(raw: Any, date1904: bool = False) -> Parsed:
+    """A time of day: a time cell, an Excel fraction of a day, or text such as ``14.30``, ``2pm``, ``1430``."""
+    if is_blank(raw):
+        return None, None
+    if isinstance(raw, dt.datetime):
+        return raw.time().replace(microsecond=0), None
+    if isinstance(raw, dt.time):
+        return raw.replace(microsecond=0), None
+    if isinstance(raw, dt.timedelta):
+        seconds = raw.total_seconds()
+        return (_time_from_fraction(seconds / 86400), None) if 0 <= seconds < 86400 else (None, "not a time")
+    if isinstance(raw, dt.date) or isinstance(raw, bool):
+        return None, "a date, not a time"
+    if isinstance(raw, int | float):
+        number = float(raw)
+        if not math.isfinite(number) or number < 0:
+            return None, "not a time"
+        if number < 1:
+            return _time_from_fraction(number), None
+        if _whole(number) and number <= 23:
+            return dt.time(int(number)), None
+        if _whole(number) and 100 <= number <= 2359:
+            return _time_from_text(f"{int(number):04d}")
+        if number < 24:  # 14.3 is what Excel keeps of "14.30"
+            hour = int(number)
+            minute = round((number - hour) * 100)
+            return (dt.time(hour, minute), None) if minute < 60 else (None, "not a time")
+        moment = from_serial(number, date1904)
+        return (moment.time(), None) if moment else (None, "a number that is not a time")
+    if isinstance(raw, str):
+        parsed = _time_from_text(raw)
+        if parsed[1] is None:
+            return parsed
+        (_date, date_problem), rest = _date_from_text(raw)
+        if date_problem is None and rest.strip(" ,"):  # a date and a time: keep the time
+            moment, problem = parse_datetime(raw, date1904)
+            if problem is None and isinstance(moment, dt.datetime):
+                return moment.time(), None
+        return parsed
+    return None, "not a time"
+
+
+# ---------------------------------------------------------------- date and time in one cell
+
+
+def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
+    """A moment: a date with a time, or a bare time (which the caller places on the visit date).
+
+    Returns a naive ``datetime`` (wall-clock time in the school's time zone), a ``time``, or a
+    ``datetime`` at midnight when only a date was written.
+    """
+    if is_blank(raw):
+        return None, None
+    if isinstance(raw, dt.datetime):
+        if raw.tzinfo is not None:
+            return raw, None  # an instant; the table converts it to the school's wall clock
+        return raw.replace(microsecond=0), None
+    if isinstance(raw, dt.date):
+        return dt.datetime(raw.year, raw.month, raw.day), None
+    if isinstance(raw, dt.time | dt.timedelta):
+        return parse_time(raw)
+    if isinstance(raw, bool):
+        return None, "not a date and time"
+    if isinstance(raw, int | float):
+        number = float(raw)
+        if 0 <= number < 1:
+            return _time_from_fraction(number), None
+        moment = from_serial(number, date1904)
+        return (moment, None) if moment else (None, "a number that is not a date and time")
+    if isinstance(raw, str):
+        text = raw.strip()
+        iso = _iso_instant(text)
+        if iso is not None:
+            return iso, None
+        (date, problem), rest = _date_from_text(text)
+        if problem is None:
+            rest = _TIME_LEAD.sub("", rest, count=1).strip(" ,")
+            if not rest:
+                return dt.datetime(date.year, date.month, date.day), None
+            time, problem = _time_from_text(rest)
+            if problem is None:
+                return dt.datetime.combine(date, time), None
+            return None, problem
+        time, time_problem = _time_from_text(text)
+        if time_problem is None:
+            return time, None
+        return None, "not a date and time (write it like 03/04/2026 14:30)"
+    return None, "not a date and time"
+
+
+def _iso_instant(text: str) -> dt.datetime | None:
+    if len(text) < 16 or text[4] != "-" or text[10] not in "T ":
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(microsecond=0)
+
+
+# ---------------------------------------------------------------- durations
+
+_DURATION_PART = re.compile(
+    r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>hours?|hrs?|h|minutes?|mins?|m)\b"
+)
+
+
+def parse_duration(raw: Any, date1904: bool = False) -> Parsed:
+    """A length of time in whole minutes: ``45``, ``45 mins``, ``1h``, ``1.5 hours``, ``1:30``, ``1h30``."""
+    if is_blank(raw):
+        return None, None
+    if isinstance(raw, bool):
+        return None, "not a duration"
+    if isinstance(raw, dt.timedelta):
+        return _minutes(raw.total_seconds() / 60)
+    if isinstance(raw, dt.time) and not isinstance(raw, dt.datetime):
+        return _minutes(raw.hour * 60 + raw.minute + raw.second / 60)
+    if isinstance(raw, int | float):
+        number = float(raw)
+        if 0 < number < 1:  # an Excel duration cell: a fraction of a day
+            return _minutes(number * 1440)
+        return _minutes(number)
+    if not isinstance(raw, str):
+        return None, "not a duration"
+    text = _fold(raw)
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return _minutes(float(text))
+    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    if clock:
+        return _minutes(int(clock[1]) * 60 + int(clock[2]))
+    compact = re.fullmatch(r"(\d{1,2})\s*h\s*(\d{1,2})", text)
+    if compact:
+        return _minutes(int(compact[1]) * 60 + int(compact[2]))
+    words = text.replace(" and ", " ").replace(",", " ")
+    if words in {"half an hour", "half hour"}:
+        return 30, None
+    if words in {"an hour", "one hour"}:
+        return 60, None
+    total, end = 0.0, 0
+    for part in _DURATION_PART.finditer(words):
+        if words[end : part.start()].strip():
+            return None, "not a duration (write minutes, e.g. 45, or 1h30)"
+        number = float(part["n"])
+        total += number * 60 if part["unit"].startswith("h") else number
+        end = part.end()
+    if end == 0 or words[end:].strip():
+        return None, "not a duration (write minutes, e.g. 45, or 1h30)"
+    return _minutes(total)
+
+
+def _minutes(value: float) -> Parsed:
+    if not math.isfinite(value) or value <= 0:
+        return None, "not a positive number of minutes"
+    if value > 7 * 24 * 60:
+        return None, "longer than a week: not a visit duration"
+    return int(round(value)), None
+
+
+# ---------------------------------------------------------------- phones
+
+_PHONE_JUNK = re.compile(r"[\s()\-./\u00a0]")
+_UK_MOBILE = re.compile(r"07[1-57-9]\d{8}")
+
+
+def parse_phone(raw: Any, date1904: bool = False) -> Parsed:
+    """A UK phone number, formatted the way people read it (``07700 900123``, ``0113 496 0000``).
+
+    Restores the leading zero Excel strips from a mobile typed as a number.
+    """
+    if is_blank(raw):
+        return None, None
+    if isinstance(raw, bool) or isinstance(raw, dt.date | dt.time | dt.timedelta):
+        return None, "not a phone number"
+    if isinstance(raw, int | float):
+        if not _whole(float(raw)) or raw < 0:
+            return None, "not a phone number"
+        text = str(int(raw))
+    elif isinstance(raw, str):
+        text = raw.strip()
+    else:
+        return None, "not a phone number"
+    return _phone_from_text(text)
+
+
+def _phone_from_text(text: str) -> Parsed:
+    digits = _PHONE_JUNK.sub("", text.replace("(0)", ""))
+    if digits.startswith("+44"):
+        digits = "0" + digits[3:]
+    elif digits.startswith("0044"):
+        digits = "0" + digits[4:]
+    elif digits.startswith("44") and len(digits) == 12:
+        digits = "0" + digits[2:]
+    elif digits.isdigit() and len(digits) == 10 and digits[0] in "1237":
+        digits = "0" + digits  # Excel dropped the leading zero
+    if _UK_MOBILE.fullmatch(digits):
+        return f"{digits[:5]} {digits[5:]}", None
+    if not re.fullmatch(r"\+?\d{6,15}", digits):
+        return None, "not a phone number"
+    import phonenumbers  # imported on first use: most numbers are mobiles and never need it
+
+    try:
+        number = phonenumbers.parse(digits, "GB")
+    except phonenumbers.NumberParseException:
+        return None, "not a phone number"
+    if not phonenumbers.is_valid_number(number):
+        return None, "not a valid UK phone number (check the digits)"
+    style = phonenumbers.PhoneNumberFormat
+    if number.country_code == 44:
+        return phonenumbers.format_number(number, style.NATIONAL), None
+    return phonenumbers.format_number(number, style.INTERNATIONAL), None
+
+
+# ---------------------------------------------------------------- email, yes/no, choice, text
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+
+
+def parse_email(raw: Any, date1904: bool = False) -> Parsed:
+    """An email address, lower-cased; ``Name <a@b.org>`` and ``mailto:`` are accepted."""
+    if is_blank(raw):
+        return None, None
+    if not isinstance(raw, str):
+        return None, "not an email address"
+    text = raw.strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    bracketed = re.search(r"<([^<>]+)>", text)
+    if bracketed:
+        text = bracketed[1].strip()
+    if _EMAIL.fullmatch(text):
+        return text.lower(), None
+    return None, "not an email address"
+
+
+def parse_yesno(raw: Any, date1904: bool = False) -> Parsed:
+    """YES or NO however it is written: ``y``, ``Yes ``, ``TRUE``, ``✓``, ``x``, a tick box, 1/0."""
+    if is_blank(raw):
+        return None, None
+    if isinstance(raw, bool):
+        return raw, None
+    if isinstance(raw, int | float):
+        if raw in (0, 1):
+            return bool(raw), None
+        return None, "not YES or NO"
+    if isinstance(raw, str):
+        folded = _fold(raw)
+        if folded in YES_WORDS:
+            return True, None
+        if folded in NO_WORDS:
+            return False, None
+    return None, "not YES or NO"
+
+
+def choice_lookup(choices: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """Map every folded spelling (and the canonical value itself) to the canonical value."""
+    lookup: dict[str, str] = {}
+    for canonical, spellings in choices.items():
+        lookup[_fold(canonical)] = canonical
+        for spelling in spellings or ():
+            lookup[_fold(str(spelling))] = canonical
+    return lookup
+
+
+def parse_choice(raw: Any, lookup: Mapping[str, str], date1904: bool = False) -> Parsed:
+    """One of a column's allowed values, matched case- and space-insensitively through its synonyms."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None, None
+    if isinstance(raw, bool):
+        text = "yes" if raw else "no"
+    elif isinstance(raw, float) and _whole(raw):
+        text = str(int(raw))
+    else:
+        text = str(raw)
+    folded = _fold(text)
+    if folded in lookup:
+        return lookup[folded], None
+    if folded in EMPTY_WORDS:
+        return None, None
+    allowed = ", ".join(dict.fromkeys(lookup.values()))
+    return None, f"not one of: {allowed}"
+
+
+def parse_text(raw: Any, date1904: bool = False) -> Parsed:
+    """Free text, trimmed; a whole number keeps no ``.0`` (a Learner ID typed as a number)."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return None, None
+    if isinstance(raw, float) and _whole(raw):
+        return str(int(raw)), None
+    if isinstance(raw, dt.datetime):
+        return raw.strftime("%d/%m/%Y %H:%M"), None
+    if isinstance(raw, dt.date):
+        return raw.strftime("%d/%m/%Y"), None
+    text = " ".join(str(raw).split())
+    return (text or None), None
+
+
+PARSERS: dict[str, Callable[..., Parsed]] = {
+    "text": parse_text,
+    "date": parse_date,
+    "time": parse_time,
+    "datetime": parse_datetime,
+    "duration": parse_duration,
+    "phone": parse_phone,
+    "email": parse_email,
+    "yesno": parse_yesno,
+}
+
+
+def parse_column(
+    kind: str,
+    raws: Iterable[Any],
+    *,
+    lookup: Mapping[str, str] | None = None,
+    date1904: bool = False,
+) -> tuple[list[Any], list[tuple[int, Any, str]]]:
+    """Parse a whole column; return the values and ``(position, raw, problem)`` for each bad cell.
+
+    Each distinct raw value is parsed once: a log repeats its dates, times and yes/no answers.
+    """
+    if kind == "choice":
+        table = lookup or {}
+
+        def parse(raw: Any) -> Parsed:
+            return parse_choice(raw, table)
+
+    else:
+        base = PARSERS[kind]
+
+        def parse(raw: Any) -> Parsed:
+            return base(raw, date1904)
+
+    cache: dict[Any, Parsed] = {}
+    values: list[Any] = []
+    problems: list[tuple[int, Any, str]] = []
+    for position, raw in enumerate(raws):
+        key = (raw.__class__, raw)
+        try:
+            parsed = cache[key]
+        except KeyError:
+            parsed = cache[key] = parse(raw)
+        except TypeError:  # an unhashable value
+            parsed = parse(raw)
+        values.append(parsed[0])
+        if parsed[1] is not None:
+            problems.append((position, raw, parsed[1]))
+    return values, problems

@@ -1,0 +1,100 @@
+"""The Finding record (one problem in one row) and its renderers: text, JSON, HTML."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+SEVERITIES = ("alert", "error", "warning", "info")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+SEVERITY_HELP = {
+    "alert": "someone may be in danger now",
+    "error": "a breach of the policy",
+    "warning": "worth a look",
+    "info": "something coming due",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: which rule, how bad, where (sheet row as staff see it, column header), what to do."""
+
+    rule: str
+    severity: str
+    row: int | None
+    visit_id: str | None
+    column: str | None
+    message: str
+    fix: str
+    clause: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def sort_key(finding: Finding) -> tuple:
+    return (SEVERITY_RANK.get(finding.severity, 9), finding.row or 0, finding.rule, finding.column or "")
+
+
+def summary(findings: Iterable[Finding]) -> dict[str, int]:
+    counts = Counter(f.severity for f in findings)
+    return {name: counts.get(name, 0) for name in SEVERITIES}
+
+
+def exit_status(findings: Iterable[Finding]) -> int:
+    """0 when nothing is worse than a warning; 1 when there is an error or an alert."""
+    return 1 if any(f.severity in ("alert", "error") for f in findings) else 0
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one check found, with what it checked."""
+
+    source: str
+    policy: str
+    checked_at: str  # ISO 8601, the check's ``now``
+    rows: int
+    findings: Sequence[Finding]
+
+    def as_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "policy": self.policy,
+            "checked_at": self.checked_at,
+            "rows": self.rows,
+            "summary": summary(self.findings),
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=1, ensure_ascii=False) + "\n"
+
+
+def to_text(report: Report, width: int = 100) -> str:
+    """A readable listing grouped by severity, alerts first, then a one-line summary."""
+    lines: list[str] = [f"{report.source}: {report.rows} visits checked against {report.policy}"]
+    ordered = sorted(report.findings, key=sort_key)
+    for severity in SEVERITIES:
+        group = [f for f in ordered if f.severity == severity]
+        if not group:
+            continue
+        lines.append("")
+        lines.append(f"{severity.upper()}S ({len(group)}): {SEVERITY_HELP[severity]}")
+        for f in group:
+            where = f"row {f.row}" if f.row else "sheet"
+            ident = f" {f.visit_id}" if f.visit_id else ""
+            column = f" [{f.column}]" if f.column else ""
+            lines.append(f"  {f.rule} {where}{ident}{column}: {f.message}")
+            lines.append(f"        fix: {f.fix}")
+            lines.append(f"        policy: {f.clause}")
+    counts = summary(report.findings)
+    lines.append("")
+    lines.append(
+        "Summary: "
+        + ", ".join(f"{counts[s]} {s}{'' if counts[s] == 1 else 's'}" for s in SEVERITIES)
+        + (" - nothing to fix." if not report.findings else ".")
+    )
+    return "\n".join(lines) + "\n"

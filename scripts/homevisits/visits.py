@@ -1,0 +1,214 @@
+"""Build the visits table: one typed row per visit, from a raw sheet snapshot and its header map.
+
+Column types in ``Visits.frame`` (every schema field is present, all-missing when the sheet lacks it):
+
+- text, phone, email, choice: ``object`` (``str`` or ``None``); phones read ``07700 900123``
+- date: ``datetime64[ns]`` at midnight; time: ``timedelta64[ns]`` since midnight
+- duration: ``float64`` minutes; yesno: pandas ``boolean``
+- datetime: ``datetime64[ns, UTC]`` instants (a bare time is placed on the visit date, school wall clock)
+
+plus ``row`` (the sheet's own 1-based row number), ``start_at`` and ``return_due_at`` (UTC instants:
+visit date + start time, and visit date + expected return, else start + expected duration), and
+``learner_key`` (Learner ID, else folded name and postcode) for telling first visits from later ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from .cells import is_blank, parse_column
+from .schema import HeaderMap, Schema
+from .sources import RawSheet
+
+DERIVED = ("row", "start_at", "return_due_at", "learner_key")
+
+
+@dataclass(frozen=True)
+class CellProblem:
+    """A cell that could not be understood: sheet row, field, the raw value and why."""
+
+    row: int
+    field: str
+    raw: Any
+    reason: str
+
+
+@dataclass
+class Visits:
+    frame: pd.DataFrame
+    headers: dict[str, str]  # field -> header as the sheet spells it (mapped fields only)
+    problems: list[CellProblem]
+    schema: Schema
+    tz: ZoneInfo
+    source: str = ""
+    worksheet: str = ""
+    header_row: int = 1  # sheet row number of the header row
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def header(self, name: str) -> str:
+        """The column as staff see it: the sheet's own header, else the catalogue's."""
+        return self.headers.get(name) or self.schema[name].header
+
+    def record(self, position: int) -> dict[str, Any]:
+        """One visit as plain Python values: dates, times, London-time datetimes, ints, bools, str, None."""
+        row = self.frame.iloc[position]
+        out: dict[str, Any] = {}
+        for name in (*self.schema.fields, *DERIVED):
+            out[name] = _python(row[name], self.tz)
+        return out
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self.record(i) for i in range(len(self.frame))]
+
+    def position_of(self, visit_id: str) -> int | None:
+        hits = np.flatnonzero(self.frame["visit_id"].to_numpy() == visit_id)
+        return int(hits[0]) if len(hits) else None
+
+
+def _python(value: Any, tz: ZoneInfo) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        if value.tzinfo is not None:
+            return value.tz_convert(tz).to_pydatetime()
+        return value.date()
+    if isinstance(value, pd.Timedelta):
+        seconds = int(value.total_seconds())
+        return dt.time(seconds // 3600 % 24, seconds % 3600 // 60, seconds % 60)
+    if isinstance(value, float):
+        if np.isnan(value):
+            return None
+        return int(value) if value.is_integer() else value
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: int, tz: ZoneInfo) -> Visits:
+    """Parse every mapped cell under the header row; blank rows are skipped, bad cells become problems."""
+    body = raw.rows[header_pos + 1 :]
+    first = raw.first_row + header_pos + 1
+    keep = [i for i, cells in enumerate(body) if not all(is_blank(c) for c in cells)]
+    rows = [body[i] for i in keep]
+    row_numbers = np.asarray([first + i for i in keep], dtype=np.int64)
+    n = len(rows)
+
+    parsed: dict[str, list[Any]] = {}
+    problems: list[CellProblem] = []
+    for name, position in mapping.positions.items():
+        column = schema[name]
+        raws = [cells[position] if position < len(cells) else None for cells in rows]
+        values, bad = parse_column(column.type, raws, lookup=column.lookup, date1904=raw.date1904)
+        parsed[name] = values
+        problems.extend(CellProblem(int(row_numbers[i]), name, value, reason) for i, value, reason in bad)
+
+    frame: dict[str, Any] = {"row": row_numbers}
+    for column in schema.columns:
+        if column.type == "date":
+            frame[column.field] = _dates(parsed.get(column.field), n)
+    for column in schema.columns:
+        values = parsed.get(column.field)
+        if column.type == "date":
+            continue
+        if column.type == "time":
+            frame[column.field] = _times(values, n)
+        elif column.type == "datetime":
+            frame[column.field] = _instants(values, frame["visit_date"], tz, n)
+        elif column.type == "duration":
+            frame[column.field] = np.asarray(
+                [np.nan if v is None else float(v) for v in values] if values else np.full(n, np.nan), dtype=float
+            )
+        elif column.type == "yesno":
+            frame[column.field] = pd.array(values if values else [None] * n, dtype="boolean")
+        else:
+            frame[column.field] = pd.Series(values if values else [None] * n, dtype=object).to_numpy()
+    table = pd.DataFrame(frame)
+    table["start_at"] = _localise(table["visit_date"] + table["start_time"], tz)
+    due = _localise(table["visit_date"] + table["expected_return"], tz)
+    by_duration = table["start_at"] + pd.to_timedelta(table["expected_duration"], unit="m")
+    table["return_due_at"] = due.fillna(by_duration)
+    table["learner_key"] = _learner_keys(table)
+    return Visits(
+        frame=table,
+        headers=dict(mapping.headers),
+        problems=problems,
+        schema=schema,
+        tz=tz,
+        source=raw.name,
+        worksheet=raw.worksheet,
+        header_row=raw.first_row + header_pos,
+    )
+
+
+def _dates(values: list[Any] | None, n: int) -> pd.Series:
+    if not values:
+        return pd.Series(np.full(n, np.datetime64("NaT", "ns")))
+    return pd.Series(np.array(values, dtype="datetime64[D]").astype("datetime64[ns]"))
+
+
+def _times(values: list[Any] | None, n: int) -> pd.Series:
+    if not values:
+        return pd.Series(pd.to_timedelta(np.full(n, np.nan), unit="s"))
+    seconds = [np.nan if t is None else t.hour * 3600 + t.minute * 60 + t.second for t in values]
+    return pd.Series(pd.to_timedelta(np.asarray(seconds, dtype=float), unit="s"))
+
+
+def _instants(values: list[Any] | None, dates: pd.Series, tz: ZoneInfo, n: int) -> pd.Series:
+    """Wall-clock datetimes (or bare times on the visit date) as UTC instants."""
+    if not values:
+        return pd.Series(pd.DatetimeIndex(np.full(n, np.datetime64("NaT", "ns"))).tz_localize("UTC"))
+    day = dates.to_numpy()
+    wall: list[Any] = []
+    for i, value in enumerate(values):
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(tz).replace(tzinfo=None)
+            wall.append(value)
+        elif isinstance(value, dt.time) and not np.isnat(day[i]):
+            date = pd.Timestamp(day[i]).date()
+            wall.append(dt.datetime.combine(date, value))
+        else:
+            wall.append(None)
+    naive = pd.Series(np.array(wall, dtype="datetime64[ns]"))
+    return _localise(naive, tz)
+
+
+def _localise(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
+    """School wall-clock times to UTC instants; the repeated autumn hour is read as summer time."""
+    ambiguous = np.ones(len(naive), dtype=bool)
+    local = naive.dt.tz_localize(tz, ambiguous=ambiguous, nonexistent="shift_forward")
+    return local.dt.tz_convert("UTC")
+
+
+def _learner_keys(table: pd.DataFrame) -> np.ndarray:
+    ids = table["learner_id"].to_numpy()
+    names = table["learner_name"].to_numpy()
+    postcodes = table["postcode"].to_numpy()
+    keys = []
+    for learner_id, name, postcode in zip(ids, names, postcodes, strict=True):
+        if learner_id:
+            keys.append("id:" + str(learner_id).strip().lower())
+        elif name:
+            keys.append("name:" + " ".join(str(name).lower().split()) + "|" + "".join(str(postcode or "").lower().split()))
+        else:
+            keys.append(None)
+    return np.asarray(keys, dtype=object)
+
+
+def to_wall_clock(instant: pd.Timestamp | dt.datetime | None, tz: ZoneInfo) -> dt.datetime | None:
+    """A UTC instant as the school's local time."""
+    if instant is None or instant is pd.NaT:
+        return None
+    return pd.Timestamp(instant).tz_convert(tz).to_pydatetime()
+
