@@ -21,7 +21,25 @@ Parsed = tuple[Any, str | None]
 
 EMPTY_WORDS = frozenset({"", "-", "--", "—", "–", "n/a", "na", "none", "nil", "tbc", "?"})
 YES_WORDS = frozenset(
-    {"y", "yes", "yeah", "yep", "true", "t", "1", "✓", "✔", "☑", "✅", "x", "ticked", "tick", "agreed", "done", "ok"}
+    {
+        "y",
+        "yes",
+        "yeah",
+        "yep",
+        "true",
+        "t",
+        "1",
+        "✓",
+        "✔",
+        "☑",
+        "✅",
+        "x",
+        "ticked",
+        "tick",
+        "agreed",
+        "done",
+        "ok",
+    }
 )
 NO_WORDS = frozenset({"n", "no", "nope", "false", "f", "0", "✗", "✘", "☐", "❌", "not agreed"})
 
@@ -189,7 +207,11 @@ def parse_date(raw: Any, date1904: bool = False) -> Parsed:
         return (moment.date(), None) if moment else (None, "a number that is not a date")
     if isinstance(raw, str):
         parsed, rest = _date_from_text(raw)
-        if parsed[1] is None and rest.strip(" ,") and _time_or_none(_TIME_LEAD.sub("", rest, count=1)) is None:
+        if (
+            parsed[1] is None
+            and rest.strip(" ,")
+            and _time_or_none(_TIME_LEAD.sub("", rest, count=1)) is None
+        ):
             return None, "not a date (unexpected text after the date)"
         return parsed
     return None, "not a date"
@@ -241,7 +263,7 @@ def parse_time(raw: Any, date1904: bool = False) -> Parsed:
     if isinstance(raw, dt.timedelta):
         seconds = raw.total_seconds()
         return (_time_from_fraction(seconds / 86400), None) if 0 <= seconds < 86400 else (None, "not a time")
-    if isinstance(raw, dt.date) or isinstance(raw, bool):
+    if isinstance(raw, (dt.date, bool)):
         return None, "a date, not a time"
     if isinstance(raw, int | float):
         number = float(raw)
@@ -332,9 +354,7 @@ def _iso_instant(text: str) -> dt.datetime | None:
 
 # ---------------------------------------------------------------- durations
 
-_DURATION_PART = re.compile(
-    r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>hours?|hrs?|h|minutes?|mins?|m)\b"
-)
+_DURATION_PART = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>hours?|hrs?|h|minutes?|mins?|m)\b")
 
 
 def parse_duration(raw: Any, date1904: bool = False) -> Parsed:
@@ -385,7 +405,7 @@ def _minutes(value: float) -> Parsed:
         return None, "not a positive number of minutes"
     if value > 7 * 24 * 60:
         return None, "longer than a week: not a visit duration"
-    return int(round(value)), None
+    return round(value), None
 
 
 # ---------------------------------------------------------------- phones
@@ -401,7 +421,7 @@ def parse_phone(raw: Any, date1904: bool = False) -> Parsed:
     """
     if is_blank(raw):
         return None, None
-    if isinstance(raw, bool) or isinstance(raw, dt.date | dt.time | dt.timedelta):
+    if isinstance(raw, (bool, dt.date | dt.time | dt.timedelta)):
         return None, "not a phone number"
     if isinstance(raw, int | float):
         if not _whole(float(raw)) or raw < 0:

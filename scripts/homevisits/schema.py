@@ -101,7 +101,9 @@ def load_schema(path: Path | str = SCHEMA_PATH) -> Schema:
 # ---------------------------------------------------------------- the header row
 
 
-def find_header_row(rows: Sequence[Sequence[Any]], schema: Schema, extra: Mapping[str, str] | None = None) -> int:
+def find_header_row(
+    rows: Sequence[Sequence[Any]], schema: Schema, extra: Mapping[str, str] | None = None
+) -> int:
     """The position (0-based) of the header row among the first ten rows: the one naming most known columns."""
     index = schema.header_index()
     extra_keys = {fold_header(k) for k in (extra or {})}

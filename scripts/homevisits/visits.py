@@ -127,7 +127,8 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
             frame[column.field] = _instants(values, frame["visit_date"], tz, n)
         elif column.type == "duration":
             frame[column.field] = np.asarray(
-                [np.nan if v is None else float(v) for v in values] if values else np.full(n, np.nan), dtype=float
+                [np.nan if v is None else float(v) for v in values] if values else np.full(n, np.nan),
+                dtype=float,
             )
         elif column.type == "yesno":
             frame[column.field] = pd.array(values if values else [None] * n, dtype="boolean")
@@ -200,7 +201,12 @@ def _learner_keys(table: pd.DataFrame) -> np.ndarray:
         if learner_id:
             keys.append("id:" + str(learner_id).strip().lower())
         elif name:
-            keys.append("name:" + " ".join(str(name).lower().split()) + "|" + "".join(str(postcode or "").lower().split()))
+            keys.append(
+                "name:"
+                + " ".join(str(name).lower().split())
+                + "|"
+                + "".join(str(postcode or "").lower().split())
+            )
         else:
             keys.append(None)
     return np.asarray(keys, dtype=object)
@@ -211,4 +217,3 @@ def to_wall_clock(instant: pd.Timestamp | dt.datetime | None, tz: ZoneInfo) -> d
     if instant is None or instant is pd.NaT:
         return None
     return pd.Timestamp(instant).tz_convert(tz).to_pydatetime()
-

@@ -7,7 +7,8 @@ tool's own cells, locating each row by its Visit ID at write time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 
 @dataclass
@@ -24,3 +25,34 @@ class RawSheet:
     first_row: int = 1
     date1904: bool = False
     worksheets: list[str] = field(default_factory=list)
+
+
+class Source(Protocol):
+    """What every source offers: one read of the whole worksheet."""
+
+    def read(self) -> RawSheet: ...
+
+
+@dataclass
+class ExcelSource:
+    path: Path
+    worksheet: str | None = None
+
+    def read(self) -> RawSheet:
+        from . import excel
+
+        return excel.read(self.path, self.worksheet)
+
+
+def open_source(source_cfg: dict[str, Any], base_dir: Path, worksheet: str | None = None) -> Source:
+    """The source the config's [source] table names: ``path`` (Excel) or ``spreadsheet`` (Google Sheet)."""
+    from ..errors import HomevisitsError
+
+    worksheet = worksheet or source_cfg.get("worksheet")
+    if source_cfg.get("path"):
+        path = Path(source_cfg["path"]).expanduser()
+        return ExcelSource(path if path.is_absolute() else base_dir / path, worksheet)
+    raise HomevisitsError(
+        "No sheet to check: set [source] path (an Excel workbook) or spreadsheet (a Google Sheet) in the config, "
+        "or pass --source."
+    )

@@ -1,0 +1,5 @@
+"""python -m homevisits"""
+
+from .cli import main
+
+raise SystemExit(main())

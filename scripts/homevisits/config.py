@@ -1,0 +1,148 @@
+"""The school's settings: homevisits.toml (or --config, or HOMEVISITS_CONFIG), secrets only from the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import HomevisitsError
+
+CONFIG_NAME = "homevisits.toml"
+CONFIG_ENV = "HOMEVISITS_CONFIG"
+SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report")
+TOP_LEVEL = ("policy", "timezone", "school", *SECTIONS)
+SECRET_KEYS = ("password", "secret", "private_key")
+
+
+@dataclass
+class Config:
+    """Settings with defaults filled in. Relative paths resolve against ``base_dir`` (the config's folder)."""
+
+    path: Path | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    policy: str = "omg_education"
+    timezone: str = "Europe/London"
+    school: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+    mail: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    forms: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, value: str | os.PathLike[str]) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def is_demo(self) -> bool:
+        return self.path is None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.state.get("dir", "state"))
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.resolve(self.state.get("ledger", "state/ledger.sqlite"))
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """The config file to use: --config, then $HOMEVISITS_CONFIG, then ./homevisits.toml; None for the demo."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise HomevisitsError(f"The config file {path} does not exist: check the --config path.")
+        return path
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        path = Path(from_env).expanduser()
+        if not path.is_file():
+            raise HomevisitsError(f"{CONFIG_ENV} points to {path}, which does not exist.")
+        return path
+    local = Path.cwd() / CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    path = find_config(explicit)
+    if path is None:
+        return demo_config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise HomevisitsError(f"{path.name} is not valid TOML ({exc}): fix that line and try again.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HomevisitsError(f"Could not read the config file {path}: {exc}.") from exc
+    return from_mapping(data, path)
+
+
+def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
+    where = path.name if path else "the config"
+    unknown = sorted(set(data) - set(TOP_LEVEL))
+    if unknown:
+        raise HomevisitsError(
+            f"{where} has unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+            f"the settings are {', '.join(TOP_LEVEL)} (see homevisits.example.toml)."
+        )
+    for name in SECTIONS:
+        if name in data and not isinstance(data[name], dict):
+            raise HomevisitsError(f"In {where}, [{name}] must be a table of settings, not a single value.")
+    for section in ("source", "mail"):
+        for key in data.get(section, {}):
+            if key.lower() in SECRET_KEYS:
+                raise HomevisitsError(
+                    f"{where} holds a {key} under [{section}]: secrets belong in an environment variable "
+                    "(see password_env in homevisits.example.toml), never in the config file."
+                )
+    columns = data.get("columns", {})
+    bad = [k for k, v in columns.items() if not isinstance(v, str)]
+    if bad:
+        raise HomevisitsError(
+            f'In {where}, [columns] maps your header to a field name, e.g. "Date of visit" = "visit_date".'
+        )
+    for key in ("policy", "timezone", "school"):
+        if key in data and not isinstance(data[key], str):
+            raise HomevisitsError(f'In {where}, {key} must be text in quotes, e.g. {key} = "...".')
+    base = path.resolve().parent if path else Path.cwd()
+    config = Config(path=path, base_dir=base, **{k: data[k] for k in TOP_LEVEL if k in data})
+    check_timezone(config.timezone)
+    return config
+
+
+def check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise HomevisitsError(f"'{name}' is not a time zone: use timezone = \"Europe/London\".") from exc
+
+
+DEMO_WORKBOOK = "demo/home_visits.xlsx"
+
+
+def demo_config() -> Config:
+    """No config file: the bundled demo, a workbook built on first use under ./demo, checked under OMG Education."""
+    return Config(
+        path=None,
+        base_dir=Path.cwd(),
+        policy="omg_education",
+        school="Demo College (invented data)",
+        source={"path": DEMO_WORKBOOK, "worksheet": "Home Visits"},
+        mail={
+            "transport": "outbox",
+            "outbox": "demo/outbox",
+            "from": "homevisits@school.example",
+            "forms_to": ["safeguarding@school.example"],
+            "smt": ["head@school.example"],
+            "allowed_domains": ["school.example"],
+        },
+        state={"dir": "demo/state", "ledger": "demo/state/ledger.sqlite"},
+        forms={"out": "demo/forms"},
+        report={"out": "demo/reports"},
+    )

@@ -1,0 +1,113 @@
+"""The road every command walks: read the sheet, map its headers, parse the visits, check them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .config import Config
+from .errors import HomevisitsError
+from .findings import Finding, Report
+from .policy import Policy, check, load_policy
+from .schema import find_header_row, load_schema, map_headers, require_columns
+from .sources import RawSheet
+from .visits import Visits, build_visits
+
+
+@dataclass
+class Checked:
+    """A sheet read, parsed and checked at ``now``."""
+
+    config: Config
+    raw: RawSheet
+    visits: Visits
+    policy: Policy
+    now: dt.datetime
+    findings: list[Finding]
+
+    def report(self) -> Report:
+        return Report(
+            source=self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})",
+            policy=self.policy.name,
+            checked_at=self.now.isoformat(timespec="seconds"),
+            rows=len(self.visits),
+            findings=self.findings,
+        )
+
+
+def parse_now(text: str | None, tz: ZoneInfo) -> dt.datetime:
+    """``--now`` as an aware datetime: ISO 8601, read in the school's time zone when it has no offset."""
+    if not text:
+        return dt.datetime.now(tz)
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise HomevisitsError(
+            f"--now '{text}' is not an ISO 8601 date and time, e.g. 2026-11-23T09:00."
+        ) from exc
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
+
+
+def is_spreadsheet(source: str) -> bool:
+    """A Google Sheet is named by its URL or its key; anything else is a file path."""
+    text = source.strip()
+    if text.startswith(("https://", "http://")):
+        return True
+    return len(text) >= 30 and "/" not in text and "." not in text and " " not in text
+
+
+def apply_overrides(
+    config: Config, *, source: str | None, worksheet: str | None, policy: str | None
+) -> Config:
+    """Command-line options win over the config file."""
+    if source:
+        key = "spreadsheet" if is_spreadsheet(source) else "path"
+        config.source = {k: v for k, v in config.source.items() if k not in ("path", "spreadsheet")}
+        config.source[key] = source if key == "spreadsheet" else str(Path(source).expanduser().resolve())
+        if key == "path" and config.is_demo:
+            config.source.pop("worksheet", None)
+    if worksheet:
+        config.source["worksheet"] = worksheet
+    if policy:
+        config.policy = policy
+    return config
+
+
+def read_sheet(config: Config) -> RawSheet:
+    """One read of the whole worksheet, from whichever source the config names."""
+    from .sources import open_source
+
+    if config.is_demo and "path" in config.source:
+        workbook = config.resolve(config.source["path"])
+        if not workbook.exists():
+            from .demo_data import build_demo_workbook
+
+            build_demo_workbook(workbook, dt.datetime.now(ZoneInfo(config.timezone)))
+    return open_source(config.source, config.base_dir).read()
+
+
+def load(config: Config, now: dt.datetime) -> Checked:
+    """Read, parse and check: the findings every command starts from."""
+    tz = ZoneInfo(config.timezone)
+    policy = load_policy(
+        str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
+    )
+    schema = load_schema()
+    raw = read_sheet(config)
+    where = f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
+    if not raw.rows:
+        raise HomevisitsError(f"{where} is empty: it needs a header row and one row per visit.")
+    header_pos = find_header_row(raw.rows, schema, config.columns)
+    mapping = map_headers(raw.rows[header_pos], schema, config.columns)
+    require_columns(mapping, policy.needed_columns(), schema, where)
+    for group in policy.needed_alternatives():
+        if not any(name in mapping.positions for name in group):
+            headers = " or ".join(f"'{schema[name].header}'" for name in group)
+            raise HomevisitsError(
+                f"{where} needs a column {headers} for the policy's checks: add one of them."
+            )
+    visits = build_visits(raw, schema, mapping, header_pos, tz)
+    findings = check(visits, policy, now)
+    return Checked(config=config, raw=raw, visits=visits, policy=policy, now=now, findings=findings)

@@ -1,0 +1,155 @@
+"""Policy profiles (policies/*.toml): which rules a school enables, their parameters and the clause each enforces."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import HomevisitsError
+from .findings import SEVERITIES, Finding, sort_key
+from .rules import RULES, Context
+from .visits import Visits
+
+POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
+PROFILE_KEYS = {
+    "name",
+    "source",
+    "summary",
+    "forms",
+    "template_dir",
+    "required_columns",
+    "rules",
+    "forms_to_label",
+}
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    id: str
+    clause: str
+    severity: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Policy:
+    key: str
+    name: str
+    path: Path
+    rules: dict[str, RuleConfig]
+    forms: list[str] = field(default_factory=list)
+    required_columns: list[str] = field(default_factory=list)
+    template_dir: Path | None = None
+    summary: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rule(self, rule_id: str) -> RuleConfig | None:
+        return self.rules.get(rule_id)
+
+    def param(self, rule_id: str, key: str, default: Any = None) -> Any:
+        config = self.rules.get(rule_id)
+        return config.params.get(key, default) if config else default
+
+    def needed_columns(self) -> list[str]:
+        """Every column the sheet must have: the profile's list plus what each enabled rule reads."""
+        needed = list(self.required_columns)
+        for rule_id in self.rules:
+            needed.extend(name for name in RULES[rule_id].needs if "|" not in name)
+        return list(dict.fromkeys(needed))
+
+    def needed_alternatives(self) -> list[tuple[str, ...]]:
+        """Groups of columns of which the sheet needs at least one (e.g. expected return or duration)."""
+        return [tuple(n.split("|")) for r in self.rules for n in RULES[r].needs if "|" in n]
+
+
+def policy_names() -> list[str]:
+    return sorted(p.stem for p in POLICY_DIR.glob("*.toml"))
+
+
+def load_policy(name_or_path: str) -> Policy:
+    """A profile by name (``omg_education``) from policies/, or by the path of a school's own copy."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix == ".toml" or candidate.parent != Path("."):
+        path = candidate
+    else:
+        path = POLICY_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise HomevisitsError(
+            f"There is no policy '{name_or_path}': use one of {', '.join(policy_names())} or the path of a profile file."
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        raise HomevisitsError(f"The policy profile {path.name} could not be read ({exc}).") from exc
+    return _from_mapping(data, path)
+
+
+def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
+    where = path.name
+    rules: dict[str, RuleConfig] = {}
+    for rule_id, table in (data.get("rules") or {}).items():
+        if rule_id not in RULES:
+            raise HomevisitsError(
+                f"{where} enables rule {rule_id}, which does not exist (rules: HV001 to HV028)."
+            )
+        if not isinstance(table, dict) or not str(table.get("clause", "")).strip():
+            raise HomevisitsError(
+                f"In {where}, rule {rule_id} needs a clause: the part of the policy it enforces."
+            )
+        params = {k: v for k, v in table.items() if k not in ("clause", "severity", "enabled")}
+        if table.get("enabled", True) is False:
+            continue
+        severity = table.get("severity", RULES[rule_id].severity)
+        if severity not in SEVERITIES:
+            raise HomevisitsError(
+                f"In {where}, rule {rule_id} has severity '{severity}': use one of {', '.join(SEVERITIES)}."
+            )
+        rules[rule_id] = RuleConfig(rule_id, str(table["clause"]).strip(), severity, params)
+    template_dir = data.get("template_dir")
+    return Policy(
+        key=path.stem,
+        name=data.get("name", path.stem),
+        path=path,
+        rules=dict(sorted(rules.items())),
+        forms=list(data.get("forms", [])),
+        required_columns=list(data.get("required_columns", [])),
+        template_dir=(path.parent / template_dir) if template_dir else None,
+        summary=data.get("summary", ""),
+        extra={k: v for k, v in data.items() if k not in PROFILE_KEYS},
+    )
+
+
+def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
+    """Run every enabled rule over the visits table; all findings, never stopping at the first."""
+    instant = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
+    bad_cells = {(p.row, p.field) for p in visits.problems}
+    findings: list[Finding] = []
+    frame = visits.frame
+    rows = frame["row"].to_numpy()
+    ids = frame["visit_id"].to_numpy()
+    for rule_id, config in policy.rules.items():
+        rule = RULES[rule_id]
+        context = Context(
+            visits=visits, params=config.params, now=instant, bad_cells=bad_cells, policy_name=policy.name
+        )
+        for hit in rule.func(context):
+            position = hit.position
+            findings.append(
+                Finding(
+                    rule=rule_id,
+                    severity=hit.severity or config.severity,
+                    row=int(rows[position]) if position is not None else hit.row,
+                    visit_id=(ids[position] or None) if position is not None else None,
+                    column=visits.header(hit.field) if hit.field else None,
+                    message=hit.message,
+                    fix=hit.fix,
+                    clause=f"{policy.name} {config.clause}",
+                )
+            )
+    findings.sort(key=sort_key)
+    return findings

@@ -1,0 +1,749 @@
+"""The rules, one small function each, registered by a stable id (HV001...).
+
+A rule reads the visits table through a :class:`Context` and yields :class:`Hit` records: which
+visit, which column, a plain-English message and one sentence on what to do. It never opens a
+file and never knows which school it serves: the profile (policies/*.toml) turns it on, sets its
+parameters and names the clause it enforces. Masks are computed over whole columns (pandas); only
+the rows that break a rule are looped over to word their messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .visits import Visits
+
+CANCELLED = ("Cancelled", "Not carried out")
+HAPPENED = ("Completed", "No answer")
+
+
+@dataclass(frozen=True)
+class Hit:
+    position: int | None  # the visit's position in the table; None for a sheet-wide finding
+    field: str | None
+    message: str
+    fix: str
+    severity: str | None = None  # overrides the rule's severity (e.g. HV009: info until the deadline)
+    row: int | None = None
+
+
+@dataclass
+class Context:
+    visits: Visits
+    params: dict[str, Any]
+    now: pd.Timestamp  # UTC
+    bad_cells: set[tuple[int, str]]
+    policy_name: str = ""
+
+    @property
+    def f(self) -> pd.DataFrame:
+        return self.visits.frame
+
+    def p(self, key: str, default: Any) -> Any:
+        return self.params.get(key, default)
+
+    def header(self, name: str) -> str:
+        return self.visits.header(name)
+
+    def unreadable(self, name: str) -> np.ndarray:
+        """True where the cell had a value that could not be read (already reported by HV002)."""
+        rows = self.f["row"].to_numpy()
+        marked = {row for row, field in self.bad_cells if field == name}
+        return np.isin(rows, list(marked)) if marked else np.zeros(len(rows), dtype=bool)
+
+    def when(self, instant: Any) -> str:
+        """A UTC instant as the school reads it: ``Mon 23 Nov 2026 14:30``."""
+        if instant is None or pd.isna(instant):
+            return "an unknown time"
+        return pd.Timestamp(instant).tz_convert(self.visits.tz).strftime("%a %d %b %Y %H:%M")
+
+    def status(self) -> pd.Series:
+        return self.f["status"]
+
+    def live(self) -> np.ndarray:
+        """Visits that are planned or went ahead: not cancelled and not called off."""
+        return ~self.f["status"].isin(CANCELLED).to_numpy()
+
+    def planned(self) -> np.ndarray:
+        status = self.f["status"]
+        return (status.isna() | (status == "Planned")).to_numpy()
+
+    def happened(self) -> np.ndarray:
+        return self.f["status"].isin(HAPPENED).to_numpy()
+
+    def started(self) -> np.ndarray:
+        """The visit has begun by now, or is recorded as having happened."""
+        begun = (self.f["start_at"] <= self.now).fillna(False).to_numpy(dtype=bool)
+        return begun | self.happened()
+
+    def empty(self, name: str) -> np.ndarray:
+        return self.f[name].isna().to_numpy()
+
+    def yes(self, name: str) -> np.ndarray:
+        return self.f[name].fillna(False).to_numpy(dtype=bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    severity: str
+    needs: tuple[str, ...]  # columns the sheet must have; "a|b" means either will do
+    func: Callable[[Context], Iterator[Hit]]
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, title: str, severity: str, needs: tuple[str, ...] = ()) -> Callable:
+    """Register a rule function under its id."""
+
+    def register(func: Callable[[Context], Iterator[Hit]]) -> Callable[[Context], Iterator[Hit]]:
+        RULES[rule_id] = Rule(rule_id, title, severity, needs, func)
+        return func
+
+    return register
+
+
+def rule_titles() -> dict[str, str]:
+    return {rule_id: r.title for rule_id, r in sorted(RULES.items())}
+
+
+def _positions(mask: Any) -> list[int]:
+    return np.flatnonzero(np.asarray(mask, dtype=bool)).tolist()
+
+
+def _value(ctx: Context, position: int, name: str) -> Any:
+    value = ctx.f[name].iat[position]
+    return (
+        None if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)) else value
+    )
+
+
+def _same_person(a: Any, b: Any) -> bool:
+    def fold(text: Any) -> str:
+        return re.sub(r"[^a-z]", "", str(text or "").lower())
+
+    return bool(fold(a)) and fold(a) == fold(b)
+
+
+# ---------------------------------------------------------------- the sheet itself
+
+
+@rule("HV001", "Required information missing", "error")
+def required_value_missing(ctx: Context) -> Iterator[Hit]:
+    """A column the profile requires is empty on a visit that is planned or went ahead."""
+    live = ctx.live()
+    for name in ctx.p("fields", []):
+        missing = live & ctx.empty(name) & ~ctx.unreadable(name)
+        for i in _positions(missing):
+            yield Hit(i, name, f"{ctx.header(name)} is empty.", f"Fill in {ctx.header(name)} for this visit.")
+
+
+CELL_HINTS = {
+    "date": "write the date day first, e.g. 03/04/2026 or 3 Apr 2026",
+    "time": "write a time such as 14:30 or 2.30pm",
+    "datetime": "write a date and time such as 03/04/2026 14:30, or just a time for the visit date",
+    "duration": "write minutes, e.g. 45, or hours and minutes, e.g. 1h30",
+    "phone": "write a UK phone number, e.g. 07700 900123",
+    "email": "write one email address, e.g. name@school.example",
+    "yesno": "write YES or NO",
+}
+
+
+@rule("HV002", "Cell could not be read", "error")
+def unreadable_cell(ctx: Context) -> Iterator[Hit]:
+    """A cell whose value cannot be understood (a bad date, time, phone number or choice)."""
+    rows = ctx.f["row"].to_numpy()
+    position_of_row = {int(r): i for i, r in enumerate(rows)}
+    for problem in ctx.visits.problems:
+        header = ctx.header(problem.field)
+        kind = ctx.visits.schema[problem.field].type
+        raw = str(problem.raw)
+        shown = raw if len(raw) <= 60 else raw[:57] + "..."
+        yield Hit(
+            position_of_row.get(problem.row),
+            problem.field,
+            f"'{shown}' in {header} could not be read: {problem.reason}.",
+            f"Correct the cell: {CELL_HINTS.get(kind, 'write a value from the list')}.",
+            row=problem.row,
+        )
+
+
+@rule("HV019", "Same Visit ID twice", "error", needs=("visit_id",))
+def duplicate_visit_id(ctx: Context) -> Iterator[Hit]:
+    """Two rows share a Visit ID, so emails and write-backs could land on the wrong visit."""
+    ids = ctx.f["visit_id"]
+    duplicated = ids.notna() & ids.duplicated(keep=False)
+    rows = ctx.f["row"]
+    for i in _positions(duplicated):
+        others = [str(r) for r in rows[(ids == ids.iat[i])] if r != rows.iat[i]]
+        yield Hit(
+            i,
+            "visit_id",
+            f"Visit ID {ids.iat[i]} is also used on row{'s' if len(others) > 1 else ''} {', '.join(others)}.",
+            "Give each visit its own ID (clear the cell on the copy and homevisits will assign a new one).",
+        )
+
+
+# ---------------------------------------------------------------- risk
+
+
+@rule("HV003", "High-risk visit", "error", needs=("risk_level", "status"))
+def high_risk_visit(ctx: Context) -> Iterator[Hit]:
+    """A visit rated HIGH risk that is planned or was carried out: it must not go ahead."""
+    high = (ctx.f["risk_level"] == "HIGH").to_numpy() & ctx.live()
+    happened = ctx.happened()
+    for i in _positions(high):
+        if happened[i]:
+            yield Hit(
+                i,
+                "risk_level",
+                "A visit rated HIGH risk is recorded as carried out; high-risk visits must not go ahead.",
+                "Tell the line manager and record why it went ahead; correct the risk level if it was wrong.",
+            )
+        else:
+            yield Hit(
+                i,
+                "risk_level",
+                "This visit is rated HIGH risk; under the policy it must not go ahead.",
+                "Set Status to Cancelled and meet the learner another way (in school or by phone), "
+                "or review the risk with the manager.",
+            )
+
+
+@rule("HV004", "Medium-risk visit not in a public place", "error", needs=("risk_level", "location_type"))
+def medium_risk_not_public(ctx: Context) -> Iterator[Hit]:
+    """A MEDIUM risk visit must meet in a public place near the home, such as a library or cafe."""
+    medium = (ctx.f["risk_level"] == "MEDIUM").to_numpy() & ctx.live()
+    public = (ctx.f["location_type"] == "Public place").to_numpy()
+    for i in _positions(medium & ~public):
+        place = _value(ctx, i, "location_type") or "no location type"
+        yield Hit(
+            i,
+            "location_type",
+            f"MEDIUM risk visit planned at '{place}'; medium-risk meetings must be in a public place.",
+            "Move the meeting to a public place near the home (a library or cafe) and set Location type "
+            "to Public place.",
+        )
+
+
+@rule("HV005", "No expected return", "error", needs=("expected_return|expected_duration",))
+def no_expected_return(ctx: Context) -> Iterator[Hit]:
+    """Without an expected return time (or duration) nobody can tell when the safe-return call is late."""
+    unknown = ctx.f["return_due_at"].isna().to_numpy()
+    unreadable = ctx.unreadable("expected_return") | ctx.unreadable("expected_duration")
+    has_start = ctx.f["start_at"].notna().to_numpy()
+    field = "expected_return" if "expected_return" in ctx.visits.headers else "expected_duration"
+    for i in _positions(ctx.live() & unknown & ~unreadable & has_start):
+        yield Hit(
+            i,
+            field,
+            "No expected return time or duration: the line manager cannot tell when to expect the safe-return call.",
+            f"Fill in {ctx.header(field)} (and tell the line manager).",
+        )
+
+
+@rule("HV015", "Dangerous animals flagged", "warning", needs=("dangerous_animals",))
+def dangerous_animals(ctx: Context) -> Iterator[Hit]:
+    """Animals that may be dangerous: they must be kept in another room, or the visit is cancelled."""
+    flagged = ctx.yes("dangerous_animals") & ctx.live() & ~ctx.happened()
+    for i in _positions(flagged):
+        yield Hit(
+            i,
+            "dangerous_animals",
+            "Dangerous animals are flagged at this address.",
+            "Ask the family before the visit to keep the animals in another room; cancel the visit if they "
+            "refuse or cannot.",
+        )
+
+
+# ---------------------------------------------------------------- consent, approval, authorisation
+
+
+def _exempt(ctx: Context) -> np.ndarray:
+    words = [w.lower() for w in ctx.p("exempt_reasons", [])]
+    reasons = ctx.f["reason"].fillna("").astype(str).str.lower().to_numpy()
+    return np.array([any(w in r for w in words) for r in reasons], dtype=bool)
+
+
+@rule("HV006", "No parent/carer consent", "error", needs=("parent_consent", "reason"))
+def no_parent_consent(ctx: Context) -> Iterator[Hit]:
+    """Parents/carers agree to the visit beforehand, except safe-and-well or emergency safeguarding checks."""
+    consent = ctx.f["parent_consent"]
+    lacking = (consent != "YES").fillna(True).to_numpy(dtype=bool) & ~ctx.unreadable("parent_consent")
+    for i in _positions(ctx.live() & lacking & ~_exempt(ctx)):
+        said = _value(ctx, i, "parent_consent")
+        state = "is recorded as NO" if said == "NO" else "is not recorded" if said is None else f"is {said}"
+        yield Hit(
+            i,
+            "parent_consent",
+            f"Parent/carer agreement to the visit {state}, and the reason given is not an exempt "
+            "safe-and-well or emergency check.",
+            "Confirm with the parent/carer that they are happy for the visit (a phone call is fine) and "
+            "record YES, or record the safe-and-well / emergency reason.",
+        )
+
+
+@rule("HV007", "Not approved by a line manager", "error", needs=("approved_by", "lead_staff"))
+def not_approved(ctx: Context) -> Iterator[Hit]:
+    """A line manager approves each visit; the lead staff member cannot approve their own."""
+    live = ctx.live()
+    for i in _positions(live & ctx.empty("approved_by")):
+        yield Hit(
+            i,
+            "approved_by",
+            "No line manager has approved this visit.",
+            "Discuss the visit with your line manager and record their name in "
+            + ctx.header("approved_by")
+            + ".",
+        )
+    approver = ctx.f["approved_by"].to_numpy()
+    lead = ctx.f["lead_staff"].to_numpy()
+    for i in _positions(live & ~ctx.empty("approved_by")):
+        if _same_person(approver[i], lead[i]):
+            yield Hit(
+                i,
+                "approved_by",
+                f"The visit is approved by {approver[i]}, who is also leading it.",
+                "Ask your line manager to approve the visit; nobody approves their own.",
+            )
+
+
+@rule("HV008", "Not authorised by the Principal/DSL", "error", needs=("authorised_by",))
+def not_authorised(ctx: Context) -> Iterator[Hit]:
+    """Every visit is authorised by the Principal, Headteacher or Designated Safeguarding Lead."""
+    for i in _positions(ctx.live() & ctx.empty("authorised_by")):
+        yield Hit(
+            i,
+            "authorised_by",
+            f"No authorisation recorded in {ctx.header('authorised_by')}.",
+            "Get the visit authorised by the Principal/Headteacher or the DSL and record who authorised it.",
+        )
+
+
+# ---------------------------------------------------------------- the form and its deadline
+
+
+@rule("HV009", "Risk assessment form deadline", "error", needs=("form_sent_at", "visit_date", "start_time"))
+def form_deadline(ctx: Context) -> Iterator[Hit]:
+    """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
+    hours = float(ctx.p("deadline_hours", 24))
+    deadline = ctx.f["start_at"] - pd.Timedelta(hours=hours)
+    sent = ctx.f["form_sent_at"]
+    known = deadline.notna().to_numpy()
+    eligible = ctx.live() & known & ~(ctx.f["risk_level"] == "HIGH").to_numpy()
+    late = eligible & (sent > deadline).fillna(False).to_numpy(dtype=bool)
+    unsent = eligible & sent.isna().to_numpy() & ~ctx.unreadable("form_sent_at")
+    passed = (deadline < ctx.now).fillna(False).to_numpy(dtype=bool)
+    ahead = f"{hours:g} hours before the visit" if hours else "before the visit"
+    for i in _positions(late):
+        yield Hit(
+            i,
+            "form_sent_at",
+            f"The risk assessment form was sent {ctx.when(sent.iat[i])}, after the deadline of "
+            f"{ctx.when(deadline.iat[i])} ({ahead}).",
+            "Send forms earlier: the visit should not go ahead until the form has been received in time.",
+        )
+    for i in _positions(unsent & passed):
+        yield Hit(
+            i,
+            "form_sent_at",
+            f"The risk assessment form has not been sent and the deadline passed {ctx.when(deadline.iat[i])} "
+            f"({ahead}).",
+            "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
+        )
+    for i in _positions(unsent & ~passed & ctx.planned()):
+        yield Hit(
+            i,
+            "form_sent_at",
+            f"The risk assessment form is due by {ctx.when(deadline.iat[i])} ({ahead}).",
+            "Complete the row so the form can be sent before the deadline.",
+            severity="info",
+        )
+
+
+# ---------------------------------------------------------------- who goes, when, what they carry
+
+
+def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
+    start = ctx.f["start_at"].dt.tz_convert(ctx.visits.tz)
+    end = ctx.f["return_due_at"].dt.tz_convert(ctx.visits.tz)
+    opens = pd.Timedelta(ctx.p("office_start", "08:00") + ":00")
+    closes = pd.Timedelta(ctx.p("office_end", "18:00") + ":00")
+    start_clock = start - start.dt.normalize()
+    end_clock = end - end.dt.normalize()
+    early = (start_clock < opens).fillna(False).to_numpy(dtype=bool)
+    late = (
+        ((end_clock > closes) | (end.dt.normalize() > start.dt.normalize()))
+        .fillna(False)
+        .to_numpy(dtype=bool)
+    )
+    weekend = (
+        (start.dt.dayofweek >= 5).fillna(False).to_numpy(dtype=bool) if ctx.p("weekends", True) else None
+    )
+    reasons: list[list[str]] = [[] for _ in range(len(start))]
+    for i in _positions(early):
+        reasons[i].append(f"starts before {ctx.p('office_start', '08:00')}")
+    for i in _positions(late):
+        reasons[i].append(f"ends after {ctx.p('office_end', '18:00')}")
+    if weekend is not None:
+        for i in _positions(weekend):
+            reasons[i].append("is at the weekend")
+    return np.array([bool(r) for r in reasons], dtype=bool), reasons
+
+
+def _first_visits(ctx: Context) -> np.ndarray:
+    """No earlier Completed visit for the same learner (Learner ID, else name and postcode)."""
+    frame = ctx.f
+    when = frame["start_at"].fillna(frame["visit_date"].dt.tz_localize("UTC"))
+    completed = (frame["status"] == "Completed").to_numpy()
+    earliest: dict[Any, pd.Timestamp] = {}
+    for key, moment, done in zip(frame["learner_key"], when, completed, strict=True):
+        if (
+            done
+            and key is not None
+            and not pd.isna(moment)
+            and (key not in earliest or moment < earliest[key])
+        ):
+            earliest[key] = moment
+    first = []
+    for key, moment in zip(frame["learner_key"], when, strict=True):
+        prior = earliest.get(key)
+        first.append(prior is None or pd.isna(moment) or not prior < moment)
+    return np.array(first, dtype=bool)
+
+
+@rule("HV010", "No second member of staff", "error", needs=("second_staff",))
+def no_second_staff(ctx: Context) -> Iterator[Hit]:
+    """Visits go in pairs where the policy says so: always, on a first visit, out of hours or when little is known."""
+    mode = ctx.p("pairs", "always")
+    alone = ctx.live() & ctx.empty("second_staff")
+    if mode == "always":
+        why = [["home visits are made in pairs"]] * len(alone)
+        needed = np.ones(len(alone), dtype=bool)
+    elif mode == "first_visit":
+        needed = _first_visits(ctx)
+        why = [["it is the learner's first home visit"]] * len(alone)
+    elif mode == "out_of_hours_or_little_info":
+        needed, why = _out_of_hours(ctx)
+        little = ctx.empty(ctx.p("information_field", "risk_notes"))
+        why = [
+            w + (["little or nothing is known (no risk notes)"] if little[i] else [])
+            for i, w in enumerate(why)
+        ]
+        needed = needed | little
+    else:
+        raise ValueError(f"HV010: unknown pairs mode {mode!r}")
+    for i in _positions(alone & needed):
+        yield Hit(
+            i,
+            "second_staff",
+            f"Nobody is recorded as going with the lead staff member, but {' and '.join(why[i])}.",
+            "Arrange a second member of staff and record their name, or rearrange the visit.",
+        )
+
+
+@rule("HV011", "Evening or out-of-hours visit", "warning", needs=("start_time", "visit_date"))
+def out_of_hours(ctx: Context) -> Iterator[Hit]:
+    """Visits outside office hours (default before 08:00, after 18:00, or at the weekend)."""
+    outside, why = _out_of_hours(ctx)
+    for i in _positions(ctx.live() & outside):
+        yield Hit(
+            i,
+            "start_time",
+            f"The visit {' and '.join(why[i])}.",
+            "Move the visit into the school day if you can; if not, make sure two staff go and the school "
+            "knows when to expect the safe-return call.",
+        )
+
+
+@rule("HV012", "Safeguarding team not informed", "error", needs=("safeguarding_informed",))
+def safeguarding_not_informed(ctx: Context) -> Iterator[Hit]:
+    """The safeguarding team and reception know where staff are going before they leave."""
+    missing = ctx.live() & ~ctx.yes("safeguarding_informed") & ~ctx.unreadable("safeguarding_informed")
+    started = ctx.started()
+    for i in _positions(missing):
+        if started[i]:
+            yield Hit(
+                i,
+                "safeguarding_informed",
+                "The visit went ahead without a record that the safeguarding team and reception were told.",
+                "Tell the safeguarding team and reception before leaving for every visit, and record YES.",
+            )
+        else:
+            yield Hit(
+                i,
+                "safeguarding_informed",
+                "Before leaving, tell the safeguarding team and reception where you are going.",
+                "Inform them on the day, then record YES.",
+                severity="info",
+            )
+
+
+@rule("HV013", "No safe word agreed", "error", needs=("safe_word_agreed",))
+def no_safe_word(ctx: Context) -> Iterator[Hit]:
+    """A safe word is agreed and recorded on the lone working risk assessment before the visit."""
+    missing = ctx.live() & ~ctx.yes("safe_word_agreed") & ~ctx.unreadable("safe_word_agreed")
+    started = ctx.started()
+    for i in _positions(missing):
+        yield Hit(
+            i,
+            "safe_word_agreed",
+            "No safe word is recorded as agreed for this visit.",
+            "Agree a safe word with your colleague and the school, write it on the risk assessment "
+            "(not in the sheet) and record YES here.",
+            severity=None if started[i] else "warning",
+        )
+
+
+@rule("HV014", "Laptop without SMT approval", "error", needs=("laptop_taken", "laptop_approved_by"))
+def laptop_without_approval(ctx: Context) -> Iterator[Hit]:
+    """A laptop goes on a visit only with a member of SMT's approval, emailed to IT."""
+    for i in _positions(ctx.live() & ctx.yes("laptop_taken") & ctx.empty("laptop_approved_by")):
+        yield Hit(
+            i,
+            "laptop_approved_by",
+            "A laptop is taken on the visit without a record of SMT approval.",
+            "Ask a member of SMT to approve it by email to the IT department and record their name.",
+        )
+
+
+@rule("HV016", "No valid phone taken", "error", needs=("phone_taken",))
+def no_phone(ctx: Context) -> Iterator[Hit]:
+    """Staff carry a charged work mobile on every visit and its number is recorded."""
+    unreadable = ctx.unreadable("phone_taken")
+    for i in _positions(ctx.live() & ctx.empty("phone_taken")):
+        problem = "is not a valid number" if unreadable[i] else "is not recorded"
+        yield Hit(
+            i,
+            "phone_taken",
+            f"The phone taken on the visit {problem}, so nobody could call the staff member.",
+            "Record the number of the charged work mobile the staff member carries (borrow one if needed).",
+        )
+
+
+@rule("HV017", "Inconsistent times", "error", needs=("start_time", "visit_date"))
+def inconsistent_times(ctx: Context) -> Iterator[Hit]:
+    """Times that cannot all be true: return before start, departure before arrival, a visit far too long."""
+    frame = ctx.f
+    live = ctx.live()
+    start, due = frame["start_at"], frame["return_due_at"]
+    backwards = live & (due <= start).fillna(False).to_numpy(dtype=bool)
+    field = "expected_return" if "expected_return" in ctx.visits.headers else "expected_duration"
+    for i in _positions(backwards):
+        yield Hit(
+            i,
+            field,
+            f"Expected return {ctx.when(due.iat[i])} is not after the start {ctx.when(start.iat[i])}.",
+            "Correct the start time or the expected return (24-hour clock, e.g. 15:30).",
+        )
+    limit = float(ctx.p("max_minutes", 240))
+    too_long = live & ((due - start) > pd.Timedelta(minutes=limit)).fillna(False).to_numpy(dtype=bool)
+    for i in _positions(too_long):
+        minutes = int((due.iat[i] - start.iat[i]).total_seconds() // 60)
+        yield Hit(
+            i,
+            field,
+            f"The visit is planned to last {minutes} minutes, longer than the {limit:g} minutes the policy expects.",
+            "Check the times; if the visit really is that long, agree check-in calls with the line manager.",
+            severity="warning",
+        )
+    arrived, departed = frame["arrived_at"], frame["departed_at"]
+    for i in _positions(live & (departed < arrived).fillna(False).to_numpy(dtype=bool)):
+        yield Hit(
+            i,
+            "departed_at",
+            f"Departed {ctx.when(departed.iat[i])} is before arrived {ctx.when(arrived.iat[i])}.",
+            "Correct the arrival or departure time.",
+        )
+
+
+# ---------------------------------------------------------------- after the visit
+
+
+@rule("HV020", "No arrival and departure times", "error", needs=("arrived_at", "departed_at", "status"))
+def no_arrival_departure(ctx: Context) -> Iterator[Hit]:
+    """A completed visit records when staff arrived and left."""
+    completed = (ctx.f["status"] == "Completed").to_numpy()
+    for name in ("arrived_at", "departed_at"):
+        for i in _positions(completed & ctx.empty(name) & ~ctx.unreadable(name)):
+            yield Hit(
+                i,
+                name,
+                f"The visit is Completed but {ctx.header(name)} is empty.",
+                f"Record {ctx.header(name)} (a time such as 14:35 is read as on the visit date).",
+            )
+
+
+@rule("HV021", "No outcome recorded", "error", needs=("outcome", "status"))
+def no_outcome(ctx: Context) -> Iterator[Hit]:
+    """A completed visit has a short record of what happened and what follows."""
+    completed = (ctx.f["status"] == "Completed").to_numpy()
+    for i in _positions(completed & ctx.empty("outcome")):
+        yield Hit(
+            i,
+            "outcome",
+            "The visit is Completed but no outcome is recorded.",
+            "Write who was seen, what was agreed and any follow-up in " + ctx.header("outcome") + ".",
+        )
+
+
+def _due_with_grace(ctx: Context) -> pd.Series:
+    return ctx.f["return_due_at"] + pd.Timedelta(minutes=float(ctx.p("grace_minutes", 30)))
+
+
+@rule(
+    "HV022",
+    "Safe return not confirmed",
+    "alert",
+    needs=("returned_at", "status", "lead_staff", "phone_taken", "expected_return|expected_duration"),
+)
+def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
+    """Expected return plus the grace period has passed and nobody has confirmed the staff member is back safe."""
+    limit = _due_with_grace(ctx)
+    overdue = (limit < ctx.now).fillna(False).to_numpy(dtype=bool)
+    unconfirmed = ctx.live() & ctx.empty("returned_at") & ~ctx.unreadable("returned_at") & overdue
+    recent = (limit > ctx.now - pd.Timedelta(hours=float(ctx.p("alert_hours", 24)))).to_numpy(dtype=bool)
+    steps = list(ctx.p("escalation", ["Call the staff member", "Call the school office", "Call the police"]))
+    grace = float(ctx.p("grace_minutes", 30))
+    escalated = ctx.f["escalated_at"].notna().to_numpy()
+    for i in _positions(unconfirmed):
+        staff = _value(ctx, i, "lead_staff") or "the lead staff member"
+        phone = _value(ctx, i, "phone_taken") or "no phone recorded"
+        due = ctx.when(ctx.f["return_due_at"].iat[i])
+        if recent[i]:
+            step = steps[1] if escalated[i] and len(steps) > 1 else steps[0]
+            later = (
+                "; then " + "; then ".join(s[0].lower() + s[1:] for s in steps[1:]) if len(steps) > 1 else ""
+            )
+            yield Hit(
+                i,
+                "returned_at",
+                f"{staff} (phone {phone}) was due back {due} and has not confirmed a safe return "
+                f"{grace:g} minutes later. Next step: {step}.",
+                f"Act now: {steps[0][0].lower() + steps[0][1:]}{later}. Record the time in "
+                f"{ctx.header('returned_at')} once they are safe.",
+            )
+        else:
+            yield Hit(
+                i,
+                "returned_at",
+                f"{staff}'s safe return after the visit due back {due} was never recorded.",
+                f"Check with {staff} and record when they returned in {ctx.header('returned_at')}.",
+                severity="error",
+            )
+
+
+@rule("HV023", "Safe return confirmed late", "warning", needs=("returned_at",))
+def safe_return_late(ctx: Context) -> Iterator[Hit]:
+    """A return confirmed after expected return plus grace: the escalation should have started."""
+    limit = _due_with_grace(ctx)
+    returned = ctx.f["returned_at"]
+    late = ctx.live() & (returned > limit).fillna(False).to_numpy(dtype=bool)
+    for i in _positions(late):
+        minutes = int((returned.iat[i] - ctx.f["return_due_at"].iat[i]).total_seconds() // 60)
+        yield Hit(
+            i,
+            "returned_at",
+            f"Safe return was confirmed {ctx.when(returned.iat[i])}, {minutes} minutes after the expected return.",
+            "Review with the staff member and manager why the call was late and whether escalation began.",
+        )
+
+
+@rule("HV024", "No answer and no note left", "error", needs=("status", "note_left"))
+def no_answer_no_note(ctx: Context) -> Iterator[Hit]:
+    """When nobody answers the door, a note is left to say a visit was attempted."""
+    no_answer = (ctx.f["status"] == "No answer").to_numpy()
+    for i in _positions(no_answer & ~ctx.yes("note_left") & ~ctx.unreadable("note_left")):
+        yield Hit(
+            i,
+            "note_left",
+            "Nobody answered and no note is recorded as left.",
+            "Leave a note saying a visit was attempted (next time) and record YES in "
+            + ctx.header("note_left")
+            + ".",
+        )
+
+
+@rule("HV025", "Safeguarding concern not logged", "error", needs=("safeguarding_concern", "logged_on"))
+def concern_not_logged(ctx: Context) -> Iterator[Hit]:
+    """A safeguarding concern from a visit is logged on the school's safeguarding system."""
+    systems = list(ctx.p("systems", []))
+    concern = ctx.live() & ctx.yes("safeguarding_concern")
+    logged = ctx.f["logged_on"].to_numpy()
+    expected = " or ".join(systems) if systems else "the safeguarding system"
+    for i in _positions(concern):
+        if logged[i] is None:
+            yield Hit(
+                i,
+                "logged_on",
+                "A safeguarding concern was raised but is not recorded as logged.",
+                f"Log the concern on {expected} today and record where in {ctx.header('logged_on')}.",
+            )
+        elif systems and logged[i] not in systems:
+            yield Hit(
+                i,
+                "logged_on",
+                f"A safeguarding concern is logged on {logged[i]}, but concerns go on {expected}.",
+                f"Log the concern on {expected} as well and record it in {ctx.header('logged_on')}.",
+            )
+
+
+@rule("HV026", "Cancelled without a reason", "error", needs=("status", "cancellation_reason"))
+def cancelled_without_reason(ctx: Context) -> Iterator[Hit]:
+    """A visit called off records why; a safety reason is reported to the head teacher."""
+    called_off = ctx.f["status"].isin(CANCELLED).to_numpy()
+    for i in _positions(called_off & ctx.empty("cancellation_reason")):
+        yield Hit(
+            i,
+            "cancellation_reason",
+            f"The visit is {_value(ctx, i, 'status')} with no reason recorded.",
+            "Record why; if it was for safety, tell the head teacher and say so here.",
+        )
+
+
+@rule("HV027", "Stale status", "warning", needs=("status", "visit_date"))
+def stale_status(ctx: Context) -> Iterator[Hit]:
+    """Still Planned well after the visit date, or Completed with a visit date in the future."""
+    today = ctx.now.tz_convert(ctx.visits.tz).tz_localize(None).normalize()
+    days = int(ctx.p("stale_days", 2))
+    date = ctx.f["visit_date"]
+    still_planned = ctx.planned() & ~ctx.empty("status") & (date < today - pd.Timedelta(days=days)).to_numpy()
+    for i in _positions(still_planned):
+        yield Hit(
+            i,
+            "status",
+            f"Still Planned, but the visit date {date.iat[i]:%d/%m/%Y} was more than {days} days ago.",
+            "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened.",
+        )
+    future = ctx.happened() & (date > today).to_numpy()
+    for i in _positions(future):
+        yield Hit(
+            i,
+            "status",
+            f"Recorded as {_value(ctx, i, 'status')}, but the visit date {date.iat[i]:%d/%m/%Y} is in the future.",
+            "Correct the visit date or the status.",
+            severity="error",
+        )
+
+
+@rule("HV028", "No prior contact attempts", "error", needs=("prior_contact", "location_type"))
+def no_prior_contact(ctx: Context) -> Iterator[Hit]:
+    """A home visit is not the first option: phone calls or meetings in school come first."""
+    home = (ctx.f["location_type"].isna() | (ctx.f["location_type"] == "Home")).to_numpy()
+    for i in _positions(ctx.live() & home & ctx.empty("prior_contact") & ~_exempt(ctx)):
+        yield Hit(
+            i,
+            "prior_contact",
+            "No earlier contact attempts are recorded before this home visit.",
+            "Record the phone calls, texts or in-school meetings tried first in "
+            + ctx.header("prior_contact")
+            + ".",
+        )
