@@ -297,6 +297,9 @@ def parse_time(raw: Any, date1904: bool = False) -> Parsed:
 # ---------------------------------------------------------------- date and time in one cell
 
 
+_QUICK_DATETIME = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})[ T]+(\d{1,2}):(\d{2})")
+
+
 def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
     """A moment: a date with a time, or a bare time (which the caller places on the visit date).
 
@@ -323,6 +326,12 @@ def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
         return (moment, None) if moment else (None, "a number that is not a date and time")
     if isinstance(raw, str):
         text = raw.strip()
+        quick = _QUICK_DATETIME.fullmatch(text)
+        if quick:  # the common 03/04/2026 14:30
+            day, month, year, hour, minute = map(int, quick.groups())
+            date, problem = _make_date(year, month, day)
+            if problem is None and hour < 24 and minute < 60:
+                return dt.datetime(date.year, date.month, date.day, hour, minute), None
         iso = _iso_instant(text)
         if iso is not None:
             return iso, None
@@ -542,8 +551,12 @@ def parse_text(raw: Any, date1904: bool = False) -> Parsed:
         return raw.strftime("%d/%m/%Y %H:%M"), None
     if isinstance(raw, dt.date):
         return raw.strftime("%d/%m/%Y"), None
-    text = " ".join(str(raw).split())
-    return (text or None), None
+    if raw.__class__ is not str:
+        raw = str(raw)
+    text = " ".join(raw.split())
+    if not text:
+        return None, None
+    return (raw if text == raw else text), None  # the sheet's own string when already tidy
 
 
 PARSERS: dict[str, Callable[..., Parsed]] = {
@@ -560,7 +573,7 @@ PARSERS: dict[str, Callable[..., Parsed]] = {
 
 def parse_column(
     kind: str,
-    raws: Iterable[Any],
+    raws: list[Any],
     *,
     lookup: Mapping[str, str] | None = None,
     date1904: bool = False,
@@ -581,18 +594,22 @@ def parse_column(
         def parse(raw: Any) -> Parsed:
             return base(raw, date1904)
 
-    cache: dict[Any, Parsed] = {}
-    values: list[Any] = []
-    problems: list[tuple[int, Any, str]] = []
-    for position, raw in enumerate(raws):
-        key = (raw.__class__, raw)
-        try:
-            parsed = cache[key]
-        except KeyError:
-            parsed = cache[key] = parse(raw)
-        except TypeError:  # an unhashable value
-            parsed = parse(raw)
-        values.append(parsed[0])
-        if parsed[1] is not None:
-            problems.append((position, raw, parsed[1]))
+    raws = list(raws)
+    types = set(map(type, raws))
+    if bool in types and (int in types or float in types):  # True == 1 == 1.0 would share a cache entry
+        keys = [(raw.__class__, raw) for raw in raws]
+    else:
+        keys = raws
+    try:
+        parsed = {key: parse(key[1] if keys is not raws else key) for key in dict.fromkeys(keys)}
+    except TypeError:  # an unhashable cell: parse one by one
+        results = [parse(raw) for raw in raws]
+        values = [value for value, _ in results]
+        return values, [(i, raws[i], problem) for i, (_, problem) in enumerate(results) if problem]
+    value_of = {key: value for key, (value, _) in parsed.items()}
+    values = list(map(value_of.__getitem__, keys))
+    bad = {key for key, (_, problem) in parsed.items() if problem is not None}
+    if not bad:
+        return values, []
+    problems = [(i, raws[i], parsed[key][1]) for i, key in enumerate(keys) if key in bad]
     return values, problems

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 SEVERITIES = ("alert", "error", "warning", "info")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -31,7 +31,16 @@ class Finding:
     clause: str
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "row": self.row,
+            "visit_id": self.visit_id,
+            "column": self.column,
+            "message": self.message,
+            "fix": self.fix,
+            "clause": self.clause,
+        }
 
 
 def sort_key(finding: Finding) -> tuple:
@@ -69,8 +78,18 @@ class Report:
         }
 
 
+def json_chunks(report: Report) -> Iterator[str]:
+    """The JSON report in pieces, one finding per line, so a large report never sits in memory twice."""
+    head = report.as_dict()
+    head.pop("findings")
+    yield json.dumps(head, ensure_ascii=False)[:-1] + ', "findings": [\n'
+    for number, finding in enumerate(report.findings):
+        yield ("" if number == 0 else ",\n") + json.dumps(finding.as_dict(), ensure_ascii=False)
+    yield "\n]}\n"
+
+
 def to_json(report: Report) -> str:
-    return json.dumps(report.as_dict(), indent=1, ensure_ascii=False) + "\n"
+    return "".join(json_chunks(report))
 
 
 def to_text(report: Report, width: int = 100) -> str:

@@ -132,10 +132,16 @@ def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
     frame = visits.frame
     rows = frame["row"].to_numpy()
     ids = frame["visit_id"].to_numpy()
+    columns: dict = {}
     for rule_id, config in policy.rules.items():
         rule = RULES[rule_id]
         context = Context(
-            visits=visits, params=config.params, now=instant, bad_cells=bad_cells, policy_name=policy.name
+            visits=visits,
+            params=config.params,
+            now=instant,
+            bad_cells=bad_cells,
+            policy_name=policy.name,
+            cache=columns,  # shared by the rules: each column becomes an array once
         )
         for hit in rule.func(context):
             position = hit.position

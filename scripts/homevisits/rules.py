@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ class Context:
     now: pd.Timestamp  # UTC
     bad_cells: set[tuple[int, str]]
     policy_name: str = ""
+    cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def f(self) -> pd.DataFrame:
@@ -57,11 +59,28 @@ class Context:
         marked = {row for row, field in self.bad_cells if field == name}
         return np.isin(rows, list(marked)) if marked else np.zeros(len(rows), dtype=bool)
 
+    def col(self, name: str) -> np.ndarray:
+        """A column as a NumPy array for reading hit by hit (instants as UTC ``datetime64``), made once."""
+        if name not in self.cache:
+            series = self.f[name]
+            if isinstance(series.dtype, pd.DatetimeTZDtype):
+                self.cache[name] = series.dt.tz_localize(None).to_numpy()
+            elif isinstance(series.dtype, pd.BooleanDtype):
+                self.cache[name] = series.to_numpy(dtype=object, na_value=None)
+            else:
+                self.cache[name] = series.to_numpy()
+        return self.cache[name]
+
     def when(self, instant: Any) -> str:
-        """A UTC instant as the school reads it: ``Mon 23 Nov 2026 14:30``."""
+        """A UTC instant (``datetime64`` or ``Timestamp``) as the school reads it: ``Mon 23 Nov 2026 14:30``."""
         if instant is None or pd.isna(instant):
             return "an unknown time"
-        return pd.Timestamp(instant).tz_convert(self.visits.tz).strftime("%a %d %b %Y %H:%M")
+        if isinstance(instant, pd.Timestamp):
+            nanoseconds = instant.value
+        else:
+            nanoseconds = int(np.datetime64(instant, "ns").astype(np.int64))
+        moment = dt.datetime.fromtimestamp(nanoseconds / 1e9, self.visits.tz)
+        return moment.strftime("%a %d %b %Y %H:%M")
 
     def status(self) -> pd.Series:
         return self.f["status"]
@@ -120,10 +139,19 @@ def _positions(mask: Any) -> list[int]:
 
 
 def _value(ctx: Context, position: int, name: str) -> Any:
-    value = ctx.f[name].iat[position]
+    value = ctx.col(name)[position]
     return (
         None if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)) else value
     )
+
+
+def _minutes_between(start: Any, end: Any) -> int:
+    return int((end - start) / np.timedelta64(1, "m"))
+
+
+def _uk_date(day: Any) -> str:
+    year, month, date = str(np.datetime64(day, "D")).split("-")
+    return f"{date}/{month}/{year}"
 
 
 def _same_person(a: Any, b: Any) -> bool:
@@ -179,15 +207,18 @@ def unreadable_cell(ctx: Context) -> Iterator[Hit]:
 @rule("HV019", "Same Visit ID twice", "error", needs=("visit_id",))
 def duplicate_visit_id(ctx: Context) -> Iterator[Hit]:
     """Two rows share a Visit ID, so emails and write-backs could land on the wrong visit."""
-    ids = ctx.f["visit_id"]
-    duplicated = ids.notna() & ids.duplicated(keep=False)
-    rows = ctx.f["row"]
+    duplicated = (ctx.f["visit_id"].notna() & ctx.f["visit_id"].duplicated(keep=False)).to_numpy()
+    ids = ctx.col("visit_id")
+    rows = ctx.col("row")
+    rows_of: dict[str, list[int]] = {}
     for i in _positions(duplicated):
-        others = [str(r) for r in rows[(ids == ids.iat[i])] if r != rows.iat[i]]
+        rows_of.setdefault(ids[i], []).append(int(rows[i]))
+    for i in _positions(duplicated):
+        others = [str(r) for r in rows_of[ids[i]] if r != rows[i]]
         yield Hit(
             i,
             "visit_id",
-            f"Visit ID {ids.iat[i]} is also used on row{'s' if len(others) > 1 else ''} {', '.join(others)}.",
+            f"Visit ID {ids[i]} is also used on row{'s' if len(others) > 1 else ''} {', '.join(others)}.",
             "Give each visit its own ID (clear the cell on the copy and homevisits will assign a new one).",
         )
 
@@ -343,19 +374,20 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
     unsent = eligible & sent.isna().to_numpy() & ~ctx.unreadable("form_sent_at")
     passed = (deadline < ctx.now).fillna(False).to_numpy(dtype=bool)
     ahead = f"{hours:g} hours before the visit" if hours else "before the visit"
+    deadline, sent = deadline.dt.tz_localize(None).to_numpy(), ctx.col("form_sent_at")
     for i in _positions(late):
         yield Hit(
             i,
             "form_sent_at",
-            f"The risk assessment form was sent {ctx.when(sent.iat[i])}, after the deadline of "
-            f"{ctx.when(deadline.iat[i])} ({ahead}).",
+            f"The risk assessment form was sent {ctx.when(sent[i])}, after the deadline of "
+            f"{ctx.when(deadline[i])} ({ahead}).",
             "Send forms earlier: the visit should not go ahead until the form has been received in time.",
         )
     for i in _positions(unsent & passed):
         yield Hit(
             i,
             "form_sent_at",
-            f"The risk assessment form has not been sent and the deadline passed {ctx.when(deadline.iat[i])} "
+            f"The risk assessment form has not been sent and the deadline passed {ctx.when(deadline[i])} "
             f"({ahead}).",
             "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
         )
@@ -363,7 +395,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
         yield Hit(
             i,
             "form_sent_at",
-            f"The risk assessment form is due by {ctx.when(deadline.iat[i])} ({ahead}).",
+            f"The risk assessment form is due by {ctx.when(deadline[i])} ({ahead}).",
             "Complete the row so the form can be sent before the deadline.",
             severity="info",
         )
@@ -536,18 +568,19 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     live = ctx.live()
     start, due = frame["start_at"], frame["return_due_at"]
     backwards = live & (due <= start).fillna(False).to_numpy(dtype=bool)
+    limit = float(ctx.p("max_minutes", 240))
+    too_long = live & ((due - start) > pd.Timedelta(minutes=limit)).fillna(False).to_numpy(dtype=bool)
+    start, due = ctx.col("start_at"), ctx.col("return_due_at")
     field = "expected_return" if "expected_return" in ctx.visits.headers else "expected_duration"
     for i in _positions(backwards):
         yield Hit(
             i,
             field,
-            f"Expected return {ctx.when(due.iat[i])} is not after the start {ctx.when(start.iat[i])}.",
+            f"Expected return {ctx.when(due[i])} is not after the start {ctx.when(start[i])}.",
             "Correct the start time or the expected return (24-hour clock, e.g. 15:30).",
         )
-    limit = float(ctx.p("max_minutes", 240))
-    too_long = live & ((due - start) > pd.Timedelta(minutes=limit)).fillna(False).to_numpy(dtype=bool)
     for i in _positions(too_long):
-        minutes = int((due.iat[i] - start.iat[i]).total_seconds() // 60)
+        minutes = _minutes_between(start[i], due[i])
         yield Hit(
             i,
             field,
@@ -555,12 +588,13 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
             "Check the times; if the visit really is that long, agree check-in calls with the line manager.",
             severity="warning",
         )
-    arrived, departed = frame["arrived_at"], frame["departed_at"]
-    for i in _positions(live & (departed < arrived).fillna(False).to_numpy(dtype=bool)):
+    backwards_visit = live & (frame["departed_at"] < frame["arrived_at"]).fillna(False).to_numpy(dtype=bool)
+    arrived, departed = ctx.col("arrived_at"), ctx.col("departed_at")
+    for i in _positions(backwards_visit):
         yield Hit(
             i,
             "departed_at",
-            f"Departed {ctx.when(departed.iat[i])} is before arrived {ctx.when(arrived.iat[i])}.",
+            f"Departed {ctx.when(departed[i])} is before arrived {ctx.when(arrived[i])}.",
             "Correct the arrival or departure time.",
         )
 
@@ -617,7 +651,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     for i in _positions(unconfirmed):
         staff = _value(ctx, i, "lead_staff") or "the lead staff member"
         phone = _value(ctx, i, "phone_taken") or "no phone recorded"
-        due = ctx.when(ctx.f["return_due_at"].iat[i])
+        due = ctx.when(ctx.col("return_due_at")[i])
         if recent[i]:
             step = steps[1] if escalated[i] and len(steps) > 1 else steps[0]
             later = (
@@ -645,14 +679,14 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after expected return plus grace: the escalation should have started."""
     limit = _due_with_grace(ctx)
-    returned = ctx.f["returned_at"]
-    late = ctx.live() & (returned > limit).fillna(False).to_numpy(dtype=bool)
+    late = ctx.live() & (ctx.f["returned_at"] > limit).fillna(False).to_numpy(dtype=bool)
+    returned = ctx.col("returned_at")
     for i in _positions(late):
-        minutes = int((returned.iat[i] - ctx.f["return_due_at"].iat[i]).total_seconds() // 60)
+        minutes = _minutes_between(ctx.col("return_due_at")[i], returned[i])
         yield Hit(
             i,
             "returned_at",
-            f"Safe return was confirmed {ctx.when(returned.iat[i])}, {minutes} minutes after the expected return.",
+            f"Safe return was confirmed {ctx.when(returned[i])}, {minutes} minutes after the expected return.",
             "Review with the staff member and manager why the call was late and whether escalation began.",
         )
 
@@ -720,7 +754,7 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
         yield Hit(
             i,
             "status",
-            f"Still Planned, but the visit date {date.iat[i]:%d/%m/%Y} was more than {days} days ago.",
+            f"Still Planned, but the visit date {_uk_date(ctx.col('visit_date')[i])} was more than {days} days ago.",
             "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened.",
         )
     future = ctx.happened() & (date > today).to_numpy()
@@ -728,7 +762,7 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
         yield Hit(
             i,
             "status",
-            f"Recorded as {_value(ctx, i, 'status')}, but the visit date {date.iat[i]:%d/%m/%Y} is in the future.",
+            f"Recorded as {_value(ctx, i, 'status')}, but the visit date {_uk_date(ctx.col('visit_date')[i])} is in the future.",
             "Correct the visit date or the status.",
             severity="error",
         )

@@ -104,11 +104,15 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     row_numbers = np.asarray([first + i for i in keep], dtype=np.int64)
     n = len(rows)
 
+    width = max((len(cells) for cells in rows), default=0)
+    if any(len(cells) != width for cells in rows):
+        rows = [list(cells) + [None] * (width - len(cells)) for cells in rows]
+    columns = list(zip(*rows, strict=True)) if rows else []
     parsed: dict[str, list[Any]] = {}
     problems: list[CellProblem] = []
     for name, position in mapping.positions.items():
         column = schema[name]
-        raws = [cells[position] if position < len(cells) else None for cells in rows]
+        raws = list(columns[position]) if position < width else [None] * n
         values, bad = parse_column(column.type, raws, lookup=column.lookup, date1904=raw.date1904)
         parsed[name] = values
         problems.extend(CellProblem(int(row_numbers[i]), name, value, reason) for i, value, reason in bad)
@@ -188,7 +192,8 @@ def _instants(values: list[Any] | None, dates: pd.Series, tz: ZoneInfo, n: int) 
 def _localise(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
     """School wall-clock times to UTC instants; the repeated autumn hour is read as summer time."""
     ambiguous = np.ones(len(naive), dtype=bool)
-    local = naive.dt.tz_localize(tz, ambiguous=ambiguous, nonexistent="shift_forward")
+    # The zone by name: pandas' vectorised path (a ZoneInfo object is converted one value at a time).
+    local = naive.dt.tz_localize(tz.key, ambiguous=ambiguous, nonexistent="shift_forward")
     return local.dt.tz_convert("UTC")
 
 
