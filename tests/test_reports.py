@@ -394,7 +394,7 @@ def test_report_command_writes_the_page_and_the_workbook(full_log, tmp_path, cap
         assert text not in html
 
     assert run("report", "--source", str(full_log), "--from", "1/9/2025", "--to", "2026-08-31") == 0
-    assert (tmp_path / "reports" / "governors-summary-2025-09-01-to-2026-08-31.xlsx").exists()
+    assert (tmp_path / "state" / "reports" / "governors-summary-2025-09-01-to-2026-08-31.xlsx").exists()
 
 
 def test_report_command_refuses_a_date_it_cannot_read(full_log, capsys):

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import __version__
@@ -54,19 +54,22 @@ def settings(args: argparse.Namespace):
     return config, parse_now(args.now, ZoneInfo(config.timezone))
 
 
-def write_output(text: str, output: str | None) -> None:
+def write_output(text: str | Iterable[str], output: str | None) -> None:
     """Print, or write to a file atomically (a half-written report never replaces a good one)."""
+    chunks = [text] if isinstance(text, str) else text
     if not output or output == "-":
-        sys.stdout.write(text)
+        sys.stdout.writelines(chunks)
         return
     path = Path(output).expanduser()
-    if str(path) == os.devnull:
+    if path.exists() and not path.is_file():  # a device such as /dev/null or a pipe: write straight to it
+        with path.open("w", encoding="utf-8") as stream:
+            stream.writelines(chunks)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".homevisits-", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+            stream.writelines(chunks)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -94,7 +97,7 @@ def add_validate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from .findings import exit_status, to_json, to_text
+    from .findings import exit_status, json_chunks, to_text
     from .pipeline import load
 
     config, now = settings(args)
@@ -104,7 +107,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if fmt == "text":
         text = to_text(report)
     elif fmt == "json":
-        text = to_json(report)
+        text = json_chunks(report)
     else:
         from .reports import validation_page
         from .rules import rule_titles
@@ -114,8 +117,144 @@ def run_validate(args: argparse.Namespace) -> int:
     return exit_status(report.findings)
 
 
+# ---------------------------------------------------------------- report
+
+
+def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "report",
+        parents=[common],
+        help="the summary for leaders and governors: a page with charts and a spreadsheet",
+        description="Summarise a period's home visits for leaders and governors: counts and shares only, "
+        "never a learner's name, address or phone number.",
+    )
+    parser.add_argument(
+        "--from", dest="start", metavar="DATE", help="first day (default: 1 September of this academic year)"
+    )
+    parser.add_argument(
+        "--to", dest="end", metavar="DATE", help="last day (default: the following 31 August)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder for the two files (default: [report] out, else state/reports by the config)",
+    )
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .pipeline import load
+    from .reports import build_summary, parse_day, write_report
+    from .rules import rule_titles
+
+    start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
+    config, now = settings(args)
+    checked = load(config, now)
+    policy = checked.policy
+    grace = policy.param("HV022", "grace_minutes", policy.param("HV023", "grace_minutes", 30))
+    summary = build_summary(
+        checked.visits,
+        checked.findings,
+        start=start,
+        end=end,
+        now=now,
+        deadline_hours=float(policy.param("HV009", "deadline_hours", 24)),
+        grace_minutes=float(grace),
+        rule_titles=rule_titles(),
+        policy=policy.name,
+    )
+    out_dir = (
+        Path(args.out).expanduser() if args.out else config.resolve(config.report.get("out", "state/reports"))
+    )
+    for path in write_report(summary, out_dir):
+        print(f"Wrote {path}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- forms
+
+
+def add_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "forms",
+        parents=[common],
+        help="fill in the school's forms from the log, as HTML (and PDF)",
+        description="Fill in the policy's forms for chosen visits, or for every planned visit whose form is due, "
+        "as DIR/<visit id>-<form>.html and, with --pdf, a PDF beside it.",
+    )
+    parser.add_argument(
+        "--visit",
+        metavar="ID",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="the Visit ID(s) to fill forms for",
+    )
+    parser.add_argument(
+        "--due",
+        action="store_true",
+        help="every Planned visit, not HIGH risk, starting in the next 14 days whose form is not sent yet "
+        "(the default without --visit)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder for the forms (default: [forms] out, else state/forms by the config)",
+    )
+    parser.add_argument("--pdf", action="store_true", help="also write a print-ready A4 PDF of each form")
+    parser.set_defaults(run=run_forms)
+
+
+def run_forms(args: argparse.Namespace) -> int:
+    from .forms import form_settings, visits_due_for_form, write_forms
+    from .pipeline import load
+
+    config, now = settings(args)
+    checked = load(config, now)
+    visits, policy = checked.visits, checked.policy
+    positions: list[int] = []
+    for visit_id in args.visit:
+        position = visits.position_of(visit_id.strip())
+        if position is None:
+            raise HomevisitsError(
+                f"No row has the Visit ID '{visit_id}': check the '{visits.header('visit_id')}' column of the log."
+            )
+        positions.append(position)
+    if args.due or not args.visit:
+        window = int(config.forms.get("window_days", 14))
+        positions.extend(visits_due_for_form(visits, now, window_days=window))
+    positions = list(dict.fromkeys(positions))
+    if args.out:
+        out_dir = Path(args.out).expanduser()
+    else:
+        out_dir = config.resolve(config.forms.get("out", "state/forms"))
+    if not positions:
+        print(
+            "No visit needs a form: nothing Planned in the next 14 days is waiting for one.", file=sys.stderr
+        )
+        return 0
+    written = write_forms(
+        visits,
+        positions,
+        policy.forms or ["generic"],
+        out_dir,
+        school=config.school or policy.name,
+        now=now,
+        pdf=args.pdf,
+        template_dirs=[policy.template_dir] if policy.template_dir else None,
+        extra=form_settings(policy, config.forms),
+        progress=True,
+    )
+    for path in written:
+        print(path)
+    print(f"Wrote {len(written)} file(s) for {len(positions)} visit(s) to {out_dir}", file=sys.stderr)
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
     add_validate,
+    add_report,
+    add_forms,
 ]
 
 

@@ -33,14 +33,11 @@ class Config:
     schedule: dict[str, Any] = field(default_factory=dict)
     forms: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    demo: bool = False  # the bundled demo: builds its workbook when missing, writes under demo/
 
     def resolve(self, value: str | os.PathLike[str]) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base_dir / path
-
-    @property
-    def is_demo(self) -> bool:
-        return self.path is None
 
     @property
     def state_dir(self) -> Path:
@@ -131,6 +128,7 @@ def demo_config() -> Config:
     return Config(
         path=None,
         base_dir=Path.cwd(),
+        demo=True,
         policy="omg_education",
         school="Demo College (invented data)",
         source={"path": DEMO_WORKBOOK, "worksheet": "Home Visits"},

@@ -63,11 +63,13 @@ def apply_overrides(
 ) -> Config:
     """Command-line options win over the config file."""
     if source:
+        if config.demo:  # a sheet of the admin's own: plain defaults, outputs under ./state
+            config = Config(
+                path=None, base_dir=config.base_dir, policy=config.policy, timezone=config.timezone
+            )
         key = "spreadsheet" if is_spreadsheet(source) else "path"
         config.source = {k: v for k, v in config.source.items() if k not in ("path", "spreadsheet")}
         config.source[key] = source if key == "spreadsheet" else str(Path(source).expanduser().resolve())
-        if key == "path" and config.is_demo:
-            config.source.pop("worksheet", None)
     if worksheet:
         config.source["worksheet"] = worksheet
     if policy:
@@ -79,7 +81,7 @@ def read_sheet(config: Config) -> RawSheet:
     """One read of the whole worksheet, from whichever source the config names."""
     from .sources import open_source
 
-    if config.is_demo and "path" in config.source:
+    if config.demo and "path" in config.source:
         workbook = config.resolve(config.source["path"])
         if not workbook.exists():
             from .demo_data import build_demo_workbook
