@@ -1,0 +1,223 @@
+"""`make bench`: how fast `homevisits validate` checks a 50,000-row log, against two plain reads of the same file.
+
+Three processes, one after the other, on the same workbook (bench/visits-<rows>-<seed>.xlsx):
+
+  validate   homevisits validate --source FILE --policy omg_education --now <fixed> --format json
+  openpyxl   pandas.read_excel(FILE, engine="openpyxl")   (what most spreadsheet scripts do)
+  calamine   python_calamine: every row of the first sheet  (the floor: nothing validates faster than it reads)
+
+Wall time and peak memory (RSS) of each process, measured with os.wait4. Targets (issue 2): validation
+under 1/6 of the openpyxl read, under twice the calamine read, under 400 MB. Then the forms and Google
+Sheet benchmarks (bench/forms_bench.py, bench/gsheet_bench.py) when they exist.
+
+Usage: python bench/run.py [--rows N] [--seed S] [--skip-openpyxl] [--skip-extras] [--repeat K]
+Exit status 0 when every measured target is met, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from make_workbook import BENCH_NOW, make_bench_workbook  # noqa: E402
+
+POLICY = "omg_education"
+TARGET_VS_OPENPYXL = 1 / 6
+TARGET_VS_CALAMINE = 2.0
+TARGET_PEAK_MB = 400.0
+# Measured here on 2026-11-22 for a file of this shape (used for the ratio when --skip-openpyxl).
+REFERENCE_OPENPYXL_S = 35.0
+
+OPENPYXL_READ = (
+    "import sys, pandas; frame = pandas.read_excel(sys.argv[1], engine='openpyxl'); print(len(frame))"
+)
+CALAMINE_READ = (
+    "import sys; from python_calamine import CalamineWorkbook; "
+    "rows = CalamineWorkbook.from_path(sys.argv[1]).get_sheet_by_index(0).to_python(); print(len(rows))"
+)
+
+
+@dataclass
+class Run:
+    label: str
+    seconds: float
+    peak_mb: float
+    status: int
+    stderr: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in self.accepted
+
+    accepted: tuple[int, ...] = (0,)
+
+
+def measure(label: str, argv: list[str], accepted: tuple[int, ...] = (0,)) -> Run:
+    """Run one process to the end; its wall time, peak RSS and exit status."""
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        _, wait_status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(wait_status)
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace").strip()
+    return Run(label, seconds, usage.ru_maxrss / 1024, process.returncode, stderr, accepted)
+
+
+def best_of(repeat: int, label: str, argv: list[str], accepted: tuple[int, ...] = (0,)) -> Run:
+    runs = [measure(label, argv, accepted) for _ in range(max(1, repeat))]
+    ok = [r for r in runs if not r.failed]
+    return min(ok, key=lambda r: r.seconds) if ok else runs[-1]
+
+
+def homevisits_command() -> list[str]:
+    script = Path(sys.executable).with_name("homevisits")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("homevisits")
+    return [found] if found else [sys.executable, "-m", "homevisits"]
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark homevisits validate against plain reads.")
+    parser.add_argument(
+        "--rows", type=int, default=50_000, help="rows in the generated workbook (default 50000)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the generated workbook")
+    parser.add_argument(
+        "--skip-openpyxl", action="store_true", help="skip the slow pandas/openpyxl read (~35 s)"
+    )
+    parser.add_argument(
+        "--skip-extras", action="store_true", help="skip the forms and Google Sheet benchmarks"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run validate and calamine K times, keep the best"
+    )
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    workbook = make_bench_workbook(None, args.rows, args.seed)
+    made = time.perf_counter() - started
+    print(
+        f"workbook: {workbook.relative_to(BENCH_DIR.parent)} ({args.rows:,} rows x 43 columns, "
+        f"{workbook.stat().st_size / 1e6:.1f} MB; {'made' if made > 1 else 'cached'} in {made:.1f} s)"
+    )
+    print(f"machine:  {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"check:    --policy {POLICY} --now {BENCH_NOW}")
+    print()
+
+    validate_argv = [
+        *homevisits_command(),
+        "validate",
+        "--source",
+        str(workbook),
+        "--policy",
+        POLICY,
+        "--now",
+        BENCH_NOW,
+        "--format",
+        "json",
+        "--output",
+        os.devnull,
+    ]
+    file = str(workbook)
+    validate = best_of(args.repeat, "homevisits validate --format json", validate_argv, accepted=(0, 1))
+    calamine = best_of(
+        args.repeat, "python-calamine read (floor)", [sys.executable, "-c", CALAMINE_READ, file]
+    )
+    openpyxl = None
+    if not args.skip_openpyxl:
+        openpyxl = measure("pandas.read_excel (openpyxl)", [sys.executable, "-c", OPENPYXL_READ, file])
+
+    runs = [r for r in (validate, openpyxl, calamine) if r is not None]
+    print("| process | wall time | peak memory |")
+    print("|---|---:|---:|")
+    for r in runs:
+        note = f" (FAILED, exit {r.status})" if r.failed else ""
+        print(f"| {r.label}{note} | {r.seconds:.2f} s | {r.peak_mb:.0f} MB |")
+    if openpyxl is None:
+        print(f"| pandas.read_excel (openpyxl) | skipped (reference {REFERENCE_OPENPYXL_S:g} s) | |")
+    print()
+
+    ok = not validate.failed and not calamine.failed and not (openpyxl and openpyxl.failed)
+    openpyxl_s = openpyxl.seconds if openpyxl and not openpyxl.failed else REFERENCE_OPENPYXL_S
+    vs_openpyxl = validate.seconds / openpyxl_s
+    vs_calamine = validate.seconds / calamine.seconds
+    checks = [
+        ("validate / openpyxl read" + ("" if openpyxl else " (reference)"), f"{vs_openpyxl:.3f}",
+         f"< {TARGET_VS_OPENPYXL:.3f} (1/6)", vs_openpyxl < TARGET_VS_OPENPYXL),
+        ("validate / calamine read", f"{vs_calamine:.2f}", f"< {TARGET_VS_CALAMINE:g}", vs_calamine < TARGET_VS_CALAMINE),
+        ("validate peak memory", f"{validate.peak_mb:.0f} MB", f"< {TARGET_PEAK_MB:g} MB",
+         validate.peak_mb < TARGET_PEAK_MB),
+    ]  # fmt: skip
+    print("| target | measured | goal | result |")
+    print("|---|---:|---:|---|")
+    for name, value, goal, met in checks:
+        met = met and not validate.failed
+        ok &= met
+        print(f"| {name} | {value} | {goal} | {verdict(met)} |")
+    for r in runs:
+        if r.failed:
+            print(f"\n{r.label} failed (exit {r.status}):\n{r.stderr[-2000:]}")
+
+    if not args.skip_extras:
+        for name in ("forms_bench", "gsheet_bench"):
+            ok &= run_extra(name)
+    return 0 if ok else 1
+
+
+def run_extra(name: str) -> bool:
+    """Call bench/<name>.py run() if that file exists and print its figures; False if it failed."""
+    path = BENCH_DIR / f"{name}.py"
+    if not path.is_file():
+        return True
+    print(f"\n{name}:")
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        started = time.perf_counter()
+        result = module.run()
+        seconds = time.perf_counter() - started
+    except Exception as exc:  # another helper's benchmark: report it, keep ours
+        print(f"  could not run ({type(exc).__name__}: {exc})")
+        return False
+    targets = getattr(module, "TARGETS", {}) or {}
+    ok = True
+    if isinstance(result, dict):
+        print("| figure | value | target | result |")
+        print("|---|---:|---:|---|")
+        for key, value in result.items():
+            goal, met = "", ""
+            if key in targets:
+                higher_is_better = key.endswith(("_per_s", "per_second", "_rate"))
+                passed = value >= targets[key] if higher_is_better else value <= targets[key]
+                goal = f"{'>=' if higher_is_better else '<='} {targets[key]:g}"
+                met = verdict(passed)
+                ok &= passed
+            print(f"| {key} | {value} | {goal} | {met} |")
+    elif result is not None:
+        print(f"  {result}")
+    print(f"  ({seconds:.1f} s)")
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(main())
