@@ -46,6 +46,7 @@ class Policy:
     required_columns: list[str] = field(default_factory=list)
     template_dir: Path | None = None
     summary: str = ""
+    forms_to_label: str = ""  # who the forms go to, as printed on them (e.g. the safeguarding contact)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> RuleConfig | None:
@@ -120,6 +121,7 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
         required_columns=list(data.get("required_columns", [])),
         template_dir=(path.parent / template_dir) if template_dir else None,
         summary=data.get("summary", ""),
+        forms_to_label=data.get("forms_to_label", ""),
         extra={k: v for k, v in data.items() if k not in PROFILE_KEYS},
     )
 

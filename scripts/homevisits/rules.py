@@ -9,9 +9,8 @@ the rows that break a rule are looped over to word their messages.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
 import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,11 +153,9 @@ def _uk_date(day: Any) -> str:
     return f"{date}/{month}/{year}"
 
 
-def _same_person(a: Any, b: Any) -> bool:
-    def fold(text: Any) -> str:
-        return re.sub(r"[^a-z]", "", str(text or "").lower())
-
-    return bool(fold(a)) and fold(a) == fold(b)
+def _folded_names(names: pd.Series) -> pd.Series:
+    """Names reduced to letters, so 'Sam  O'Neill' and 'sam oneill' are the same person."""
+    return names.fillna("").astype(str).str.lower().str.replace(r"[^a-z]", "", regex=True)
 
 
 # ---------------------------------------------------------------- the sheet itself
@@ -335,16 +332,17 @@ def not_approved(ctx: Context) -> Iterator[Hit]:
             + ctx.header("approved_by")
             + ".",
         )
-    approver = ctx.f["approved_by"].to_numpy()
-    lead = ctx.f["lead_staff"].to_numpy()
-    for i in _positions(live & ~ctx.empty("approved_by")):
-        if _same_person(approver[i], lead[i]):
-            yield Hit(
-                i,
-                "approved_by",
-                f"The visit is approved by {approver[i]}, who is also leading it.",
-                "Ask your line manager to approve the visit; nobody approves their own.",
-            )
+    approver = _folded_names(ctx.f["approved_by"])
+    self_approved = (
+        live & (approver != "").to_numpy() & (approver == _folded_names(ctx.f["lead_staff"])).to_numpy()
+    )
+    for i in _positions(self_approved):
+        yield Hit(
+            i,
+            "approved_by",
+            f"The visit is approved by {_value(ctx, i, 'approved_by')}, who is also leading it.",
+            "Ask your line manager to approve the visit; nobody approves their own.",
+        )
 
 
 @rule("HV008", "Not authorised by the Principal/DSL", "error", needs=("authorised_by",))

@@ -115,7 +115,9 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
         raws = list(columns[position]) if position < width else [None] * n
         values, bad = parse_column(column.type, raws, lookup=column.lookup, date1904=raw.date1904)
         parsed[name] = values
-        problems.extend(CellProblem(int(row_numbers[i]), name, value, reason) for i, value, reason in bad)
+        if bad:
+            numbers = row_numbers.tolist()
+            problems.extend(CellProblem(numbers[i], name, value, reason) for i, value, reason in bad)
 
     frame: dict[str, Any] = {"row": row_numbers}
     for column in schema.columns:
@@ -156,10 +158,19 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     )
 
 
+EPOCH_DAY = dt.date(1970, 1, 1).toordinal()
+NAT = np.iinfo(np.int64).min  # NumPy's not-a-time, as an integer
+
+
 def _dates(values: list[Any] | None, n: int) -> pd.Series:
+    days = np.fromiter(
+        (NAT if v is None else v.toordinal() - EPOCH_DAY for v in values) if values else (),
+        dtype=np.int64,
+        count=n if values else 0,
+    )
     if not values:
-        return pd.Series(np.full(n, np.datetime64("NaT", "ns")))
-    return pd.Series(np.array(values, dtype="datetime64[D]").astype("datetime64[ns]"))
+        days = np.full(n, NAT, dtype=np.int64)
+    return pd.Series(days.astype("datetime64[D]").astype("datetime64[ns]"))
 
 
 def _times(values: list[Any] | None, n: int) -> pd.Series:
@@ -169,24 +180,28 @@ def _times(values: list[Any] | None, n: int) -> pd.Series:
     return pd.Series(pd.to_timedelta(np.asarray(seconds, dtype=float), unit="s"))
 
 
+def _wall_seconds(value: Any, day_seconds: int, tz: ZoneInfo) -> int:
+    """Seconds since 1970 on the school's wall clock; a bare time sits on the visit date."""
+    if value.__class__ is dt.datetime:
+        if value.tzinfo is not None:
+            value = value.astimezone(tz)
+        return (value.toordinal() - EPOCH_DAY) * 86400 + value.hour * 3600 + value.minute * 60 + value.second
+    if value.__class__ is dt.time and day_seconds != NAT:
+        return day_seconds + value.hour * 3600 + value.minute * 60 + value.second
+    return NAT
+
+
 def _instants(values: list[Any] | None, dates: pd.Series, tz: ZoneInfo, n: int) -> pd.Series:
     """Wall-clock datetimes (or bare times on the visit date) as UTC instants."""
     if not values:
         return pd.Series(pd.DatetimeIndex(np.full(n, np.datetime64("NaT", "ns"))).tz_localize("UTC"))
-    day = dates.to_numpy()
-    wall: list[Any] = []
-    for i, value in enumerate(values):
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is not None:
-                value = value.astimezone(tz).replace(tzinfo=None)
-            wall.append(value)
-        elif isinstance(value, dt.time) and not np.isnat(day[i]):
-            date = pd.Timestamp(day[i]).date()
-            wall.append(dt.datetime.combine(date, value))
-        else:
-            wall.append(None)
-    naive = pd.Series(np.array(wall, dtype="datetime64[ns]"))
-    return _localise(naive, tz)
+    days = dates.to_numpy().astype("datetime64[s]").astype(np.int64)
+    seconds = np.fromiter(
+        (NAT if v is None else _wall_seconds(v, int(d), tz) for v, d in zip(values, days, strict=True)),
+        dtype=np.int64,
+        count=n,
+    )
+    return _localise(pd.Series(seconds.astype("datetime64[s]").astype("datetime64[ns]")), tz)
 
 
 def _localise(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
