@@ -93,6 +93,9 @@ def add_validate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         help="text (default on a terminal), json (default otherwise) or html",
     )
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of the screen")
+    parser.add_argument(
+        "--write-findings", action="store_true", help="also put the findings in a 'Policy check' tab of the sheet"
+    )
     parser.set_defaults(run=run_validate)
 
 
@@ -114,6 +117,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
         text = validation_page(report, visits=checked.visits, rule_titles=rule_titles())
     write_output(text, args.output)
+    if args.write_findings:
+        write_findings_tab(config, report)
     return exit_status(report.findings)
 
 
@@ -220,8 +225,8 @@ def run_forms(args: argparse.Namespace) -> int:
                 f"No row has the Visit ID '{visit_id}': check the '{visits.header('visit_id')}' column of the log."
             )
         positions.append(position)
+    window = int(config.forms.get("window_days", 14))
     if args.due or not args.visit:
-        window = int(config.forms.get("window_days", 14))
         positions.extend(visits_due_for_form(visits, now, window_days=window))
     positions = list(dict.fromkeys(positions))
     if args.out:
@@ -230,7 +235,8 @@ def run_forms(args: argparse.Namespace) -> int:
         out_dir = config.resolve(config.forms.get("out", "state/forms"))
     if not positions:
         print(
-            "No visit needs a form: nothing Planned in the next 14 days is waiting for one.", file=sys.stderr
+            f"No visit needs a form: nothing Planned in the next {window} days is waiting for one.",
+            file=sys.stderr,
         )
         return 0
     written = write_forms(
@@ -251,10 +257,56 @@ def run_forms(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- init-sheet (and the "Policy check" tab)
+
+
+def add_init_sheet(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "init-sheet",
+        parents=[common],
+        help="set up the log's columns, dropdowns and formats from the column catalogue",
+        description="Write the header row, freeze it, and add dropdowns, date and time formats and a note on each "
+        "header. On a log already in use only the missing columns are added, after the last one: nothing is "
+        "moved, renamed or deleted. An .xlsx path that does not exist yet becomes a new workbook.",
+    )
+    parser.set_defaults(run=run_init_sheet)
+
+
+def run_init_sheet(args: argparse.Namespace) -> int:
+    from .sources import open_source
+
+    config, _ = settings(args)
+    if config.demo:
+        raise HomevisitsError(
+            "init-sheet needs the sheet to set up: pass --source (an .xlsx path or a Google Sheet URL) or --config."
+        )
+    source = open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
+    setup = source.init_sheet()
+    if setup.new_sheet:
+        print(f"Set up {len(setup.add)} columns with dropdowns, formats and header notes.")
+    elif setup.add:
+        print(f"Added {len(setup.add)} missing column(s) after the last one: {', '.join(setup.added_headers)}.")
+    else:
+        print("The log already has every column: nothing changed.")
+    return 0
+
+
+def write_findings_tab(config, report) -> None:
+    """Replace the sheet's 'Policy check' tab with the report's findings (validate --write-findings)."""
+    from .sources import open_source
+    from .sources.writeback import FINDINGS_TAB, findings_table
+
+    source = open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
+    header, rows = findings_table(report.findings, report.checked_at)
+    source.write_findings(header, rows)
+    print(f"Wrote {len(rows)} finding(s) to the '{FINDINGS_TAB}' tab.", file=sys.stderr)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
     add_validate,
     add_report,
     add_forms,
+    add_init_sheet,
 ]
 
 
