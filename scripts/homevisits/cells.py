@@ -542,8 +542,11 @@ def parse_choice(raw: Any, lookup: Mapping[str, str], date1904: bool = False) ->
 
 
 def parse_text(raw: Any, date1904: bool = False) -> Parsed:
-    """Free text, trimmed; a whole number keeps no ``.0`` (a Learner ID typed as a number)."""
-    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+    """Free text, trimmed; a whole number keeps no ``.0`` (a Learner ID typed as a number).
+
+    A placeholder (``-``, ``TBC``, ``N/A``) is an empty cell: it does not count as filled in.
+    """
+    if is_blank(raw):
         return None, None
     if isinstance(raw, float) and _whole(raw):
         return str(int(raw)), None

@@ -58,7 +58,7 @@ class Policy:
 
     def needed_columns(self) -> list[str]:
         """Every column the sheet must have: the profile's list plus what each enabled rule reads."""
-        needed = list(self.required_columns)
+        needed = [*self.required_columns, *self.param("HV001", "fields", [])]
         for rule_id in self.rules:
             needed.extend(name for name in RULES[rule_id].needs if "|" not in name)
         return list(dict.fromkeys(needed))

@@ -403,29 +403,34 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
 
 
 def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
-    start = ctx.f["start_at"].dt.tz_convert(ctx.visits.tz)
-    end = ctx.f["return_due_at"].dt.tz_convert(ctx.visits.tz)
-    opens = pd.Timedelta(ctx.p("office_start", "08:00") + ":00")
-    closes = pd.Timedelta(ctx.p("office_end", "18:00") + ":00")
+    """Which visits fall outside office hours, and why (starts early or late, ends late, at the weekend)."""
+    zone = ctx.visits.tz.key
+    start = ctx.f["start_at"].dt.tz_convert(zone)
+    end = ctx.f["return_due_at"].dt.tz_convert(zone)
+    office_start, office_end = ctx.p("office_start", "08:00"), ctx.p("office_end", "18:00")
+    opens, closes = pd.Timedelta(office_start + ":00"), pd.Timedelta(office_end + ":00")
     start_clock = start - start.dt.normalize()
     end_clock = end - end.dt.normalize()
-    early = (start_clock < opens).fillna(False).to_numpy(dtype=bool)
-    late = (
-        ((end_clock > closes) | (end.dt.normalize() > start.dt.normalize()))
-        .fillna(False)
-        .to_numpy(dtype=bool)
-    )
-    weekend = (
-        (start.dt.dayofweek >= 5).fillna(False).to_numpy(dtype=bool) if ctx.p("weekends", True) else None
-    )
+
+    def mask(condition: pd.Series) -> np.ndarray:
+        return condition.fillna(False).to_numpy(dtype=bool)
+
+    checks = [
+        (mask(start_clock < opens), f"starts before {office_start}"),
+        (mask(start_clock >= closes), f"starts after {office_end}"),
+        (
+            mask(
+                (start_clock < closes) & ((end_clock > closes) | (end.dt.normalize() > start.dt.normalize()))
+            ),
+            f"ends after {office_end}",
+        ),
+    ]
+    if ctx.p("weekends", True):
+        checks.append((mask(start.dt.dayofweek >= 5), "is at the weekend"))
     reasons: list[list[str]] = [[] for _ in range(len(start))]
-    for i in _positions(early):
-        reasons[i].append(f"starts before {ctx.p('office_start', '08:00')}")
-    for i in _positions(late):
-        reasons[i].append(f"ends after {ctx.p('office_end', '18:00')}")
-    if weekend is not None:
-        for i in _positions(weekend):
-            reasons[i].append("is at the weekend")
+    for flagged, reason in checks:
+        for i in _positions(flagged):
+            reasons[i].append(reason)
     return np.array([bool(r) for r in reasons], dtype=bool), reasons
 
 
@@ -604,8 +609,9 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
 def no_arrival_departure(ctx: Context) -> Iterator[Hit]:
     """A completed visit records when staff arrived and left."""
     completed = (ctx.f["status"] == "Completed").to_numpy()
+    dated = ctx.f["visit_date"].notna().to_numpy()  # a bare time cannot be placed without the visit date
     for name in ("arrived_at", "departed_at"):
-        for i in _positions(completed & ctx.empty(name) & ~ctx.unreadable(name)):
+        for i in _positions(completed & dated & ctx.empty(name) & ~ctx.unreadable(name)):
             yield Hit(
                 i,
                 name,
