@@ -12,7 +12,7 @@ from .errors import HomevisitsError
 from .findings import Finding, Report
 from .policy import Policy, check, load_policy
 from .schema import find_header_row, load_schema, map_headers, require_columns
-from .sources import RawSheet
+from .sources import RawSheet, Source
 from .visits import Visits, build_visits
 
 
@@ -21,6 +21,7 @@ class Checked:
     """A sheet read, parsed and checked at ``now``."""
 
     config: Config
+    source: Source
     raw: RawSheet
     visits: Visits
     policy: Policy
@@ -77,8 +78,8 @@ def apply_overrides(
     return config
 
 
-def read_sheet(config: Config) -> RawSheet:
-    """One read of the whole worksheet, from whichever source the config names."""
+def open_sheet(config: Config) -> Source:
+    """The source the config names (building the demo workbook first when the demo has none yet)."""
     from .sources import open_source
 
     if config.demo and "path" in config.source:
@@ -87,7 +88,7 @@ def read_sheet(config: Config) -> RawSheet:
             from .demo_data import build_demo_workbook
 
             build_demo_workbook(workbook, dt.datetime.now(ZoneInfo(config.timezone)))
-    return open_source(config.source, config.base_dir).read()
+    return open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
 
 
 def load(config: Config, now: dt.datetime) -> Checked:
@@ -97,7 +98,8 @@ def load(config: Config, now: dt.datetime) -> Checked:
         str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
     )
     schema = load_schema()
-    raw = read_sheet(config)
+    source = open_sheet(config)
+    raw = source.read()  # the one read of the run; write-back checks rows against this snapshot
     where = f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
     if not raw.rows:
         raise HomevisitsError(f"{where} is empty: it needs a header row and one row per visit.")
@@ -112,4 +114,6 @@ def load(config: Config, now: dt.datetime) -> Checked:
             )
     visits = build_visits(raw, schema, mapping, header_pos, tz)
     findings = check(visits, policy, now)
-    return Checked(config=config, raw=raw, visits=visits, policy=policy, now=now, findings=findings)
+    return Checked(
+        config=config, source=source, raw=raw, visits=visits, policy=policy, now=now, findings=findings
+    )
