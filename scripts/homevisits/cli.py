@@ -94,7 +94,9 @@ def add_validate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     )
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of the screen")
     parser.add_argument(
-        "--write-findings", action="store_true", help="also put the findings in a 'Policy check' tab of the sheet"
+        "--write-findings",
+        action="store_true",
+        help="also put the findings in a 'Policy check' tab of the sheet",
     )
     parser.set_defaults(run=run_validate)
 
@@ -285,7 +287,8 @@ def run_init_sheet(args: argparse.Namespace) -> int:
     if setup.new_sheet:
         print(f"Set up {len(setup.add)} columns with dropdowns, formats and header notes.")
     elif setup.add:
-        print(f"Added {len(setup.add)} missing column(s) after the last one: {', '.join(setup.added_headers)}.")
+        added = ", ".join(setup.added_headers)
+        print(f"Added {len(setup.add)} missing column(s) after the last one: {added}.")
     else:
         print("The log already has every column: nothing changed.")
     return 0

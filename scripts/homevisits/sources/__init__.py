@@ -28,30 +28,62 @@ class RawSheet:
 
 
 class Source(Protocol):
-    """What every source offers: one read of the whole worksheet."""
+    """What every source offers (see sources/excel.py and sources/gsheet.py).
+
+    ``read()`` takes one snapshot of the whole worksheet; ``write(updates)`` writes the tool's own
+    cells (a list of ``writeback.CellUpdate``), locating each row again by its Visit ID, and returns a
+    ``writeback.WriteResult`` naming what it wrote and what it skipped and why;
+    ``write_findings(header, rows)`` replaces the "Policy check" tab; ``init_sheet(schema)`` sets the
+    log up from the column catalogue and returns a ``sheet_setup.SetupPlan`` of what it added.
+    """
 
     def read(self) -> RawSheet: ...
 
+    def write(self, updates: Any) -> Any: ...
 
-@dataclass
-class ExcelSource:
-    path: Path
-    worksheet: str | None = None
+    def write_findings(self, header: list[str], rows: list[list[Any]]) -> None: ...
 
-    def read(self) -> RawSheet:
-        from . import excel
-
-        return excel.read(self.path, self.worksheet)
+    def init_sheet(self, schema: Any = None) -> Any: ...
 
 
-def open_source(source_cfg: dict[str, Any], base_dir: Path, worksheet: str | None = None) -> Source:
-    """The source the config's [source] table names: ``path`` (Excel) or ``spreadsheet`` (Google Sheet)."""
+def open_source(
+    source_cfg: dict[str, Any],
+    base_dir: Path,
+    worksheet: str | None = None,
+    *,
+    columns: dict[str, str] | None = None,
+    timezone: str = "Europe/London",
+) -> Source:
+    """The source the config's [source] table names: ``path`` (Excel) or ``spreadsheet`` (Google Sheet).
+
+    ``columns`` is the config's [columns] table (header -> field), used to find the tool's own
+    columns when writing; ``timezone`` is the school's, for the times the tool writes.
+    """
     from ..errors import HomevisitsError
 
     worksheet = worksheet or source_cfg.get("worksheet")
     if source_cfg.get("path"):
+        from .excel import ExcelSource
+
         path = Path(source_cfg["path"]).expanduser()
-        return ExcelSource(path if path.is_absolute() else base_dir / path, worksheet)
+        return ExcelSource(
+            path if path.is_absolute() else base_dir / path, worksheet, columns=columns, timezone=timezone
+        )
+    if source_cfg.get("spreadsheet"):
+        from .gsheet import GoogleSheet
+
+        credentials = source_cfg.get("credentials")
+        if credentials:
+            key = Path(str(credentials)).expanduser()
+            credentials = key if key.is_absolute() else base_dir / key
+        return GoogleSheet(
+            str(source_cfg["spreadsheet"]),
+            worksheet,
+            credentials,
+            name=source_cfg.get("name"),
+            columns=columns,
+            timezone=timezone,
+        )
     raise HomevisitsError(
         "No sheet to check: set [source] path (an Excel workbook) or spreadsheet (a Google Sheet) in the config, "
         "or pass --source."

@@ -1,0 +1,351 @@
+"""Writing back safely, whatever the source: which cell gets which value, and never a formula.
+
+The tool writes only its own columns (``owner: tool`` in the column catalogue). Every cell is
+found again at write time by the row's Visit ID; a row that has no ID yet is found by its sheet
+row, and only when that row is exactly as it was read. Text that a spreadsheet could run as a
+formula is neutralised first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+FINDINGS_TAB = "Policy check"
+MARKER = "'"  # kept literally by RAW writes and by openpyxl; read back by unneutralise()
+_FORMULA_STARTS = frozenset("=+-@")
+_DANGEROUS_CONTROLS = frozenset("\t\r\n\0")
+_ID_NUMBER = re.compile(r"HV-(\d+)", re.IGNORECASE)
+DATETIME_TEXT = "%d/%m/%Y %H:%M"
+
+
+@dataclass(frozen=True)
+class CellUpdate:
+    """Put ``value`` in the ``field`` column of the visit whose ID is ``visit_id``.
+
+    To give an ID to a row that has none, use ``field="visit_id"``, ``value`` the new ID (also in
+    ``visit_id``) and ``row`` the sheet row it was read from: it is written only if that row is
+    unchanged since the read.
+    """
+
+    visit_id: str
+    field: str
+    value: Any
+    row: int | None = None
+
+
+@dataclass(frozen=True)
+class Placed:
+    """An update located in the sheet as it is now: 1-based sheet row, 0-based column."""
+
+    update: CellUpdate
+    row: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    update: CellUpdate
+    reason: str
+
+
+@dataclass
+class WriteResult:
+    """What a write did: the cells written and the updates left out, each with why."""
+
+    written: list[Placed] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+
+# ---------------------------------------------------------------- formula neutraliser
+
+
+def _leading_skip(char: str) -> bool:
+    """Characters a spreadsheet ignores before a formula sign: whitespace, controls, invisible format marks."""
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
+def is_formula_like(text: str) -> bool:
+    """True when a spreadsheet could take ``text`` for a formula or a command.
+
+    After NFKC normalisation (so a full-width ``＝`` counts as ``=``) and skipping leading Unicode
+    whitespace and invisible characters, the text starts with ``= + - @``; or it starts with a tab,
+    carriage return, line feed or NUL at all.
+    """
+    normal = unicodedata.normalize("NFKC", text)
+    for char in normal:
+        if char in _DANGEROUS_CONTROLS:
+            return True
+        if not _leading_skip(char):
+            return char in _FORMULA_STARTS
+    return False
+
+
+def neutralise(text: str) -> str:
+    """Text that is safe in any spreadsheet cell: formula-like text gets a leading apostrophe."""
+    return MARKER + text if is_formula_like(text) else text
+
+
+def unneutralise(value: Any) -> Any:
+    """Undo :func:`neutralise` on a value read back; anything else is returned as it is."""
+    if isinstance(value, str) and value[:1] == MARKER and is_formula_like(value[1:]):
+        return value[1:]
+    return value
+
+
+def unneutralise_rows(rows: list[list[Any]]) -> list[list[Any]]:
+    """Every neutralised text cell read back as the tool meant it (other cells untouched, in place)."""
+    for cells in rows:
+        for i, value in enumerate(cells):
+            if value.__class__ is str and value[:1] == MARKER:
+                cells[i] = unneutralise(value)
+    return rows
+
+
+# ---------------------------------------------------------------- values as written
+
+
+def wall_clock(moment: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    """A naive datetime on the school's clock (an aware one is converted first)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(tz).replace(tzinfo=None)
+    return moment.replace(microsecond=0)
+
+
+def sheet_value(value: Any, tz: ZoneInfo) -> Any:
+    """A value for a Google Sheets RAW write: numbers and booleans as they are, everything else safe text.
+
+    Dates and times are written as UK text (``23/11/2026 09:05``) so they read the same in any
+    column format; the tool's own cell parsing reads them back.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dt.datetime):
+        return wall_clock(value, tz).strftime(DATETIME_TEXT)
+    if isinstance(value, dt.date):
+        return value.strftime("%d/%m/%Y")
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    return neutralise(str(value))
+
+
+# ---------------------------------------------------------------- Visit IDs
+
+
+def id_key(raw: Any) -> str | None:
+    """A Visit ID as compared when locating rows: trimmed, case-folded; ``42.0`` is ``42``."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, float):
+        if raw != raw:  # NaN
+            return None
+        if raw.is_integer():
+            raw = int(raw)
+    text = " ".join(str(unneutralise(raw)).split()).upper()
+    return text or None
+
+
+def next_ids(existing: Iterable[Any], count: int) -> list[str]:
+    """``count`` new IDs after the highest ``HV-`` number in use: ``HV-0043``, ``HV-0044``..."""
+    top = 0
+    for raw in existing:
+        match = _ID_NUMBER.fullmatch(id_key(raw) or "")
+        if match:
+            top = max(top, int(match[1]))
+    return [f"HV-{number:04d}" for number in range(top + 1, top + 1 + count)]
+
+
+def assign_ids(rows: Sequence[int], existing: Iterable[Any]) -> list[CellUpdate]:
+    """Updates giving a new Visit ID to each sheet row in ``rows`` (rows read without one)."""
+    return [
+        CellUpdate(visit_id=new, field="visit_id", value=new, row=row)
+        for row, new in zip(rows, next_ids(existing, len(rows)), strict=True)
+    ]
+
+
+# ---------------------------------------------------------------- locating rows
+
+
+def trimmed(cells: Sequence[Any] | None, skip: int | None = None) -> list[Any]:
+    """A row's cells without trailing blanks (and with the ``skip`` column blanked), for comparing rows."""
+    out = ["" if c is None or (i == skip) else c for i, c in enumerate(cells or ())]
+    while out and out[-1] == "":
+        out.pop()
+    return out
+
+
+def locate(
+    updates: Iterable[CellUpdate],
+    *,
+    ids: Mapping[int, Any],
+    columns: Mapping[str, int],
+    headers: Mapping[str, str],
+    tool_fields: Iterable[str],
+    row_unchanged: Callable[[int], bool],
+) -> tuple[list[Placed], list[Skipped]]:
+    """Find the cell for every update in the sheet as it is now.
+
+    ``ids`` maps each sheet row below the header to its Visit ID cell as just re-read; ``columns``
+    maps fields to 0-based columns; ``row_unchanged(row)`` says whether a row still holds exactly
+    what was read (used only to give a new ID to a row without one). Returns the cells to write and
+    the updates skipped, each with a reason a person can act on. Nothing here writes.
+    """
+    allowed = set(tool_fields)
+    rows_by_id: dict[str, list[int]] = defaultdict(list)
+    for row, raw in ids.items():
+        key = id_key(raw)
+        if key:
+            rows_by_id[key].append(row)
+
+    def header(name: str) -> str:
+        return headers.get(name, name)
+
+    placed: dict[tuple[int, int], Placed] = {}
+    skipped: list[Skipped] = []
+    assigned: dict[str, int] = {}
+    updates = list(updates)
+    for update in updates:
+        if update.field not in allowed:
+            raise ValueError(
+                f"{update.field} is not a column the tool owns; it writes only {sorted(allowed)}"
+            )
+    id_column = columns.get("visit_id")
+    if id_column is None:
+        reason = f"the sheet has no '{header('visit_id')}' column to find rows by (init-sheet adds it)"
+        return [], [Skipped(update, reason) for update in updates]
+    for update in (u for u in updates if u.field == "visit_id"):
+        reason = _assignment_problem(update, id_column, rows_by_id, ids, assigned, row_unchanged, header)
+        if reason:
+            skipped.append(Skipped(update, reason))
+            continue
+        assert update.row is not None and id_column is not None
+        assigned[id_key(update.value) or ""] = update.row
+        placed[(update.row, id_column)] = Placed(update, update.row, id_column)
+    for update in (u for u in updates if u.field != "visit_id"):
+        column = columns.get(update.field)
+        if column is None:
+            skipped.append(Skipped(update, f"the sheet has no '{header(update.field)}' column"))
+            continue
+        key = id_key(update.visit_id)
+        if key in assigned:
+            row = assigned[key]
+        else:
+            found = rows_by_id.get(key or "", [])
+            if not found:
+                skipped.append(Skipped(update, f"no row has Visit ID {update.visit_id} any more"))
+                continue
+            if len(found) > 1:
+                where = ", ".join(str(r) for r in found)
+                skipped.append(
+                    Skipped(
+                        update,
+                        f"Visit ID {update.visit_id} is in {len(found)} rows ({where}): give each visit its own ID",
+                    )
+                )
+                continue
+            row = found[0]
+        placed[(row, column)] = Placed(update, row, column)
+    return list(placed.values()), skipped
+
+
+def _assignment_problem(
+    update: CellUpdate,
+    id_column: int | None,
+    rows_by_id: Mapping[str, list[int]],
+    ids: Mapping[int, Any],
+    assigned: Mapping[str, int],
+    row_unchanged: Callable[[int], bool],
+    header: Callable[[str], str],
+) -> str | None:
+    """Why a new Visit ID cannot go into its row, or None when it can."""
+    if id_column is None:
+        return f"the sheet has no '{header('visit_id')}' column"
+    if update.row is None:
+        return "a new Visit ID needs the sheet row it was read from"
+    new = id_key(update.value)
+    if not new or is_formula_like(str(update.value)):
+        return f"'{update.value}' is not a Visit ID"
+    current = id_key(ids.get(update.row))
+    if current is not None and current != new:
+        return f"row {update.row} was given Visit ID {ids.get(update.row)} since the sheet was read"
+    elsewhere = [r for r in rows_by_id.get(new, []) if r != update.row]
+    if elsewhere or new in assigned:
+        return f"Visit ID {update.value} is already used (row {(elsewhere or [assigned.get(new)])[0]})"
+    if not row_unchanged(update.row):
+        return f"row {update.row} changed or moved since the sheet was read; the next run will try again"
+    return None
+
+
+# ---------------------------------------------------------------- the "Policy check" tab
+
+
+FINDINGS_HEADER = [
+    "Severity",
+    "Row",
+    "Visit ID",
+    "Column",
+    "Rule",
+    "What is wrong",
+    "What to do",
+    "Policy",
+    "Checked at",
+]
+
+
+def findings_table(findings: Iterable[Any], checked_at: str) -> tuple[list[str], list[list[Any]]]:
+    """The findings as a table for the ``Policy check`` tab: worst first, then by row."""
+    from ..findings import sort_key
+
+    with contextlib.suppress(ValueError):
+        checked_at = dt.datetime.fromisoformat(checked_at).strftime(DATETIME_TEXT)
+    rows = [
+        [
+            f.severity.upper(),
+            f.row,
+            f.visit_id or "",
+            f.column or "",
+            f.rule,
+            f.message,
+            f.fix,
+            f.clause,
+            checked_at,
+        ]
+        for f in sorted(findings, key=sort_key)
+    ]
+    return list(FINDINGS_HEADER), rows
+
+
+# ---------------------------------------------------------------- where the tool's columns are
+
+
+def layout(
+    rows: Sequence[Sequence[Any]], schema: Any, overrides: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
+    """The header row's position (0-based) and the header map, as every command finds them."""
+    from ..schema import find_header_row, map_headers
+
+    position = find_header_row(rows, schema, overrides)
+    return position, map_headers(rows[position], schema, overrides)
+
+
+def tool_fields(schema: Any) -> list[str]:
+    """The columns the tool writes (``owner: tool`` in the catalogue)."""
+    return [column.field for column in schema.columns if column.owner == "tool"]
+
+
+def header_names(schema: Any, mapping: Any) -> dict[str, str]:
+    """Field -> header as staff see it: the sheet's own where it has the column, else the catalogue's."""
+    return {column.field: mapping.headers.get(column.field, column.header) for column in schema.columns}

@@ -1,0 +1,163 @@
+"""Write-back rules shared by every source: the formula neutraliser, Visit IDs, locating rows."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from homevisits.sources.writeback import (
+    CellUpdate,
+    id_key,
+    is_formula_like,
+    locate,
+    neutralise,
+    next_ids,
+    sheet_value,
+    unneutralise,
+)
+
+LONDON = ZoneInfo("Europe/London")
+TOOL = ("visit_id", "form_sent_at", "escalated_at")
+COLUMNS = {"visit_id": 0, "learner_name": 1, "form_sent_at": 5, "escalated_at": 6}
+HEADERS = {"visit_id": "Visit ID", "form_sent_at": "Form sent at", "escalated_at": "Escalated at"}
+
+# Text that spreadsheets run, or that smuggles a formula sign past a naive check.
+DANGEROUS = [
+    "=1+1",
+    "+44 7700 900123",
+    "-2",
+    "@SUM(A1)",
+    "\t=1",
+    "\r\n",
+    "\n",
+    "\0x",
+    '  =HYPERLINK("http://example.org")',
+    "\u00a0=1",  # no-break space
+    "\u3000=1",  # ideographic space
+    "\u200b=1",  # zero-width space
+    "\ufeff@x",  # byte-order mark
+    "＝1+1",  # full-width equals: NFKC makes it '='
+    "﹢1",  # small plus sign
+    "=cmd|' /C calc'!A0",
+]
+SAFE = [
+    "HV-0042",
+    "23/11/2026 09:05",
+    "Ada Example",
+    "",
+    "   ",
+    "'=already neutralised",
+    "1+1",
+    "a=b",
+    "e-mail",
+]
+
+
+@pytest.mark.parametrize("text", DANGEROUS)
+def test_dangerous_text_is_neutralised(text):
+    assert is_formula_like(text)
+    safe = neutralise(text)
+    assert safe == "'" + text
+    assert not is_formula_like(safe)
+    assert unneutralise(safe) == text
+
+
+@pytest.mark.parametrize("text", SAFE)
+def test_safe_text_is_left_alone(text):
+    assert not is_formula_like(text)
+    assert neutralise(text) == text
+
+
+@given(st.text() | st.text().map(lambda t: "'" + t))
+@example("=")
+@example("\x00")
+@example("\u2028-")
+@example("'=x")
+def test_neutraliser_is_idempotent_and_always_safe(text):
+    once = neutralise(text)
+    assert neutralise(once) == once
+    assert not is_formula_like(once)
+    if unneutralise(text) == text:  # text not already in neutralised form: the reader gets it back exactly
+        assert unneutralise(once) == text
+
+
+@given(st.text().filter(lambda t: not is_formula_like(t)))
+def test_neutraliser_leaves_safe_text_unchanged(text):
+    assert neutralise(text) == text
+
+
+def test_sheet_values_are_numbers_or_safe_text():
+    moment = dt.datetime(2026, 11, 23, 9, 5, 30, tzinfo=dt.UTC)
+    assert sheet_value(moment, LONDON) == "23/11/2026 09:05"
+    summer = dt.datetime(2026, 7, 1, 8, 0, tzinfo=dt.UTC)
+    assert sheet_value(summer, LONDON) == "01/07/2026 09:00"  # BST on the school's clock
+    assert sheet_value(dt.date(2026, 11, 23), LONDON) == "23/11/2026"
+    assert sheet_value(None, LONDON) == ""
+    assert sheet_value(3, LONDON) == 3
+    assert sheet_value("=2+2", LONDON) == "'=2+2"
+
+
+def test_visit_ids_continue_after_the_highest():
+    assert next_ids(["HV-0007", "hv-12", None, 42.0, "V3", "'=x"], 2) == ["HV-0013", "HV-0014"]
+    assert next_ids([], 1) == ["HV-0001"]
+    assert id_key(42.0) == "42"
+    assert id_key("  hv-0042 ") == "HV-0042"
+    assert id_key("") is None
+
+
+def _locate(updates, ids, unchanged=lambda row: True, columns=COLUMNS):
+    return locate(
+        updates, ids=ids, columns=columns, headers=HEADERS, tool_fields=TOOL, row_unchanged=unchanged
+    )
+
+
+def test_rows_are_found_by_visit_id_wherever_they_are_now():
+    ids = {2: "HV-0003", 3: "HV-0001", 4: "HV-0002", 5: None}
+    placed, skipped = _locate(
+        [CellUpdate("HV-0001", "form_sent_at", "x"), CellUpdate("hv-0002 ", "escalated_at", "y")], ids
+    )
+    assert [(p.row, p.column, p.update.value) for p in placed] == [(3, 5, "x"), (4, 6, "y")]
+    assert skipped == []
+
+
+def test_a_missing_or_repeated_visit_id_is_reported_not_written():
+    ids = {2: "HV-0001", 3: "HV-0001", 4: "HV-0002"}
+    placed, skipped = _locate(
+        [CellUpdate("HV-0001", "form_sent_at", "x"), CellUpdate("HV-0009", "form_sent_at", "x")], ids
+    )
+    assert placed == []
+    assert [s.reason for s in skipped] == [
+        "Visit ID HV-0001 is in 2 rows (2, 3): give each visit its own ID",
+        "no row has Visit ID HV-0009 any more",
+    ]
+
+
+def test_a_new_id_goes_only_into_an_unchanged_row_without_one():
+    ids = {2: None, 3: None, 4: "HV-0001", 5: "HV-0005"}
+    updates = [
+        CellUpdate("HV-0002", "visit_id", "HV-0002", row=2),
+        CellUpdate("HV-0003", "visit_id", "HV-0003", row=3),  # changed since the read
+        CellUpdate("HV-0004", "visit_id", "HV-0004", row=4),  # has an ID now
+        CellUpdate("HV-0005", "visit_id", "HV-0005", row=6),  # the ID is taken
+        CellUpdate("HV-0002", "form_sent_at", "sent"),  # follows the new ID in the same batch
+    ]
+    placed, skipped = _locate(updates, ids, unchanged=lambda row: row != 3)
+    assert [(p.row, p.column, p.update.value) for p in placed] == [(2, 0, "HV-0002"), (2, 5, "sent")]
+    assert [s.update.visit_id for s in skipped] == ["HV-0003", "HV-0004", "HV-0005"]
+    assert "changed or moved" in skipped[0].reason
+    assert "was given Visit ID HV-0001" in skipped[1].reason
+    assert "already used (row 5)" in skipped[2].reason
+
+
+def test_only_the_tools_own_columns_can_be_written():
+    with pytest.raises(ValueError, match="learner_name"):
+        _locate([CellUpdate("HV-0001", "learner_name", "Someone Else")], {2: "HV-0001"})
+
+
+def test_without_a_visit_id_column_nothing_can_be_located():
+    columns = {k: v for k, v in COLUMNS.items() if k != "visit_id"}
+    placed, skipped = _locate([CellUpdate("HV-0001", "form_sent_at", "x")], {}, columns=columns)
+    assert placed == []
+    assert skipped[0].reason.startswith("the sheet has no 'Visit ID' column")
