@@ -120,7 +120,7 @@ def run_validate(args: argparse.Namespace) -> int:
         text = validation_page(report, visits=checked.visits, rule_titles=rule_titles())
     write_output(text, args.output)
     if args.write_findings:
-        write_findings_tab(config, report)
+        write_findings_tab(checked.source, report)
     return exit_status(report.findings)
 
 
@@ -294,12 +294,10 @@ def run_init_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_findings_tab(config, report) -> None:
+def write_findings_tab(source, report) -> None:
     """Replace the sheet's 'Policy check' tab with the report's findings (validate --write-findings)."""
-    from .sources import open_source
     from .sources.writeback import FINDINGS_TAB, findings_table
 
-    source = open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
     header, rows = findings_table(report.findings, report.checked_at)
     source.write_findings(header, rows)
     print(f"Wrote {len(rows)} finding(s) to the '{FINDINGS_TAB}' tab.", file=sys.stderr)
