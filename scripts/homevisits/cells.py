@@ -90,9 +90,11 @@ def is_blank(raw: Any) -> bool:
     """True for an empty cell, including a cell of spaces or a placeholder like ``-`` or ``N/A``."""
     if raw is None:
         return True
-    if isinstance(raw, float) and math.isnan(raw):
-        return True
-    return isinstance(raw, str) and _fold(raw) in EMPTY_WORDS
+    if isinstance(raw, str):
+        if len(raw) > 15 and len(raw := raw.strip()) > 15:  # placeholders are short: most text stops here
+            return False
+        return _fold(raw) in EMPTY_WORDS
+    return isinstance(raw, float) and math.isnan(raw)
 
 
 def _fold(text: str) -> str:
@@ -556,6 +558,10 @@ def parse_text(raw: Any, date1904: bool = False) -> Parsed:
         return raw.strftime("%d/%m/%Y"), None
     if raw.__class__ is not str:
         raw = str(raw)
+    if raw[:1] == "'":  # text the tool wrote with its formula guard: read it as it was meant
+        from .sources.writeback import unneutralise
+
+        raw = unneutralise(raw)
     text = " ".join(raw.split())
     if not text:
         return None, None

@@ -17,7 +17,7 @@ SEVERITY_HELP = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Finding:
     """One problem: which rule, how bad, where (sheet row as staff see it, column header), what to do."""
 
@@ -78,13 +78,15 @@ class Report:
         }
 
 
-def json_chunks(report: Report) -> Iterator[str]:
-    """The JSON report in pieces, one finding per line, so a large report never sits in memory twice."""
+def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
+    """The JSON report in pieces (a line per batch of findings), so a large report never sits in memory twice."""
     head = report.as_dict()
     head.pop("findings")
     yield json.dumps(head, ensure_ascii=False)[:-1] + ', "findings": [\n'
-    for number, finding in enumerate(report.findings):
-        yield ("" if number == 0 else ",\n") + json.dumps(finding.as_dict(), ensure_ascii=False)
+    findings = report.findings
+    for start in range(0, len(findings), batch):
+        dicts = [f.as_dict() for f in findings[start : start + batch]]
+        yield ("" if start == 0 else ",\n") + json.dumps(dicts, ensure_ascii=False)[1:-1]
     yield "\n]}\n"
 
 

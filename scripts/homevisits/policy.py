@@ -131,9 +131,9 @@ def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
     instant = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
     bad_cells = {(p.row, p.field) for p in visits.problems}
     findings: list[Finding] = []
-    frame = visits.frame
-    rows = frame["row"].to_numpy()
-    ids = frame["visit_id"].to_numpy()
+    rows = visits.frame["row"].tolist()
+    ids = visits.frame["visit_id"].tolist()
+    headers = {name: visits.header(name) for name in visits.schema.fields}
     columns: dict = {}
     for rule_id, config in policy.rules.items():
         rule = RULES[rule_id]
@@ -145,18 +145,19 @@ def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
             policy_name=policy.name,
             cache=columns,  # shared by the rules: each column becomes an array once
         )
+        clause = f"{policy.name} {config.clause}"
         for hit in rule.func(context):
             position = hit.position
             findings.append(
                 Finding(
-                    rule=rule_id,
-                    severity=hit.severity or config.severity,
-                    row=int(rows[position]) if position is not None else hit.row,
-                    visit_id=(ids[position] or None) if position is not None else None,
-                    column=visits.header(hit.field) if hit.field else None,
-                    message=hit.message,
-                    fix=hit.fix,
-                    clause=f"{policy.name} {config.clause}",
+                    rule_id,
+                    hit.severity or config.severity,
+                    hit.row if position is None else rows[position],
+                    None if position is None else (ids[position] or None),
+                    headers[hit.field] if hit.field else None,
+                    hit.message,
+                    hit.fix,
+                    clause,
                 )
             )
     findings.sort(key=sort_key)

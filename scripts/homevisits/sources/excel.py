@@ -362,15 +362,12 @@ class ExcelSource:
 
     def read(self) -> RawSheet:
         """The whole worksheet (see :func:`read`), remembering exactly which file it came from."""
-        from .writeback import unneutralise_rows
-
         check_path(self.path)
         stamp = file_stamp(self.path)
         raw = read(self.path, self.worksheet)
         now = self.path.stat()
         if (now.st_size, now.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
             raise HomevisitsError(f"{self.path.name} changed while it was being read: run again.")
-        unneutralise_rows(raw.rows)
         self.snapshot, self.stamp = raw, stamp
         return raw
 

@@ -48,7 +48,6 @@ from .writeback import (
     sheet_value,
     tool_fields,
     trimmed,
-    unneutralise_rows,
 )
 
 READ_PARAMS = {
@@ -202,7 +201,7 @@ class GoogleSheet:
                     ) from exc
                 title = found["title"]
                 data = self.http.values_get(self.key, quote_title(title), params=dict(READ_PARAMS))
-        rows = unneutralise_rows([list(cells) for cells in data.get("values", [])])
+        rows = [list(cells) for cells in data.get("values", [])]  # cells.parse_text undoes the neutraliser
         titles = [s["title"] for s in self._sheets] if self._sheets else [title]
         self.snapshot = RawSheet(name=self.name, worksheet=title, rows=rows, first_row=1, worksheets=titles)
         return self.snapshot
@@ -255,9 +254,9 @@ class GoogleSheet:
             )
             return WriteResult([], [Skipped(update, reason) for update in updates])
 
-        id_cells = unneutralise_rows([list(cells) for cells in got[1].get("values", [])])
+        id_cells = [list(cells) for cells in got[1].get("values", [])]
         ids = {header_row + 1 + i: (cells[0] if cells else None) for i, cells in enumerate(id_cells)}
-        span = unneutralise_rows([list(cells) for cells in got[2].get("values", [])]) if new_rows else []
+        span = [list(cells) for cells in got[2].get("values", [])] if new_rows else []
 
         def row_unchanged(row: int) -> bool:
             at = row - raw.first_row

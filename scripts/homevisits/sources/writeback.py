@@ -104,15 +104,6 @@ def unneutralise(value: Any) -> Any:
     return value
 
 
-def unneutralise_rows(rows: list[list[Any]]) -> list[list[Any]]:
-    """Every neutralised text cell read back as the tool meant it (other cells untouched, in place)."""
-    for cells in rows:
-        for i, value in enumerate(cells):
-            if value.__class__ is str and value[:1] == MARKER:
-                cells[i] = unneutralise(value)
-    return rows
-
-
 # ---------------------------------------------------------------- values as written
 
 
