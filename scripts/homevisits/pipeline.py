@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .config import Config
 from .errors import HomevisitsError
 from .findings import Finding, Report
-from .policy import Policy, check, load_policy
-from .schema import find_header_row, load_schema, map_headers, require_columns
 from .sources import RawSheet, Source
-from .visits import Visits, build_visits
+
+if TYPE_CHECKING:
+    from .policy import Policy
+    from .visits import Visits
 
 
 @dataclass
@@ -94,12 +97,20 @@ def open_sheet(config: Config) -> Source:
 def load(config: Config, now: dt.datetime) -> Checked:
     """Read, parse and check: the findings every command starts from."""
     tz = ZoneInfo(config.timezone)
-    policy = load_policy(
-        str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
-    )
-    schema = load_schema()
     source = open_sheet(config)
-    raw = source.read()  # the one read of the run; write-back checks rows against this snapshot
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # The one read of the run (write-back checks rows against this snapshot). The reader works
+        # outside Python's lock, so pandas, the policy and the schema load meanwhile.
+        reading = background.submit(source.read)
+        from .policy import check, load_policy
+        from .schema import find_header_row, load_schema, map_headers, require_columns
+        from .visits import build_visits
+
+        policy = load_policy(
+            str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
+        )
+        schema = load_schema()
+        raw = reading.result()
     where = f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
     if not raw.rows:
         raise HomevisitsError(f"{where} is empty: it needs a header row and one row per visit.")

@@ -15,6 +15,8 @@ visit date + start time, and visit date + expected return, else start + expected
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,6 +76,56 @@ class Visits:
         return int(hits[0]) if len(hits) else None
 
 
+PARALLEL_ROWS = 5000  # below this one process is quicker than two
+COST = {"phone": 3, "datetime": 3, "date": 2, "time": 2, "duration": 2}  # rough parsing cost per column type
+
+Job = tuple[str, str, int, Any]  # field, type, column position, choice lookup
+
+
+def _parse_part(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
+    return {
+        name: parse_column(kind, [cells[position] for cells in rows], lookup=lookup, date1904=date1904)
+        for name, kind, position, lookup in jobs
+    }
+
+
+def _parse_columns(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
+    """Parse every mapped column. On a large sheet a forked child takes half the columns (the second
+    core); if the child fails for any reason its columns are parsed here instead."""
+    if len(rows) < PARALLEL_ROWS or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        return _parse_part(rows, jobs, date1904)
+    ours: list[Job] = []
+    theirs: list[Job] = []
+    for job in sorted(jobs, key=lambda job: -COST.get(job[1], 1)):  # greedy split by cost
+        lighter = (
+            ours if sum(COST.get(j[1], 1) for j in ours) <= sum(COST.get(j[1], 1) for j in theirs) else theirs
+        )
+        lighter.append(job)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: parse its half, send it back, and leave without running any cleanup
+        status = 1
+        try:
+            os.close(reader)
+            with os.fdopen(writer, "wb") as out:
+                out.write(pickle.dumps(_parse_part(rows, theirs, date1904), protocol=pickle.HIGHEST_PROTOCOL))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+    result = _parse_part(rows, ours, date1904)
+    with os.fdopen(reader, "rb") as incoming:
+        sent = incoming.read()
+    _, status = os.waitpid(child, 0)
+    try:
+        if status != 0:
+            raise ValueError("the parsing child failed")
+        result.update(pickle.loads(sent))
+    except Exception:
+        result.update(_parse_part(rows, theirs, date1904))
+    return result
+
+
 def _python(value: Any, tz: ZoneInfo) -> Any:
     if value is None or value is pd.NA or value is pd.NaT:
         return None
@@ -107,17 +159,16 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     width = max((len(cells) for cells in rows), default=0)
     if any(len(cells) != width for cells in rows):
         rows = [list(cells) + [None] * (width - len(cells)) for cells in rows]
-    columns = list(zip(*rows, strict=True)) if rows else []
+    jobs = [
+        (name, schema[name].type, position, schema[name].lookup)
+        for name, position in mapping.positions.items()
+    ]
     parsed: dict[str, list[Any]] = {}
     problems: list[CellProblem] = []
-    for name, position in mapping.positions.items():
-        column = schema[name]
-        raws = list(columns[position]) if position < width else [None] * n
-        values, bad = parse_column(column.type, raws, lookup=column.lookup, date1904=raw.date1904)
+    numbers = row_numbers.tolist()
+    for name, (values, bad) in _parse_columns(rows, jobs, raw.date1904).items():
         parsed[name] = values
-        if bad:
-            numbers = row_numbers.tolist()
-            problems.extend(CellProblem(numbers[i], name, value, reason) for i, value, reason in bad)
+        problems.extend(CellProblem(numbers[i], name, value, reason) for i, value, reason in bad)
 
     frame: dict[str, Any] = {"row": row_numbers}
     for column in schema.columns:

@@ -1,0 +1,123 @@
+"""The visits table: typed columns, instants across the clock change, and parsing on two cores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+
+from homevisits import visits as visits_module
+from homevisits.schema import find_header_row, load_schema, map_headers
+from homevisits.sources import RawSheet
+from homevisits.visits import build_visits
+
+LONDON = ZoneInfo("Europe/London")
+SCHEMA = load_schema()
+HEADERS = [c.header for c in SCHEMA.columns]
+
+
+def _sheet(rows: list[dict]) -> RawSheet:
+    return RawSheet(
+        name="log.xlsx", worksheet="Home Visits", rows=[HEADERS] + [[r.get(h) for h in HEADERS] for r in rows]
+    )
+
+
+def _build(raw: RawSheet):
+    header = find_header_row(raw.rows, SCHEMA)
+    return build_visits(raw, SCHEMA, map_headers(raw.rows[header], SCHEMA), header, LONDON)
+
+
+def test_wall_clock_times_become_utc_instants_across_the_clock_change():
+    raw = _sheet(
+        [
+            {
+                "Visit ID": "A",
+                "Visit date": "28/03/2026",
+                "Start time": "09:00",
+                "Expected duration (mins)": 60,
+            },
+            {"Visit ID": "B", "Visit date": "30/03/2026", "Start time": "09:00", "Expected return": "10:30"},
+            {
+                "Visit ID": "C",
+                "Visit date": "30/03/2026",
+                "Start time": "09:00",
+                "Returned safely at": "10:40",
+            },
+        ]
+    )
+    frame = _build(raw).frame
+    assert frame["start_at"].tolist() == [
+        pd.Timestamp("2026-03-28 09:00", tz="UTC"),  # GMT
+        pd.Timestamp("2026-03-30 08:00", tz="UTC"),  # BST
+        pd.Timestamp("2026-03-30 08:00", tz="UTC"),
+    ]
+    assert frame["return_due_at"].tolist()[:2] == [
+        pd.Timestamp("2026-03-28 10:00", tz="UTC"),
+        pd.Timestamp("2026-03-30 09:30", tz="UTC"),
+    ]
+    assert frame["returned_at"].iloc[2] == pd.Timestamp(
+        "2026-03-30 09:40", tz="UTC"
+    )  # a bare time on the visit date
+
+
+def test_record_gives_plain_python_values_on_the_school_clock():
+    raw = _sheet(
+        [
+            {
+                "Visit ID": "A",
+                "Visit date": "3/4/26",
+                "Start time": "2.30pm",
+                "Phone taken on visit": 7700900123,
+            }
+        ]
+    )
+    record = _build(raw).record(0)
+    assert record["visit_date"] == dt.date(2026, 4, 3)
+    assert record["start_time"] == dt.time(14, 30)
+    assert record["start_at"] == dt.datetime(2026, 4, 3, 14, 30, tzinfo=LONDON)
+    assert record["phone_taken"] == "07700 900123"
+    assert record["row"] == 2
+
+
+def _many_rows(count: int) -> list[dict]:
+    pick = random.Random(7).choice
+    return [
+        {
+            "Visit ID": f"HV-{n:05d}",
+            "Learner name": pick(["Ada Example", "  Ben  Sample ", "Cy Test"]),
+            "Visit date": pick(["03/04/2026", "3 Apr 2026", dt.date(2026, 4, 3), "01/13/2026", 46115]),
+            "Start time": pick(["14:30", "2.30pm", 0.5, "25:00"]),
+            "Phone taken on visit": pick([7700900123, "+44 7700 900456", "12345"]),
+            "Returned safely at": pick(["15:40", "03/04/2026 16:00", "soon", None]),
+            "Risk level": pick(["low", " Med", "H", "severe"]),
+            "Dangerous animals": pick(["y", "✓", "no", "maybe"]),
+        }
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("child_fails", [False, True])
+def test_two_cores_give_exactly_what_one_gives(monkeypatch, child_fails):
+    raw = _sheet(_many_rows(visits_module.PARALLEL_ROWS + 10))
+    monkeypatch.setattr(visits_module, "PARALLEL_ROWS", 10**9)
+    alone = _build(raw)
+    monkeypatch.setattr(visits_module, "PARALLEL_ROWS", 100)
+    if child_fails:  # the forked child inherits this and dies before sending anything back
+
+        def broken(*args, **kwargs):
+            raise OSError("no room")
+
+        monkeypatch.setattr(visits_module.pickle, "dumps", broken)
+    calls = []
+    parse_part = visits_module._parse_part
+    monkeypatch.setattr(visits_module, "_parse_part", lambda *a: calls.append(1) or parse_part(*a))
+    together = _build(raw)
+    assert len(calls) == (
+        2 if child_fails else 1
+    )  # the parent parsed half, and the child's half only if it failed
+    pd.testing.assert_frame_equal(alone.frame, together.frame)
+    assert sorted(alone.problems, key=repr) == sorted(together.problems, key=repr)
+    assert len(together.problems) > 100
