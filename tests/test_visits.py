@@ -99,6 +99,7 @@ def _many_rows(count: int) -> list[dict]:
     ]
 
 
+@pytest.mark.filterwarnings("error")  # nothing may leak onto an admin's screen as a warning
 @pytest.mark.parametrize("child_fails", [False, True])
 def test_two_cores_give_exactly_what_one_gives(monkeypatch, child_fails):
     raw = _sheet(_many_rows(visits_module.PARALLEL_ROWS + 10))

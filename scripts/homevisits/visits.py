@@ -225,10 +225,15 @@ def _dates(values: list[Any] | None, n: int) -> pd.Series:
 
 
 def _times(values: list[Any] | None, n: int) -> pd.Series:
+    """Times of day as time since midnight (integer nanoseconds, so nothing is rounded)."""
+    nanoseconds = np.fromiter(
+        (NAT if t is None else (t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000_000 for t in values or ()),
+        dtype=np.int64,
+        count=len(values) if values else 0,
+    )
     if not values:
-        return pd.Series(pd.to_timedelta(np.full(n, np.nan), unit="s"))
-    seconds = [np.nan if t is None else t.hour * 3600 + t.minute * 60 + t.second for t in values]
-    return pd.Series(pd.to_timedelta(np.asarray(seconds, dtype=float), unit="s"))
+        nanoseconds = np.full(n, NAT, dtype=np.int64)
+    return pd.Series(nanoseconds.view("timedelta64[ns]"))
 
 
 def _wall_seconds(value: Any, day_seconds: int, tz: ZoneInfo) -> int:
