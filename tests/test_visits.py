@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
+from homevisits import parallel
 from homevisits import visits as visits_module
 from homevisits.schema import find_header_row, load_schema, map_headers
 from homevisits.sources import RawSheet
@@ -111,7 +112,7 @@ def test_two_cores_give_exactly_what_one_gives(monkeypatch, child_fails):
         def broken(*args, **kwargs):
             raise OSError("no room")
 
-        monkeypatch.setattr(visits_module.pickle, "dumps", broken)
+        monkeypatch.setattr(parallel.pickle, "dumps", broken)
     calls = []
     parse_part = visits_module._parse_part
     monkeypatch.setattr(visits_module, "_parse_part", lambda *a: calls.append(1) or parse_part(*a))

@@ -128,29 +128,34 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
 
 def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
     """Run every enabled rule over the visits table; all findings, never stopping at the first."""
+    findings = _run(visits, policy, now, list(policy.rules.values()))
+    findings.sort(key=sort_key)
+    return findings
+
+
+def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfig]) -> list[Finding]:
     instant = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
     bad_cells = {(p.row, p.field) for p in visits.problems}
     findings: list[Finding] = []
     rows = visits.frame["row"].tolist()
     ids = visits.frame["visit_id"].tolist()
     headers = {name: visits.header(name) for name in visits.schema.fields}
-    columns: dict = {}
-    for rule_id, config in policy.rules.items():
-        rule = RULES[rule_id]
+    columns: dict = {}  # shared by the rules: each column becomes an array once
+    for config in rules:
         context = Context(
             visits=visits,
             params=config.params,
             now=instant,
             bad_cells=bad_cells,
             policy_name=policy.name,
-            cache=columns,  # shared by the rules: each column becomes an array once
+            cache=columns,
         )
         clause = f"{policy.name} {config.clause}"
-        for hit in rule.func(context):
+        for hit in RULES[config.id].func(context):
             position = hit.position
             findings.append(
                 Finding(
-                    rule_id,
+                    config.id,
                     hit.severity or config.severity,
                     hit.row if position is None else rows[position],
                     None if position is None else (ids[position] or None),
@@ -160,5 +165,4 @@ def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
                     clause,
                 )
             )
-    findings.sort(key=sort_key)
     return findings

@@ -23,7 +23,7 @@ CANCELLED = ("Cancelled", "Not carried out")
 HAPPENED = ("Completed", "No answer")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
     position: int | None  # the visit's position in the table; None for a sheet-wide finding
     field: str | None

@@ -15,8 +15,6 @@ visit date + start time, and visit date + expected return, else start + expected
 from __future__ import annotations
 
 import datetime as dt
-import os
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .cells import is_blank, parse_column
+from .parallel import both
 from .schema import HeaderMap, Schema
 from .sources import RawSheet
 
@@ -90,40 +89,13 @@ def _parse_part(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, t
 
 
 def _parse_columns(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
-    """Parse every mapped column. On a large sheet a forked child takes half the columns (the second
-    core); if the child fails for any reason its columns are parsed here instead."""
-    if len(rows) < PARALLEL_ROWS or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+    """Parse every mapped column; on a large sheet, half of them on the second core."""
+    if len(rows) < PARALLEL_ROWS:
         return _parse_part(rows, jobs, date1904)
-    ours: list[Job] = []
-    theirs: list[Job] = []
-    for job in sorted(jobs, key=lambda job: -COST.get(job[1], 1)):  # greedy split by cost
-        lighter = (
-            ours if sum(COST.get(j[1], 1) for j in ours) <= sum(COST.get(j[1], 1) for j in theirs) else theirs
-        )
-        lighter.append(job)
-    reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: parse its half, send it back, and leave without running any cleanup
-        status = 1
-        try:
-            os.close(reader)
-            with os.fdopen(writer, "wb") as out:
-                out.write(pickle.dumps(_parse_part(rows, theirs, date1904), protocol=pickle.HIGHEST_PROTOCOL))
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(writer)
-    result = _parse_part(rows, ours, date1904)
-    with os.fdopen(reader, "rb") as incoming:
-        sent = incoming.read()
-    _, status = os.waitpid(child, 0)
-    try:
-        if status != 0:
-            raise ValueError("the parsing child failed")
-        result.update(pickle.loads(sent))
-    except Exception:
-        result.update(_parse_part(rows, theirs, date1904))
-    return result
+    ordered = sorted(jobs, key=lambda job: -COST.get(job[1], 1))
+    ours, theirs = ordered[0::2], ordered[1::2]  # alternate by cost: two halves of about the same work
+    mine, other = both(lambda: _parse_part(rows, ours, date1904), lambda: _parse_part(rows, theirs, date1904))
+    return {**mine, **other}
 
 
 def _python(value: Any, tz: ZoneInfo) -> Any:
@@ -227,7 +199,10 @@ def _dates(values: list[Any] | None, n: int) -> pd.Series:
 def _times(values: list[Any] | None, n: int) -> pd.Series:
     """Times of day as time since midnight (integer nanoseconds, so nothing is rounded)."""
     nanoseconds = np.fromiter(
-        (NAT if t is None else (t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000_000 for t in values or ()),
+        (
+            NAT if t is None else (t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000_000
+            for t in values or ()
+        ),
         dtype=np.int64,
         count=len(values) if values else 0,
     )
