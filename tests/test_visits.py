@@ -123,3 +123,11 @@ def test_two_cores_give_exactly_what_one_gives(monkeypatch, child_fails):
     pd.testing.assert_frame_equal(alone.frame, together.frame)
     assert sorted(alone.problems, key=repr) == sorted(together.problems, key=repr)
     assert len(together.problems) > 100
+
+
+def test_short_rows_read_as_empty_cells_at_their_end():
+    raw = RawSheet(name="g", worksheet="w", rows=[HEADERS, ["HV-1", "Ada Example"], ["HV-2"]])
+    frame = _build(raw).frame
+    assert frame["visit_id"].tolist() == ["HV-1", "HV-2"]
+    assert frame["learner_name"].tolist() == ["Ada Example", None]
+    assert frame["status"].isna().all()

@@ -128,7 +128,8 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     row_numbers = np.asarray([first + i for i in keep], dtype=np.int64)
     n = len(rows)
 
-    width = max((len(cells) for cells in rows), default=0)
+    # Every row as wide as the widest mapped column (Google leaves out empty cells at a row's end).
+    width = max([len(cells) for cells in rows] + [position + 1 for position in mapping.positions.values()])
     if any(len(cells) != width for cells in rows):
         rows = [list(cells) + [None] * (width - len(cells)) for cells in rows]
     jobs = [
