@@ -303,11 +303,88 @@ def write_findings_tab(source, report) -> None:
     print(f"Wrote {len(rows)} finding(s) to the '{FINDINGS_TAB}' tab.", file=sys.stderr)
 
 
+# ---------------------------------------------------------------- send-forms, check-returns, run-scheduled
+
+
+def _job_parser(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str, help: str, description: str
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, parents=[common], help=help, description=description)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be sent (visit IDs, kinds, recipient counts) and change nothing",
+    )
+    return parser
+
+
+def run_jobs(args: argparse.Namespace, jobs: tuple[str, ...]) -> int:
+    from .jobs import run
+
+    config, now = settings(args)
+    return run(config, now, jobs, dry_run=args.dry_run)
+
+
+def add_send_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = _job_parser(
+        sub,
+        common,
+        "send-forms",
+        "email each planned visit's form once its row is ready; chase rows that are not",
+        "For every Planned visit (not HIGH risk) starting within [schedule] window_days: email the policy's "
+        "form as soon as the row is ready (never after the deadline) and record Form sent at; remind the staff "
+        "member what is missing, at most once per reminder_hours, plus a final reminder; tell the line manager "
+        "once if the deadline passes without a form.",
+    )
+    parser.set_defaults(run=run_send_forms)
+
+
+def run_send_forms(args: argparse.Namespace) -> int:
+    return run_jobs(args, ("forms",))
+
+
+def add_check_returns(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = _job_parser(
+        sub,
+        common,
+        "check-returns",
+        "alert the line manager, then SMT, when a safe return is overdue",
+        "For every visit whose expected return plus the policy's grace period has passed with no safe return "
+        "recorded: alert the line manager at once with what they need to act and record Escalated at; alert "
+        "[mail] smt if still unconfirmed [schedule] smt_after_minutes later. Each stage once.",
+    )
+    parser.set_defaults(run=run_check_returns)
+
+
+def run_check_returns(args: argparse.Namespace) -> int:
+    return run_jobs(args, ("returns",))
+
+
+def add_run_scheduled(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = _job_parser(
+        sub,
+        common,
+        "run-scheduled",
+        "send-forms and check-returns in one pass: run it from cron every 5 minutes",
+        "send-forms and check-returns in one pass: one read of the sheet, one mail connection, one write. "
+        "A run that starts while another is in progress does nothing and exits 0. Exit status: 0 all sent "
+        "(or nothing to do), 1 something could not be sent this run (it is retried next run), 2 could not check.",
+    )
+    parser.set_defaults(run=run_run_scheduled)
+
+
+def run_run_scheduled(args: argparse.Namespace) -> int:
+    return run_jobs(args, ("forms", "returns"))
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
     add_validate,
     add_report,
     add_forms,
     add_init_sheet,
+    add_send_forms,
+    add_check_returns,
+    add_run_scheduled,
 ]
 
 

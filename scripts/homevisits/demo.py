@@ -22,6 +22,11 @@ STEPS: list[tuple[str, list[str]]] = [
     ("... and as JSON for other tools", ["validate", "--format", "json", "--output", "demo/validation.json"]),
     ("Fill in the forms due in the next 14 days, as HTML and PDF", ["forms", "--due", "--pdf"]),
     ("The governors' summary for this academic year", ["report"]),
+    (
+        "Send what is due: forms, missed deadlines and overdue-return alerts, as .eml files in demo/outbox",
+        ["run-scheduled"],
+    ),
+    ("Run it again, as cron would 5 minutes later: nothing new is sent", ["run-scheduled"]),
 ]
 
 
