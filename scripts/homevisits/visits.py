@@ -167,7 +167,11 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     table = pd.DataFrame(frame)
     table["start_at"] = _localise(table["visit_date"] + table["start_time"], tz)
     due = _localise(table["visit_date"] + table["expected_return"], tz)
-    by_duration = table["start_at"] + pd.to_timedelta(table["expected_duration"], unit="m")
+    minutes = table["expected_duration"].to_numpy()
+    known = ~np.isnan(minutes)
+    length = np.full(len(minutes), NAT, dtype=np.int64)
+    length[known] = (minutes[known] * 60_000_000_000).astype(np.int64)
+    by_duration = table["start_at"] + pd.Series(length.view("timedelta64[ns]"))
     table["return_due_at"] = due.fillna(by_duration)
     table["learner_key"] = _learner_keys(table)
     return Visits(
