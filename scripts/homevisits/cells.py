@@ -91,7 +91,7 @@ def is_blank(raw: Any) -> bool:
     if raw is None:
         return True
     if isinstance(raw, str):
-        if len(raw) > 15 and len(raw := raw.strip()) > 15:  # placeholders are short: most text stops here
+        if len(raw) > 6 and len(raw.strip()) > 6:  # placeholders are short: most text stops here
             return False
         return _fold(raw) in EMPTY_WORDS
     return isinstance(raw, float) and math.isnan(raw)
@@ -543,11 +543,16 @@ def parse_choice(raw: Any, lookup: Mapping[str, str], date1904: bool = False) ->
     return None, f"not one of: {allowed}"
 
 
+_UNTIDY = re.compile(r"^\s|\s$|\s\s|[^\S ]")  # space at either end, doubled, or a tab / newline / NBSP
+
+
 def parse_text(raw: Any, date1904: bool = False) -> Parsed:
     """Free text, trimmed; a whole number keeps no ``.0`` (a Learner ID typed as a number).
 
     A placeholder (``-``, ``TBC``, ``N/A``) is an empty cell: it does not count as filled in.
     """
+    if raw.__class__ is str and len(raw) > 6 and not _UNTIDY.search(raw) and raw[:1] != "'":
+        return raw, None  # already tidy and too long for a placeholder: the common case, kept as it is
     if is_blank(raw):
         return None, None
     if isinstance(raw, float) and _whole(raw):

@@ -103,7 +103,7 @@ def add_validate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 def run_validate(args: argparse.Namespace) -> int:
     from .findings import exit_status, json_chunks, to_text
-    from .pipeline import load
+    from .pipeline import bulk_work, load
 
     config, now = settings(args)
     checked = load(config, now)
@@ -118,7 +118,8 @@ def run_validate(args: argparse.Namespace) -> int:
         from .rules import rule_titles
 
         text = validation_page(report, visits=checked.visits, rule_titles=rule_titles())
-    write_output(text, args.output)
+    with bulk_work():
+        write_output(text, args.output)
     if args.write_findings:
         write_findings_tab(checked.source, report)
     return exit_status(report.findings)

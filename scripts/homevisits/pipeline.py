@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,8 +97,26 @@ def open_sheet(config: Config) -> Source:
     return open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
 
 
+@contextmanager
+def bulk_work() -> Iterator[None]:
+    """Pause Python's cycle collector while millions of cells are read and parsed: it would rescan them
+    again and again to find no cycles (reference counting still frees everything as usual)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load(config: Config, now: dt.datetime) -> Checked:
     """Read, parse and check: the findings every command starts from."""
+    with bulk_work():
+        return _load(config, now)
+
+
+def _load(config: Config, now: dt.datetime) -> Checked:
     tz = ZoneInfo(config.timezone)
     source = open_sheet(config)
     with ThreadPoolExecutor(max_workers=1) as background:
