@@ -131,3 +131,9 @@ def test_short_rows_read_as_empty_cells_at_their_end():
     assert frame["visit_id"].tolist() == ["HV-1", "HV-2"]
     assert frame["learner_name"].tolist() == ["Ada Example", None]
     assert frame["status"].isna().all()
+
+
+def test_a_header_with_no_visits_yet_is_an_empty_table():
+    visits = _build(RawSheet(name="new.xlsx", worksheet="Home Visits", rows=[HEADERS]))
+    assert len(visits) == 0 and visits.problems == []
+    assert set(SCHEMA.fields) <= set(visits.frame.columns)

@@ -90,6 +90,8 @@ def _parse_part(columns: list[tuple], jobs: list[Job], date1904: bool) -> dict[s
 
 def _parse_columns(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
     """Parse every mapped column; on a large sheet, part of them on the second core."""
+    if not rows:  # a header and no visits yet
+        return {name: ([], []) for name, *_ in jobs}
     columns = list(zip(*rows, strict=True))
     if len(rows) < PARALLEL_ROWS:
         return _parse_part(columns, jobs, date1904)
