@@ -730,3 +730,19 @@ def test_a_schools_own_email_template_comes_first(tmp_path):
         mail.render_text("reminder", CONTEXTS["reminder"], template_dir=tmp_path)
         == "Our own words for HV-0042.\n"
     )
+
+
+def test_a_long_subject_reads_back_exactly():
+    import email
+    from email import policy
+
+    subject = "URGENT: no safe return confirmed for home visit HV-0042 on Mon 23 Nov 2026"
+    msg = mail.build_message(
+        sender="homevisits@school.example",
+        to=["dsl@school.example"],
+        subject=subject,
+        text="body",
+        message_id="<1@school.example>",
+    )
+    parsed = email.message_from_bytes(msg.as_bytes(policy=mail.SMTP_POLICY), policy=policy.default)
+    assert parsed["Subject"] == subject

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
+from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,10 @@ _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9-]+")
 
 Refused = dict[str, str]  # address -> "550 5.1.1": recipients the server refused while accepting the message
+
+# Lines up to RFC 5322's limit of 998 characters: a subject is never folded straight after
+# "Subject:", which some mail programs show as a leading space.
+SMTP_POLICY = SMTP.clone(max_line_length=998)
 
 
 # ---------------------------------------------------------------- errors
