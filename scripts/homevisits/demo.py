@@ -1,17 +1,19 @@
 """``make demo``: the whole pipeline on the bundled demo workbook, exactly as an admin would run it.
 
-Builds demo/home_visits.xlsx (invented visits dated around today) if it is missing, then runs
+Starts afresh in demo/: builds demo/home_visits.xlsx (invented visits dated around today), then runs
 each command on it with no config file, so every output lands under demo/.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from .cli import main as homevisits
 
 DEMO = Path("demo")
+OUTBOX = DEMO / "outbox"
 
 STEPS: list[tuple[str, list[str]]] = [
     ("Check every visit against the OMG Education policy", ["validate", "--format", "text"]),
@@ -32,17 +34,22 @@ STEPS: list[tuple[str, list[str]]] = [
 
 def run() -> int:
     print("homevisits demo: invented data, nothing leaves this machine.\n")
+    if DEMO.is_dir():  # a fresh workbook dated around today, and a fresh outbox and ledger
+        shutil.rmtree(DEMO)
     for title, argv in STEPS:
         print(f"== {title}: homevisits {' '.join(argv)}", flush=True)
+        sent_before = len(list(OUTBOX.glob("*.eml")))
         status = homevisits(argv)
         if status not in (0, 1):  # 1 only says the demo sheet has problems to fix, as it should
             print(f"homevisits demo: step failed with exit status {status}.", file=sys.stderr)
             return status
+        if argv[0] == "run-scheduled" and sent_before and len(list(OUTBOX.glob("*.eml"))) == sent_before:
+            print(f"Nothing new was sent: {OUTBOX} still holds the {sent_before} messages of the first run.")
         print(flush=True)
     print(
-        f"Done. Open {DEMO / 'validation.html'} in a browser for the findings, {DEMO / 'forms'} for the forms"
+        f"Done. Open {DEMO / 'validation.html'} in a browser for the findings; the forms are in {DEMO / 'forms'},"
     )
-    print(f"and {DEMO / 'reports'} for the governors' summary.")
+    print(f"the governors' summary in {DEMO / 'reports'} and the emails in {OUTBOX}.")
     return 0
 
 

@@ -1,0 +1,23 @@
+"""`make demo` runs the whole pipeline on the demo workbook and exits 0, sending each message once."""
+
+from __future__ import annotations
+
+from homevisits import demo
+
+
+def test_demo_runs_every_step_and_the_second_run_sends_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "left-over.txt").write_text("from an earlier run")
+    assert demo.run() == 0
+    out = capsys.readouterr().out
+    made = tmp_path / "demo"
+    assert not (made / "left-over.txt").exists()  # starts afresh
+    assert (made / "home_visits.xlsx").is_file()
+    assert "<html" in (made / "validation.html").read_text(encoding="utf-8").lower()
+    assert '"findings"' in (made / "validation.json").read_text(encoding="utf-8")
+    assert sorted(p.suffix for p in (made / "forms").iterdir()) == [".html", ".html", ".pdf", ".pdf"]
+    assert sorted(p.suffix for p in (made / "reports").iterdir()) == [".html", ".xlsx"]
+    kinds = sorted(p.name.split("_")[1] for p in (made / "outbox").glob("*.eml"))
+    assert kinds == ["deadline-missed", "form", "overdue-alert", "reminder"]
+    assert "Nothing new was sent: demo/outbox still holds the 4 messages of the first run." in out
