@@ -16,7 +16,12 @@ def test_demo_runs_every_step_and_the_second_run_sends_nothing(tmp_path, monkeyp
     assert (made / "home_visits.xlsx").is_file()
     assert "<html" in (made / "validation.html").read_text(encoding="utf-8").lower()
     assert '"findings"' in (made / "validation.json").read_text(encoding="utf-8")
-    assert sorted(p.suffix for p in (made / "forms").iterdir()) == [".html", ".html", ".pdf", ".pdf"]
+    forms = {
+        p.stem: sorted(q.suffix for q in (made / "forms").glob(p.stem + ".*"))
+        for p in (made / "forms").iterdir()
+    }
+    assert set(forms) == {"V-134-risk_assessment", "V-135-risk_assessment", "V-139-risk_assessment"}
+    assert all(suffixes == [".html", ".pdf"] for suffixes in forms.values())
     assert sorted(p.suffix for p in (made / "reports").iterdir()) == [".html", ".xlsx"]
     kinds = sorted(p.name.split("_")[1] for p in (made / "outbox").glob("*.eml"))
     assert kinds == ["deadline-missed", "form", "overdue-alert", "reminder"]
