@@ -427,7 +427,7 @@ class Progress:
 # ---------------------------------------------------------------- which visits are due
 
 
-def visits_due_for_form(visits: Visits, now: dt.datetime, window_days: int = 14) -> list[int]:
+def visits_due_for_form(visits: Visits, now: dt.datetime, window_days: float = 14) -> list[int]:
     """Positions of Planned, not-HIGH visits starting within ``window_days`` of ``now`` whose form is unsent."""
     import pandas as pd
 
