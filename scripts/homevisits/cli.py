@@ -228,7 +228,8 @@ def run_forms(args: argparse.Namespace) -> int:
                 f"No row has the Visit ID '{visit_id}': check the '{visits.header('visit_id')}' column of the log."
             )
         positions.append(position)
-    window = float(config.schedule.get("window_days", config.forms.get("window_days", 14)))  # as run-scheduled
+    # The same window as run-scheduled.
+    window = float(config.schedule.get("window_days", config.forms.get("window_days", 14)))
     if args.due or not args.visit:
         positions.extend(visits_due_for_form(visits, now, window_days=window))
     positions = list(dict.fromkeys(positions))

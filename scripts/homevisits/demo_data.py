@@ -37,7 +37,12 @@ DEMO_CASES: dict[str, list[str]] = {
     "HV006": ["V-112"],  # parent/carer said NO, attendance visit (not exempt)
     "HV007": ["V-114"],  # approved by the lead staff member themself
     "HV008": ["V-115"],  # nobody authorised it (Principal/DSL)
-    "HV009": ["V-116", "V-134", "V-135", "V-139"],  # sent late; unsent, deadline passed; unsent, due soon; not ready
+    "HV009": [
+        "V-116",
+        "V-134",
+        "V-135",
+        "V-139",
+    ],  # sent late; unsent, deadline passed; unsent, due soon; not ready
     "HV010": ["V-117"],  # alone on the learner's first visit
     "HV011": ["V-104", "V-111"],  # a Saturday; an evening
     "HV012": ["V-118"],  # safeguarding team / reception not told
@@ -507,7 +512,14 @@ def demo_visits(now: dt.datetime) -> list[DemoVisit | None]:
         risk_notes="Two large dogs at the property.",
     )
     # Not ready (no return time) and its form not sent yet: the scheduled job chases the lead staff member.
-    visit("V-139", ahead(6, 10), status="Planned", expected_return=None, expected_duration=None, form_sent_at=None)
+    visit(
+        "V-139",
+        ahead(6, 10),
+        status="Planned",
+        expected_return=None,
+        expected_duration=None,
+        form_sent_at=None,
+    )
     visit(
         "V-140",
         ahead(6, 14),
