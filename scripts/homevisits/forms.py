@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, TemplateNotFound, Undefined, s
 from markupsafe import Markup, escape
 
 from .errors import HomevisitsError
+from .wording import clock_time, long_day, on_clock
 
 if TYPE_CHECKING:
     from .visits import Visits
@@ -56,7 +57,7 @@ def fill(value: Any) -> Markup:
 
 def london(moment: dt.datetime) -> dt.datetime:
     """An aware datetime as London wall-clock time; a naive one is taken to be London already."""
-    return moment.astimezone(LONDON) if moment.tzinfo is not None else moment
+    return on_clock(moment, LONDON)
 
 
 def uk_date(value: Any) -> Markup:
@@ -67,7 +68,7 @@ def uk_date(value: Any) -> Markup:
         value = london(value)
     if not isinstance(value, dt.date):
         return escape(value)
-    return Markup(f"{value:%A} {value.day} {value:%B %Y}")
+    return Markup(long_day(value))
 
 
 def hhmm(value: Any) -> Markup:
@@ -78,7 +79,7 @@ def hhmm(value: Any) -> Markup:
         value = london(value)
     if not isinstance(value, dt.time | dt.datetime):
         return escape(value)
-    return Markup(f"{value:%H:%M}")
+    return Markup(clock_time(value))
 
 
 def uk_datetime(value: Any) -> Markup:

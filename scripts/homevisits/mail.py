@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import HomevisitsError
+from .wording import clock_time, long_day, long_moment, on_clock
 
 log = logging.getLogger(__name__)
 
@@ -374,28 +375,24 @@ def render_text(
     return env.get_template(TEXT_TEMPLATES[kind]).render(**{**TEMPLATE_DEFAULTS, **context})
 
 
-def _on_clock(value: Any, tz: ZoneInfo) -> Any:
-    return value.astimezone(tz) if isinstance(value, dt.datetime) and value.tzinfo else value
-
-
 def _uk_day(value: Any, tz: ZoneInfo) -> str:
-    value = _on_clock(value, tz)
+    value = on_clock(value, tz)
     if isinstance(value, dt.date):
-        return f"{value:%A} {value.day} {value:%B %Y}"
+        return long_day(value)
     return "(not given)" if value in (None, "") else str(value)
 
 
 def _hhmm(value: Any, tz: ZoneInfo) -> str:
-    value = _on_clock(value, tz)
+    value = on_clock(value, tz)
     if isinstance(value, dt.datetime | dt.time):
-        return f"{value:%H:%M}"
+        return clock_time(value)
     return "(not given)" if value in (None, "") else str(value)
 
 
 def _when(value: Any, tz: ZoneInfo) -> str:
-    value = _on_clock(value, tz)
+    value = on_clock(value, tz)
     if isinstance(value, dt.datetime):
-        return f"{_uk_day(value, tz)} at {value:%H:%M}"
+        return long_moment(value)
     return _uk_day(value, tz)
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .findings import SEVERITIES, SEVERITY_HELP, SEVERITY_RANK, Finding, Report, sort_key, summary
 from .visits import Visits
+from .wording import long_day, long_moment
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "reports"
 STATUSES = ("Planned", "Completed", "No answer", "Cancelled", "Not carried out")
@@ -94,14 +95,6 @@ def _day(value: dt.date) -> str:
     return f"{value:%a} {value.day} {value:%b %Y}"
 
 
-def _long_day(value: dt.date) -> str:
-    return f"{value:%A} {value.day} {value:%B %Y}"
-
-
-def _moment(value: dt.datetime) -> str:
-    return f"{_long_day(value)} at {value:%H:%M}"
-
-
 # ---------------------------------------------------------------- the validation page
 
 
@@ -143,7 +136,7 @@ def validation_page(
 
 def _checked_at(text: str) -> str:
     try:
-        return _moment(dt.datetime.fromisoformat(text))
+        return long_moment(dt.datetime.fromisoformat(text))
     except (TypeError, ValueError):
         return text
 
@@ -599,8 +592,8 @@ def summary_page(summary: Summary) -> str:
     return _render(
         "summary.html.j2",
         summary=summary,
-        period=f"{_long_day(summary.start)} to {_long_day(summary.end)}",
-        generated=_moment(summary.generated_at),
+        period=f"{long_day(summary.start)} to {long_day(summary.end)}",
+        generated=long_moment(summary.generated_at),
         sections=sections,
     )
 
