@@ -15,6 +15,7 @@ import pytest
 from homevisits.errors import HomevisitsError
 from homevisits.findings import Finding, Report
 from homevisits.reports import (
+    PAGE_VISITS,
     academic_year,
     build_summary,
     reason_group,
@@ -171,6 +172,21 @@ def test_validation_page_counts_alerts_first_and_groups_by_visit(visits):
     assert "OMG Education §6" in group and "Do the right thing." in group
     assert "Mon 23 Nov 2026, 08:00 · Lead: Chidi Eze · Planned · Risk LOW" in group
     assert "Monday 23 November 2026 at 09:00" in html
+
+
+def test_validation_page_lists_the_worst_visits_when_there_are_very_many():
+    many = [finding("HV021", "error", row, f"HV-{row}", "No outcome.") for row in range(2, 702)]
+    many += [
+        finding("HV022", "alert", 900, "HV-900", "Not back."),
+        finding("HV027", "warning", 901, "HV-901"),
+    ]
+    html = validation_page(make_report(findings=many), rule_titles=TITLES)
+    listed = re.findall(r"<h3>Row (\d+)", html)
+    assert len(listed) == PAGE_VISITS and listed[0] == "900"  # the alert first
+    assert "901" not in listed  # warnings after all the errors: not listed
+    hidden = len(many) - PAGE_VISITS
+    assert f"{hidden} more findings on {hidden} other visits are counted above but not listed" in html
+    assert re.findall(r'data-severity="error"[^>]*>\s*<span class="count">(\d+)', html) == ["700"]
 
 
 def test_validation_page_titles_fall_back_to_the_rule_id():

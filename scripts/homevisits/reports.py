@@ -109,6 +109,9 @@ class VisitGroup:
     findings: list[dict[str, Any]]
 
 
+PAGE_VISITS = 500  # visits listed on the page; the counts and the JSON report cover them all
+
+
 def validation_page(
     report: Report, *, visits: Visits | None = None, rule_titles: Mapping[str, str] | None = None
 ) -> str:
@@ -117,6 +120,7 @@ def validation_page(
     counts = summary(report.findings)
     groups = _group_by_visit(report.findings, titles, visits)
     rules = Counter(f.rule for f in report.findings)
+    shown = groups[:PAGE_VISITS]  # worst first: a page a person can open, print and forward
     return _render(
         "validation.html.j2",
         report=report,
@@ -127,7 +131,9 @@ def validation_page(
             for s in SEVERITIES
         ],
         badge_labels=BADGE_LABELS,
-        groups=groups,
+        groups=shown,
+        hidden_visits=len(groups) - len(shown),
+        hidden_findings=sum(len(g.findings) for g in groups[PAGE_VISITS:]),
         total=len(report.findings),
         visits_with_findings=sum(1 for g in groups if g.row is not None),
         rules=[{"id": r, "title": titles.get(r, r), "count": rules[r]} for r in sorted(rules)],
