@@ -185,7 +185,7 @@ def test_validation_page_lists_the_worst_visits_when_there_are_very_many():
     assert len(listed) == PAGE_VISITS and listed[0] == "900"  # the alert first
     assert "901" not in listed  # warnings after all the errors: not listed
     hidden = len(many) - PAGE_VISITS
-    assert f"{hidden} more findings on {hidden} other visits are counted above but not listed" in html
+    assert f"{hidden:,} more findings on {hidden:,} other visits are counted above but not listed" in html
     assert re.findall(r'data-severity="error"[^>]*>\s*<span class="count">(\d+)', html) == ["700"]
 
 

@@ -474,3 +474,17 @@ def test_every_shipped_profile_validates_the_same_log(tmp_path, capsys):
         cfg = school(tmp_path / policy, rows, policy=policy)
         status, report = validate_json(capsys, "--config", str(cfg))
         assert (status, report["findings"]) == (0, []), policy
+
+
+def test_output_file_gets_ordinary_permissions(tmp_path):
+    import os
+
+    from homevisits.cli import write_output
+
+    target = tmp_path / "report.json"
+    mask = os.umask(0o022)
+    try:
+        write_output("{}", str(target))
+    finally:
+        os.umask(mask)
+    assert target.read_text() == "{}" and (target.stat().st_mode & 0o777) == 0o644
