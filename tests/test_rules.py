@@ -874,8 +874,10 @@ def test_hv027_still_planned_and_completed_in_the_future(tmp_path, policy):
         ("HV027", "error", 4, "V4", "Status"),
         ("HV027", "error", 6, "V6", "Status"),
         ("HV027", "warning", 3, "V3", "Status"),
+        ("HV027", "warning", 7, "V7", "Status"),  # a past visit whose Status was never filled in
     ]
     said = {f.row: f.message for f in results.findings if f.rule == "HV027"}
+    assert said[7].startswith("No status is recorded, but the visit date")
     stale = today - dt.timedelta(days=days + 1)
     assert f"{stale:%d/%m/%Y}" in said[3] and f"{days} days" in said[3]
     assert f"{today + dt.timedelta(days=1):%d/%m/%Y}" in said[4] and "future" in said[4]

@@ -749,16 +749,18 @@ def cancelled_without_reason(ctx: Context) -> Iterator[Hit]:
 
 @rule("HV027", "Stale status", "warning", needs=("status", "visit_date"))
 def stale_status(ctx: Context) -> Iterator[Hit]:
-    """Still Planned well after the visit date, or Completed with a visit date in the future."""
+    """Still Planned (or no status at all) well after the visit date, or Completed with a date in the future."""
     today = ctx.now.tz_convert(ctx.visits.tz).tz_localize(None).normalize()
     days = int(ctx.p("stale_days", 2))
     date = ctx.f["visit_date"]
-    still_planned = ctx.planned() & ~ctx.empty("status") & (date < today - pd.Timedelta(days=days)).to_numpy()
-    for i in _positions(still_planned):
+    long_past = (date < today - pd.Timedelta(days=days)).to_numpy()
+    blank = ctx.empty("status") & ~ctx.unreadable("status")
+    for i in _positions(ctx.planned() & long_past & ~ctx.unreadable("status")):
+        state = "No status is recorded" if blank[i] else "Still Planned"
         yield Hit(
             i,
             "status",
-            f"Still Planned, but the visit date {_uk_date(ctx.col('visit_date')[i])} was more than {days} days ago.",
+            f"{state}, but the visit date {_uk_date(ctx.col('visit_date')[i])} was more than {days} days ago.",
             "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened.",
         )
     future = ctx.happened() & (date > today).to_numpy()
