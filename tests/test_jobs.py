@@ -464,6 +464,175 @@ def test_a_run_while_another_is_in_progress_does_nothing_and_exits_0(tmp_path, s
     assert server.messages == [] and not place.ledger.exists()
 
 
+# ---------------------------------------------------------------- queued messages the sheet overtook
+
+
+def entry(place: School, key: str):
+    with Ledger(place.ledger) as ledger:
+        return ledger.get(key)
+
+
+def pending(place: School) -> list:
+    with Ledger(place.ledger) as ledger:
+        return ledger.pending()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "then"),
+    [
+        ({}, None, ["smt_alert"]),  # nothing changed: a genuine retry, and SMT 30 minutes after it
+        ({"returned_at": "12:03"}, "returned safely", []),
+        ({"status": "Cancelled", "cancellation_reason": "Learner unwell"}, "visit cancelled", []),
+        ({"status": "Not carried out", "cancellation_reason": "Staff unwell"}, "visit not carried out", []),
+        ({"escalated_at": "23/11/2026 12:02"}, "Escalated at filled in", ["smt_alert"]),
+        ({"end": (12, 30)}, "not overdue", ["overdue_alert"]),  # back by 12:30: overdue at 13:00
+    ],
+)
+def test_an_alert_queued_while_the_server_was_down_is_withdrawn_if_the_sheet_overtook_it(
+    tmp_path, change, reason, then
+):
+    with dead_port() as port:
+        place = school(tmp_path, [out_today(1)], mail=smtp_mail(SimpleNamespace(host="127.0.0.1", port=port)))
+        assert place.run("check-returns", london(2026, 11, 23, 12, 1)).status == 1
+    (queued,) = pending(place)
+    place.write([out_today(1, **change)])
+    with smtp_server() as server:
+        place.configure(smtp_mail(server))
+        result = place.run("check-returns", london(2026, 11, 23, 12, 5))
+        assert result.status == 0
+        if reason is None:
+            assert result.out == "sent: V1 overdue_alert to 1 recipient\n"
+            assert message_ids(server) == {queued.message_id: 1}  # the same Message-ID
+            assert entry(place, queued.key).status == "sent"
+        else:
+            assert result.out == f"withdrawn: V1 overdue_alert ({reason})\n"
+            no_personal_data(result.out + result.err)
+            assert server.messages == [] and pending(place) == []
+            withdrawn = entry(place, queued.key)
+            assert (withdrawn.status, withdrawn.withdrawn_reason) == ("withdrawn", reason)
+            assert withdrawn.withdrawn_at == london(2026, 11, 23, 12, 5) and withdrawn.sent_at is None
+        later = place.run("check-returns", london(2026, 11, 23, 13, 1))
+    assert later.status == 0 and "withdrawn" not in later.out
+    assert [m.message["X-Homevisits-Kind"] for m in server.messages] == (
+        ["overdue_alert"] if not reason else []
+    ) + then
+    assert message_ids(server)[queued.message_id] == (0 if reason else 1)  # never sent once withdrawn
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"status": "Cancelled", "cancellation_reason": "Family asked to rearrange"}, "visit cancelled"),
+        ({"risk_level": "HIGH"}, "HIGH risk"),
+        ({"form_sent_at": "23/11/2026 11:30"}, "Form sent at filled in"),
+    ],
+)
+def test_a_form_queued_before_the_row_changed_is_withdrawn_and_never_sent(tmp_path, change, reason):
+    handler = RecordingHandler(data_replies={1: "451 4.3.0 Try again later"})
+    with smtp_server(handler=handler) as server:
+        place = school(tmp_path, [planned(1, THURSDAY)], server)
+        assert place.run("send-forms", NOW).status == 1
+        (queued,) = pending(place)
+        place.write([planned(1, THURSDAY, **change)])
+        dry = place.run("send-forms", NOW + dt.timedelta(minutes=5), "--dry-run")
+        assert (dry.status, dry.out) == (0, f"would withdraw: V1 form ({reason})\n")
+        assert entry(place, queued.key).status == "pending"  # --dry-run changes nothing
+        result = place.run("send-forms", NOW + dt.timedelta(minutes=5))
+        assert (result.status, result.out) == (0, f"withdrawn: V1 form ({reason})\n")
+        again = place.run("run-scheduled", NOW + dt.timedelta(minutes=10))
+        assert (again.status, again.out) == (0, "")
+        assert server.messages == []
+        assert (entry(place, "form:V1").status, entry(place, "form:V1").withdrawn_reason) == (
+            "withdrawn",
+            reason,
+        )
+        typed = change.get("form_sent_at")
+        assert place.cell("V1", "form_sent_at") == typed  # as typed, or still empty
+        if typed:
+            return
+        place.write([planned(1, THURSDAY)])  # the visit is back on as it was: a new form, a new Message-ID
+        assert place.run("send-forms", NOW + dt.timedelta(minutes=15)).status == 0
+    form = only(server, "form", "V1")
+    assert form.message["Message-ID"] != queued.message_id
+    assert entry(place, "form:V1#2").status == "sent" and entry(place, "form:V1").status == "withdrawn"
+    assert place.cell("V1", "form_sent_at") == dt.datetime(2026, 11, 23, 12, 15)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "lines"),
+    [
+        (not_ready(1, THURSDAY), planned(1, THURSDAY), ["withdrawn: V1 reminder (row ready)"]),
+        (  # the visit moved from tomorrow 11:00 (its deadline passed) to Friday
+            planned(1, TODAY + dt.timedelta(days=1), start=(11, 0), end=(12, 0)),
+            planned(1, FRIDAY),
+            ["withdrawn: V1 deadline_missed (deadline not passed)"],
+        ),
+    ],
+)
+def test_a_chase_the_row_no_longer_calls_for_is_withdrawn_and_the_form_goes_at_once(
+    tmp_path, before, after, lines
+):
+    handler = RecordingHandler(data_replies={1: "451 4.3.0 Try again later"})
+    with smtp_server(handler=handler) as server:
+        place = school(tmp_path, [before], server)
+        assert place.run("send-forms", NOW).status == 1
+        place.write([after])
+        result = place.run("send-forms", NOW + dt.timedelta(minutes=5))
+    assert result.status == 0
+    assert result.out.splitlines() == [*lines, "sent: V1 form to 3 recipients"]
+    assert list(delivered(server)) == [("V1", "form")]
+
+
+@pytest.mark.parametrize("admin", [True, False])
+def test_a_recipient_refused_for_good_while_the_others_got_the_message_is_reported_once(tmp_path, admin):
+    handler = RecordingHandler(rcpt_replies={MANAGER: "550 5.1.1 No such user"})
+    with smtp_server(handler=handler) as server:
+        place = school(
+            tmp_path, [planned(1, THURSDAY)], mail=smtp_mail(server, admin=[ADMIN] if admin else [])
+        )
+        first = place.run("send-forms", NOW)
+        second = place.run("run-scheduled", NOW + dt.timedelta(minutes=5))
+    assert first.status == 1
+    assert first.out.splitlines()[0] == "sent: V1 form to 3 recipients"
+    assert "V1 form: the mail server refused 1 of 3 recipients for good (550 5.1.1)" in first.err
+    no_personal_data(first.out + first.err)  # no address printed: the admin gets them by email
+    assert only(server, "form", "V1").rcpt_tos == [DSL, STAFF]
+    assert place.cell("V1", "form_sent_at") == dt.datetime(2026, 11, 23, 12, 0)
+    assert entry(place, "form:V1").refused == ((MANAGER, "550 5.1.1"),)
+    assert (second.status, second.out, second.err) == (0, "", "")
+    if not admin:
+        assert "set admin in [mail] to be told by email" in first.err
+        assert list(delivered(server)) == [("V1", "form")]
+        return
+    assert "the admin is told" in first.err
+    report = only(server, "admin_report")
+    assert (
+        report.rcpt_tos == [ADMIN] and report.message["Subject"] == "homevisits could not deliver 1 message"
+    )
+    text = body(report)
+    assert (
+        "  - Visit V1, form, sent at Monday 23 November 2026 at 12:00\n"
+        f"    Not delivered to: {MANAGER} (550 5.1.1)\n"
+    ) in text
+    for word in ("Learner", "Test Street", "07700", "0113", "B23"):
+        assert word not in text
+    assert [str(m.message["X-Homevisits-Kind"]) for m in server.messages] == ["form", "admin_report"]
+
+
+def test_a_recipient_refused_for_now_keeps_the_whole_message_for_the_next_run(tmp_path):
+    handler = RecordingHandler(rcpt_replies={MANAGER: "450 4.2.1 Mailbox busy"})
+    with smtp_server(handler=handler) as server:
+        place = school(tmp_path, [planned(1, THURSDAY)], server)
+        first = place.run("send-forms", NOW)
+        (queued,) = pending(place)
+        handler.rcpt_replies.clear()
+        second = place.run("send-forms", NOW + dt.timedelta(minutes=5))
+    assert first.status == 1 and first.out == "queued for the next run: V1 form to 3 recipients (450 4.2.1)\n"
+    assert (second.status, second.out) == (0, "sent: V1 form to 3 recipients\n")
+    assert message_ids(server) == {queued.message_id: 1}
+    assert server.messages[0].rcpt_tos == [DSL, STAFF, MANAGER] and entry(place, queued.key).refused == ()
+
+
 # ---------------------------------------------------------------- privacy and safety
 
 

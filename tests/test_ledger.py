@@ -203,6 +203,98 @@ def test_a_ledger_from_a_newer_version_is_refused(tmp_path):
         Ledger(path)
 
 
+def test_a_withdrawn_message_is_never_pending_again_nor_queued_again(ledger):
+    ledger.queue("overdue_alert:HV-0042", "HV-0042", "overdue_alert", [MANAGER], NOW)
+    ledger.attempt("overdue_alert:HV-0042", NOW)
+    ledger.mark_failed("overdue_alert:HV-0042", NOW, "refused for now (451 4.3.0)", permanent=False)
+    withdrawn = ledger.mark_withdrawn("overdue_alert:HV-0042", LATER, "returned safely")
+    assert (withdrawn.status, withdrawn.withdrawn_at, withdrawn.withdrawn_reason) == (
+        "withdrawn",
+        LATER,
+        "returned safely",
+    )
+    assert withdrawn.sent_at is None and withdrawn.failed_at is None
+    assert ledger.pending() == [] and ledger.failed() == [] and ledger.needs_write_back() == []
+    again = ledger.queue("overdue_alert:HV-0042", "HV-0042", "overdue_alert", [MANAGER], LATER)
+    assert again == withdrawn and len(ledger.entries()) == 1  # the same key stays withdrawn
+    later = ledger.mark_withdrawn("overdue_alert:HV-0042", LATER + LATER.resolution, "visit cancelled")
+    assert (later.withdrawn_at, later.withdrawn_reason) == (LATER, "returned safely")  # the first is kept
+
+
+def test_only_a_pending_message_can_be_withdrawn(ledger):
+    ledger.queue("form:HV-0001", "HV-0001", "form", [STAFF], NOW)
+    ledger.mark_sent("form:HV-0001", NOW)
+    ledger.queue("form:HV-0002", "HV-0002", "form", [STAFF], NOW)
+    ledger.mark_failed("form:HV-0002", NOW, "refused for good (550 5.1.1)", permanent=True)
+    sent = ledger.mark_withdrawn("form:HV-0001", LATER, "visit cancelled")
+    failed = ledger.mark_withdrawn("form:HV-0002", LATER, "visit cancelled")
+    assert (sent.status, sent.withdrawn_at, sent.withdrawn_reason) == ("sent", None, None)
+    assert (failed.status, failed.withdrawn_at, failed.withdrawn_reason) == ("failed", None, None)
+    with pytest.raises(KeyError):
+        ledger.mark_withdrawn("form:HV-9999", NOW, "visit cancelled")
+
+
+def test_recipients_refused_while_the_message_was_accepted_are_kept_with_it(ledger):
+    ledger.queue("form:HV-0042", "HV-0042", "form", [STAFF, MANAGER], NOW)
+    entry = ledger.mark_sent("form:HV-0042", NOW, refused={MANAGER: "550 5.1.1"})
+    assert (entry.status, entry.refused) == ("sent", ((MANAGER, "550 5.1.1"),))
+    again = ledger.mark_sent("form:HV-0042", LATER, refused={STAFF: "550 5.1.1"})  # a late duplicate report
+    assert (again.sent_at, again.refused) == (NOW, ((MANAGER, "550 5.1.1"),))
+    ledger.queue("form:HV-0043", "HV-0043", "form", [STAFF], NOW)
+    assert ledger.mark_sent("form:HV-0043", NOW).refused == ()
+
+
+# The messages table exactly as version 1 of homevisits created it (user_version 1).
+VERSION_1 = """
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        key             TEXT NOT NULL UNIQUE,
+        visit_id        TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        recipients      TEXT NOT NULL,
+        message_id      TEXT NOT NULL UNIQUE,
+        queued_at       TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at TEXT,
+        sent_at         TEXT,
+        failed_at       TEXT,
+        error           TEXT,
+        written_back_at TEXT
+    );
+    CREATE INDEX messages_visit_kind ON messages (visit_id, kind);
+    INSERT INTO messages (key, visit_id, kind, recipients, message_id, queued_at, attempts, error)
+        VALUES ('overdue_alert:HV-0042', 'HV-0042', 'overdue_alert', '["line.manager@school.example"]',
+                '<1.2.3@school.example>', '2026-11-23T09:00:00+00:00', 1, 'refused for now (451 4.3.0)');
+    INSERT INTO messages (key, visit_id, kind, recipients, message_id, queued_at, attempts, sent_at)
+        VALUES ('form:HV-0041', 'HV-0041', 'form', '["a.teacher@school.example"]',
+                '<4.5.6@school.example>', '2026-11-23T09:00:00+00:00', 1, '2026-11-23T09:00:00+00:00');
+    PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_ledger_gains_the_new_columns_and_keeps_its_messages(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(VERSION_1)
+    with Ledger(path, sender=SENDER) as ledger:
+        (pending,) = ledger.pending()
+        assert (pending.key, pending.message_id, pending.status) == (
+            "overdue_alert:HV-0042",
+            "<1.2.3@school.example>",
+            "pending",
+        )
+        assert (pending.withdrawn_at, pending.withdrawn_reason, pending.refused) == (None, None, ())
+        assert ledger.get("form:HV-0041").status == "sent"
+        ledger.mark_withdrawn(pending.key, LATER, "returned safely")
+    with sqlite3.connect(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(messages)")]
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert columns[-3:] == ["withdrawn_at", "withdrawn_reason", "refused"]
+    with Ledger(path) as reopened:  # opening again adds nothing and loses nothing
+        assert reopened.pending() == [] and reopened.get(pending.key).withdrawn_reason == "returned safely"
+        assert len(reopened.entries()) == 2
+
+
 # ---------------------------------------------------------------- crashes
 
 

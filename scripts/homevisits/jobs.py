@@ -2,7 +2,8 @@
 
 Planning is pure: ``plan_forms`` and ``plan_returns`` turn (visits, findings, policy, settings,
 ledger history, now) into :class:`Planned` messages. ``run`` is the edge: under the run lock it
-reads the sheet once, re-sends what the ledger still holds as pending, sends the new messages
+reads the sheet once, re-sends what the ledger still holds as pending (withdrawing what the sheet
+no longer calls for: a safe return, a cancelled visit...), sends the new messages
 (the intent is queued in the ledger before each one, the server's acceptance recorded after),
 tells the admin about refusals, and writes ``Form sent at`` / ``Escalated at`` (and new Visit
 IDs) back through the source in one batch. Deadlines are instants: elapsed hours, in UTC.
@@ -14,6 +15,7 @@ A row without a Visit ID gets one in this run's write and is handled from the ne
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +53,7 @@ PRIORITY = {
     "admin_report": 5,
 }
 FALLBACK_SENDER = "homevisits@homevisits.invalid"
+REFUSED = "refused:"  # admin_report:refused:<key>: the report on recipients refused while <key> went
 DRY_RUN_ID = "<dry-run@homevisits.invalid>"
 
 
@@ -131,14 +134,18 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
 
 @dataclass(frozen=True)
 class History:
-    """The ledger's entries as the planner sees them (a snapshot; planning never writes)."""
+    """The ledger's entries as the planner sees them (a snapshot; planning never writes).
+
+    A withdrawn message counts as never planned (``of_visit``, ``current``, ``last_time``), but its key
+    stays taken: a message planned again gets a new key (``new_key``) and a new Message-ID."""
 
     entries: tuple[Entry, ...] = ()
 
     def __post_init__(self) -> None:
         by_visit: dict[str, list[Entry]] = {}
         for entry in self.entries:
-            by_visit.setdefault(entry.visit_id, []).append(entry)
+            if entry.status != "withdrawn":
+                by_visit.setdefault(entry.visit_id, []).append(entry)
         object.__setattr__(self, "_by_key", {e.key: e for e in self.entries})
         object.__setattr__(self, "_by_visit", by_visit)
 
@@ -153,8 +160,22 @@ class History:
         return key in self._by_key  # type: ignore[attr-defined]
 
     def of_visit(self, visit_id: str, kinds: Iterable[str]) -> list[Entry]:
+        """This visit's messages of these kinds, oldest first, leaving out withdrawn ones."""
         wanted = set(kinds)
         return [e for e in self._by_visit.get(visit_id, ()) if e.kind in wanted]  # type: ignore[attr-defined]
+
+    def current(self, visit_id: str, kind: str) -> Entry | None:
+        """The latest message of this kind for this visit that was not withdrawn."""
+        found = self.of_visit(visit_id, (kind,))
+        return found[-1] if found else None
+
+    def new_key(self, key: str) -> str:
+        """``key``, or ``key#2``, ``key#3``... when a withdrawn message holds it (never queued again)."""
+        candidate, number = key, 1
+        while (held := self.get(candidate)) is not None and held.status == "withdrawn":
+            number += 1
+            candidate = f"{key}#{number}"
+        return candidate
 
     def last_time(self, visit_id: str, kinds: Iterable[str]) -> dt.datetime | None:
         """The latest moment a message of these kinds was queued or accepted for this visit: a message
@@ -412,8 +433,10 @@ def compose_admin_report(
     ctx: Context,
     failures: Sequence[Entry] = (),
     not_mailed: Sequence[tuple[str, str]] = (),
+    partly_refused: Sequence[Entry] = (),
 ) -> Planned:
-    """To the admin: messages refused for good, or addresses in the sheet that were not mailed."""
+    """To the admin: messages refused for good, messages some recipients of which were refused for
+    good, or addresses in the sheet that were not mailed. Visit IDs and staff addresses only."""
     text_context = {
         "school": ctx.settings.school or ctx.policy.name,
         "failures": [
@@ -427,12 +450,21 @@ def compose_admin_report(
             for e in failures
         ],
         "not_mailed": [{"visit_id": visit_id, "address": a, "reason": r} for a, r in not_mailed],
+        "partly_refused": [
+            {
+                "visit_id": e.visit_id,
+                "kind": e.kind,
+                "sent_at": e.sent_at,
+                "refused": [f"{address} ({reply or 'refused'})" for address, reply in e.refused],
+            }
+            for e in partly_refused
+        ],
     }
     to, cc, _ = split_recipients(ctx.settings.admin, (), ctx.settings.allowed_domains)
     text = mail.render_text(
         "admin_report", text_context, template_dir=ctx.policy.template_dir, timezone=ctx.settings.timezone
     )
-    count = len(failures) + len(not_mailed)
+    count = len(failures) + len(not_mailed) + len(partly_refused)
     return Planned(key, visit_id, "admin_report", to, cc, mail.subject("admin_report", count=count), text)
 
 
@@ -455,25 +487,64 @@ def _positions(mask: Any) -> list[int]:
     return [int(i) for i in mask.to_numpy(dtype=bool).nonzero()[0]]
 
 
-def form_candidates(visits: Visits, settings: Settings, now: dt.datetime) -> list[int]:
+@dataclass(frozen=True)
+class Condition:
+    """One test a row must pass for a job to act on it: ``rows`` is True where it passes; ``reason``
+    says why a row fails it. ``clock``: failed only as time goes by (a sheet edit cannot make a row
+    fail it), so it never withdraws a message already queued."""
+
+    reason: str
+    rows: Any  # boolean pandas Series over visits.frame
+    clock: bool = False
+
+
+def _passing(conditions: Sequence[Condition]) -> list[int]:
+    mask = conditions[0].rows
+    for condition in conditions[1:]:
+        mask = mask & condition.rows
+    return _positions(mask.fillna(False))
+
+
+def _failed(conditions: Sequence[Condition], position: int) -> str | None:
+    """The first condition the row at ``position`` now fails because of the sheet (not the clock)."""
+    import pandas as pd
+
+    for condition in conditions:
+        passes = condition.rows.iloc[position]
+        if not condition.clock and (pd.isna(passes) or not passes):
+            return condition.reason
+    return None
+
+
+def _not_called_off(status: Any) -> list[Condition]:
+    return [Condition(f"visit {called_off.lower()}", status != called_off) for called_off in CANCELLED]
+
+
+def form_conditions(visits: Visits, settings: Settings, now: dt.datetime) -> list[Condition]:
     """Planned, not HIGH risk, with a Visit ID, starting within the window (or started less than a day ago)."""
     import pandas as pd
 
     frame = visits.frame
     instant = pd.Timestamp(now.astimezone(dt.UTC))
-    start = frame["start_at"]
-    mask = (
-        (frame["status"] == "Planned")
-        & (frame["risk_level"] != "HIGH")
-        & frame["visit_id"].notna()
-        & (start <= instant + pd.Timedelta(days=settings.window_days))
-        & (start > instant - pd.Timedelta(LATE_LIMIT))
-    )
-    return _positions(mask.fillna(False))
+    start, status = frame["start_at"], frame["status"]
+    return [
+        *_not_called_off(status),
+        Condition("visit no longer Planned", status == "Planned"),
+        Condition("HIGH risk", frame["risk_level"] != "HIGH"),
+        Condition("no Visit ID", frame["visit_id"].notna()),
+        Condition("outside the window", start <= instant + pd.Timedelta(days=settings.window_days), True),
+        Condition("started over a day ago", start > instant - pd.Timedelta(LATE_LIMIT), True),
+    ]
 
 
-def return_candidates(visits: Visits, policy: Policy, now: dt.datetime) -> list[int]:
-    """Visits past their expected return plus grace, no safe return, not called off, not too old."""
+def form_candidates(visits: Visits, settings: Settings, now: dt.datetime) -> list[int]:
+    """The rows send-forms looks at (``form_conditions``)."""
+    return _passing(form_conditions(visits, settings, now))
+
+
+def return_conditions(visits: Visits, policy: Policy, now: dt.datetime) -> list[Condition]:
+    """Past the expected return plus grace, no safe return (an unreadable one counts), not called off,
+    not too old. Empty without the safe-return rule (HV022)."""
     import pandas as pd
 
     if policy.rule("HV022") is None:
@@ -484,15 +555,30 @@ def return_candidates(visits: Visits, policy: Policy, now: dt.datetime) -> list[
     limit = frame["return_due_at"] + pd.Timedelta(minutes=grace)
     unreadable = {p.row for p in visits.problems if p.field == "returned_at"}
     alert_hours = float(policy.param("HV022", "alert_hours", 24))
-    mask = (
-        frame["visit_id"].notna()
-        & frame["returned_at"].isna()
-        & ~frame["status"].isin(CANCELLED)
-        & ~frame["row"].isin(list(unreadable))
-        & (limit < instant)
-        & (limit > instant - pd.Timedelta(hours=alert_hours))
-    )
-    return _positions(mask.fillna(False))
+    return [
+        Condition("no Visit ID", frame["visit_id"].notna()),
+        Condition("returned safely", frame["returned_at"].isna() & ~frame["row"].isin(list(unreadable))),
+        *_not_called_off(frame["status"]),
+        Condition("no expected return", limit.notna()),
+        Condition("not overdue", limit < instant),  # only a later expected return makes a row fail it
+        Condition("overdue for too long", limit > instant - pd.Timedelta(hours=alert_hours), True),
+    ]
+
+
+def return_candidates(visits: Visits, policy: Policy, now: dt.datetime) -> list[int]:
+    """The rows check-returns looks at (``return_conditions``)."""
+    conditions = return_conditions(visits, policy, now)
+    return _passing(conditions) if conditions else []
+
+
+def _form_sent(visit: Mapping[str, Any]) -> bool:
+    """The sheet shows a form sent (written back by a run, or typed in by hand)."""
+    return visit.get("form_sent_at") is not None
+
+
+def _ready(visit: Mapping[str, Any], ctx: Context) -> bool:
+    """No finding stops the form (HV009, the deadline itself, aside)."""
+    return not ctx.problems.get(visit.get("row") or 0)
 
 
 def form_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
@@ -501,33 +587,43 @@ def form_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     deadline = form_deadline(visit.get("start_at"), ctx.deadline_hours)
     if deadline is None:
         return None
-    form = ctx.history.get(f"form:{visit_id}")
-    if visit.get("form_sent_at") is not None or (form is not None and form.status != "failed"):
+    form = ctx.history.current(visit_id, "form")
+    if _form_sent(visit) or (form is not None and form.status != "failed"):
         return None  # sent (or still being sent: pending messages are retried first)
     if ctx.now > deadline:
-        key = f"deadline_missed:{visit_id}"
-        return None if key in ctx.history else compose_chase("deadline_missed", visit, ctx, key)
+        if ctx.history.current(visit_id, "deadline_missed") is not None:
+            return None
+        key = ctx.history.new_key(f"deadline_missed:{visit_id}")
+        return compose_chase("deadline_missed", visit, ctx, key)
     if form is not None:
         return None  # refused for good: the admin was told; the line manager hears at the deadline
-    if not ctx.problems.get(visit.get("row") or 0):
+    if _ready(visit, ctx):
         # Ready: the form goes now (without forms_to in [mail] there is nobody to send it to).
-        return compose_form(visit, ctx, f"form:{visit_id}") if ctx.settings.forms_to else None
+        key = ctx.history.new_key(f"form:{visit_id}")
+        return compose_form(visit, ctx, key) if ctx.settings.forms_to else None
     chases = ctx.history.of_visit(visit_id, ("reminder", "final_reminder"))
     if any(e.status == "pending" for e in chases):
         return None  # the one still queued goes first
     if deadline - ctx.now < dt.timedelta(hours=ctx.settings.final_reminder_hours):
-        key = f"final_reminder:{visit_id}"
-        return None if key in ctx.history else compose_chase("final_reminder", visit, ctx, key)
+        if ctx.history.current(visit_id, "final_reminder") is not None:
+            return None
+        key = ctx.history.new_key(f"final_reminder:{visit_id}")
+        return compose_chase("final_reminder", visit, ctx, key)
     last = ctx.history.last_time(visit_id, ("reminder", "final_reminder"))
     if last is not None and ctx.now - last < dt.timedelta(hours=ctx.settings.reminder_hours):
         return None
-    key = f"reminder:{visit_id}:{ctx.now:%Y-%m-%dT%H:%M}"
+    key = ctx.history.new_key(f"reminder:{visit_id}:{ctx.now:%Y-%m-%dT%H:%M}")
     return compose_chase("reminder", visit, ctx, key)
+
+
+def _escalated(visit: Mapping[str, Any]) -> bool:
+    """The sheet shows the first stage done (written back by a run, or typed in by staff)."""
+    return visit.get("escalated_at") is not None
 
 
 def _alert_time(visit: Mapping[str, Any], ctx: Context) -> dt.datetime | None:
     """When the line manager was alerted: the ledger's acceptance time, else the sheet's Escalated at."""
-    alert = ctx.history.get(f"overdue_alert:{visit['visit_id']}")
+    alert = ctx.history.current(str(visit["visit_id"]), "overdue_alert")
     if alert is not None:
         return alert.sent_at
     return _utc(visit.get("escalated_at"))
@@ -536,15 +632,55 @@ def _alert_time(visit: Mapping[str, Any], ctx: Context) -> dt.datetime | None:
 def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     """The overdue-return stage one visit is due: the alert to the line manager, then SMT, each once."""
     visit_id = str(visit["visit_id"])
-    alert_key, smt_key = f"overdue_alert:{visit_id}", f"smt_alert:{visit_id}"
-    if alert_key not in ctx.history and visit.get("escalated_at") is None:
-        return compose_alert("overdue_alert", visit, ctx, alert_key)
-    if smt_key in ctx.history:
+    alert = ctx.history.current(visit_id, "overdue_alert")
+    if alert is None and not _escalated(visit):
+        return compose_alert("overdue_alert", visit, ctx, ctx.history.new_key(f"overdue_alert:{visit_id}"))
+    if ctx.history.current(visit_id, "smt_alert") is not None:
         return None
     alerted = _alert_time(visit, ctx)
     if alerted is None or ctx.now - alerted <= dt.timedelta(minutes=ctx.settings.smt_after_minutes):
         return None
-    return compose_alert("smt_alert", visit, ctx, smt_key, alerted)
+    return compose_alert("smt_alert", visit, ctx, ctx.history.new_key(f"smt_alert:{visit_id}"), alerted)
+
+
+VISIT_KINDS = ("form", "reminder", "final_reminder", "deadline_missed", "overdue_alert", "smt_alert")
+ALERTS = ("overdue_alert", "smt_alert")
+
+
+def withdrawals(entries: Iterable[Entry], visits: Visits, ctx: Context) -> dict[str, str]:
+    """The pending messages that no longer apply to their visit as the sheet shows it now: key -> why.
+
+    Judged by the planner's own tests (``form_conditions``, ``return_conditions``, ``_form_sent``,
+    ``_ready``, ``_escalated``, the deadline); only a change in the sheet withdraws a message, never
+    the clock alone. A visit no longer in the sheet is left to ``rebuild`` (reported, not sent)."""
+    forms = functools.cache(lambda: form_conditions(visits, ctx.settings, ctx.now))
+    returns = functools.cache(lambda: return_conditions(visits, ctx.policy, ctx.now))
+    found = {}
+    for entry in entries:
+        position = visits.position_of(entry.visit_id)
+        if entry.kind not in VISIT_KINDS or position is None:
+            continue
+        conditions = returns() if entry.kind in ALERTS else forms()
+        reason = _failed(conditions, position) or _no_longer_due(entry.kind, visits.record(position), ctx)
+        if reason is not None:
+            found[entry.key] = reason
+    return found
+
+
+def _no_longer_due(kind: str, visit: Mapping[str, Any], ctx: Context) -> str | None:
+    """Why form_step or return_step would not plan this kind for a candidate row, by the sheet alone."""
+    if kind in ALERTS:
+        return "Escalated at filled in" if kind == "overdue_alert" and _escalated(visit) else None
+    if _form_sent(visit):
+        return "Form sent at filled in"
+    # A form stays due when the row stops being ready: findings also appear as the clock runs
+    # (the visit has begun, the return is overdue), and the clock alone never withdraws a message.
+    if kind in ("reminder", "final_reminder") and _ready(visit, ctx):
+        return "row ready"
+    deadline = form_deadline(visit.get("start_at"), ctx.deadline_hours)
+    if kind == "deadline_missed" and deadline is not None and ctx.now <= deadline:
+        return "deadline not passed"  # the visit moved later
+    return None
 
 
 def forms_due(visits: Visits, ctx: Context) -> list[Planned]:
@@ -596,14 +732,20 @@ def not_mailed_reports(planned: Iterable[Planned], ctx: Context) -> list[Planned
 
 
 def failure_reports(ctx: Context) -> list[Planned]:
-    """One admin report per message refused for good that the admin has not been told about."""
+    """One admin report per message refused for good, and per message accepted with some recipients
+    refused for good, that the admin has not been told about."""
     if not ctx.settings.admin:
         return []
-    return [
-        compose_admin_report(f"admin_report:{e.key}", e.visit_id, ctx, failures=[e])
-        for e in ctx.history.entries
-        if e.status == "failed" and e.kind != "admin_report" and f"admin_report:{e.key}" not in ctx.history
-    ]
+    reports = []
+    for e in ctx.history.entries:
+        if e.kind == "admin_report":
+            continue
+        if e.status == "failed" and f"admin_report:{e.key}" not in ctx.history:
+            reports.append(compose_admin_report(f"admin_report:{e.key}", e.visit_id, ctx, failures=[e]))
+        key = f"admin_report:{REFUSED}{e.key}"
+        if e.status == "sent" and e.refused and key not in ctx.history:
+            reports.append(compose_admin_report(key, e.visit_id, ctx, partly_refused=[e]))
+    return reports
 
 
 def plan_context(ctx: Context, visits: Visits, jobs: Sequence[str] = JOBS) -> list[Planned]:
@@ -681,14 +823,25 @@ class Tally:
     queued: int = 0  # not accepted this time: the next run tries again
     refused: int = 0  # refused for good this run
     not_mailed: int = 0
+    partly_refused: int = 0  # accepted, but some recipients refused for good
+    withdrawn: int = 0  # queued earlier, no longer applies: not sent (not a failure)
     stopped: str | None = None  # why sending stopped early (the mail server cannot be used)
 
     @property
     def status(self) -> int:
-        return 1 if (self.queued or self.refused or self.not_mailed or self.stopped) else 0
+        failed = self.queued or self.refused or self.not_mailed or self.partly_refused
+        return 1 if (failed or self.stopped) else 0
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.sent or self.queued or self.refused or self.not_mailed or self.withdrawn)
 
     def summary(self) -> str:
         parts = [f"{self.sent} sent"]
+        if self.partly_refused:
+            parts.append(f"{self.partly_refused} with recipient(s) refused for good")
+        if self.withdrawn:
+            parts.append(f"{self.withdrawn} withdrawn (no longer applied)")
         if self.queued:
             parts.append(f"{self.queued} queued for the next run")
         if self.refused:
@@ -769,13 +922,31 @@ class Run:
             if isinstance(exc, mail.ConnectionFailure):
                 self.tally.stopped = str(exc)
         else:
-            self.ledger.mark_sent(entry.key, self.now)
+            if refused:  # recorded with the acceptance, in one write, so the admin hears even after a crash
+                self.ledger.mark_sent(entry.key, self.now, refused=refused)
+            else:
+                self.ledger.mark_sent(entry.key, self.now)
             self.tally.sent += 1
             self.say(f"sent: {describe(planned)}")
             if refused:
-                self.warn(
-                    f"{planned.visit_id} {planned.kind}: the mail server refused {len(refused)} recipient(s)."
-                )
+                self.partial_refusal(planned, refused)
+
+    def partial_refusal(self, planned: Planned, refused: mail.Refused) -> None:
+        """Accepted, but some recipients refused for good: counted here, reported to the admin once
+        from the ledger (``failure_reports``), or on stderr without an admin. No addresses printed."""
+        self.tally.partly_refused += 1
+        replies = ", ".join(sorted(set(refused.values())))
+        told = "the admin is told" if self.settings.admin else "set admin in [mail] to be told by email"
+        self.warn(
+            f"{planned.visit_id} {planned.kind}: the mail server refused {len(refused)} of "
+            f"{len(planned.recipients)} recipients for good ({replies}); the others received it ({told})."
+        )
+
+    def withdraw(self, entry: Entry, reason: str) -> None:
+        """A pending message that no longer applies: recorded as withdrawn, never sent."""
+        self.ledger.mark_withdrawn(entry.key, self.now, reason)
+        self.tally.withdrawn += 1
+        self.say(f"withdrawn: {entry.visit_id} {entry.kind} ({reason})")
 
     def refuse(self, entry: Entry, planned: Planned, error: str, reply: str = "") -> None:
         self.ledger.mark_failed(entry.key, self.now, error, permanent=True)
@@ -803,6 +974,11 @@ def rebuild(entry: Entry, visits: Visits, ctx: Context) -> Planned | str:
                 return "the visit is no longer in the sheet"
             again = compose(base.kind, visits.record(position), ctx, base.key)
             planned = compose_admin_report(entry.key, entry.visit_id, ctx, not_mailed=again.not_mailed)
+        elif base_key.startswith(REFUSED):
+            sent = ctx.history.get(base_key.removeprefix(REFUSED))
+            planned = compose_admin_report(
+                entry.key, entry.visit_id, ctx, partly_refused=[sent] if sent else []
+            )
         else:
             failed = ctx.history.get(base_key)
             planned = compose_admin_report(
@@ -925,13 +1101,23 @@ def _dry_run(
         history, pending = History(), []
     ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
     lines = []
+    withdrawn = withdrawals(pending, checked.visits, ctx)
     for entry in pending:
+        if entry.key in withdrawn:
+            lines.append(f"would withdraw: {entry.visit_id} {entry.kind} ({withdrawn[entry.key]})")
+            continue
         again = rebuild(entry, checked.visits, ctx)
         lines.append(
             f"would send again: {describe(again)}"
             if isinstance(again, Planned)
             else f"would report: {entry.visit_id} {entry.kind} ({again})"
         )
+    if withdrawn:  # planned as the run would, after withdrawing
+        entries = tuple(
+            replace(e, withdrawn_at=ctx.now, withdrawn_reason=withdrawn[e.key]) if e.key in withdrawn else e
+            for e in history.entries
+        )
+        ctx = replace(ctx, history=History(entries))
     for planned in plan_context(ctx, checked.visits, jobs):
         if not planned.recipients:
             lines.append(f"would not send: {planned.visit_id} {planned.kind} (nobody to send it to)")
@@ -973,7 +1159,12 @@ def _run_locked(
         ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
         work: list[tuple[Planned, Entry | None]] = []
         broken: Exception | None = None  # a broken form template must not hold up the alerts
-        for entry in ledger.pending():
+        pending = ledger.pending()
+        withdrawn = withdrawals(pending, checked.visits, ctx)
+        for entry in pending:
+            if entry.key in withdrawn:
+                run_.withdraw(entry, withdrawn[entry.key])
+                continue
             try:
                 again = rebuild(entry, checked.visits, ctx)
             except Exception as exc:  # stays pending; raised once the rest has gone
@@ -983,6 +1174,8 @@ def _run_locked(
                 run_.refuse(entry, _placeholder(entry), f"not sent: {again}")
             else:
                 work.append((again, entry))
+        if run_.tally.withdrawn:  # what was withdrawn may be planned anew (under a new key)
+            ctx = replace(ctx, history=History.of(ledger))
         work += [(p, None) for p in plan_context(ctx, checked.visits, [j for j in jobs if j == "returns"])]
         try:
             work += [
@@ -1012,7 +1205,7 @@ def _run_locked(
     tally = run_.tally
     if tally.stopped:
         print(f"homevisits: {tally.stopped}", file=err, flush=True)
-    if tally.sent or tally.queued or tally.refused or tally.not_mailed:
+    if tally.anything:
         print(tally.summary(), file=err, flush=True)
     elif err.isatty():
         print("Nothing to send.", file=err, flush=True)

@@ -4,7 +4,8 @@ Each message has an idempotency key (``form:HV-0042``, ``reminder:HV-0042:2026-1
 the same key again returns the first entry, with the same Message-ID, whichever process asks.
 The intent is recorded before sending (``queue``, ``attempt``), the server's acceptance after
 (``mark_sent``). A run killed in between leaves the entry pending; the next run sends it again with
-the same Message-ID. The sheet's tool columns are written from here (``needs_write_back``).
+the same Message-ID, unless the sheet changed so that it no longer applies (``mark_withdrawn``: never
+sent afterwards). The sheet's tool columns are written from here (``needs_write_back``).
 
 Times are stored as UTC ISO 8601 text and come back as aware UTC datetimes. The ledger holds
 visit IDs, kinds and staff recipient addresses, never a learner's details.
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid
 from pathlib import Path
@@ -39,7 +40,7 @@ KINDS = (
 # Which sheet column the tool writes from a sent message of each kind.
 WRITE_BACK_FIELDS = {"form": "form_sent_at", "overdue_alert": "escalated_at"}
 DEFAULT_LEDGER = "state/ledger.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: withdrawn_at, withdrawn_reason, refused (added to a version 1 file on opening)
 BUSY_TIMEOUT_S = 30.0
 FALLBACK_DOMAIN = "homevisits.invalid"
 
@@ -57,13 +58,18 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at         TEXT,
     failed_at       TEXT,
     error           TEXT,
-    written_back_at TEXT
+    written_back_at TEXT,
+    withdrawn_at    TEXT,
+    withdrawn_reason TEXT,
+    refused         TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_visit_kind ON messages (visit_id, kind);
 """
+# Columns added since version 1, with their type: ALTER TABLE adds them to an older ledger when opened.
+ADDED_COLUMNS = {"withdrawn_at": "TEXT", "withdrawn_reason": "TEXT", "refused": "TEXT"}
 COLUMNS = (
     "id, key, visit_id, kind, recipients, message_id, queued_at, attempts, last_attempt_at, "
-    "sent_at, failed_at, error, written_back_at"
+    "sent_at, failed_at, error, written_back_at, withdrawn_at, withdrawn_reason, refused"
 )
 
 
@@ -88,14 +94,20 @@ class Entry:
     failed_at: dt.datetime | None
     error: str | None
     written_back_at: dt.datetime | None
+    withdrawn_at: dt.datetime | None = None
+    withdrawn_reason: str | None = None
+    # (address, "550 5.1.1"): recipients refused for good while the server accepted the message
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def status(self) -> str:
-        """``sent``, ``failed`` (permanently) or ``pending``."""
+        """``sent``, ``failed`` (permanently), ``withdrawn`` (no longer applies) or ``pending``."""
         if self.sent_at is not None:
             return "sent"
         if self.failed_at is not None:
             return "failed"
+        if self.withdrawn_at is not None:
+            return "withdrawn"
         return "pending"
 
     @property
@@ -128,6 +140,9 @@ def _entry(row: sqlite3.Row) -> Entry:
         failed_at=_time(row["failed_at"]),
         error=row["error"],
         written_back_at=_time(row["written_back_at"]),
+        withdrawn_at=_time(row["withdrawn_at"]),
+        withdrawn_reason=row["withdrawn_reason"],
+        refused=tuple(tuple(pair) for pair in json.loads(row["refused"] or "[]")),
     )
 
 
@@ -178,6 +193,10 @@ class Ledger:
                 )
             for statement in filter(None, (s.strip() for s in SCHEMA.split(";"))):
                 db.execute(statement)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(messages)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in present:
+                    db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
@@ -222,8 +241,8 @@ class Ledger:
         return self._select(" AND ".join(clauses) or "1", params)
 
     def pending(self) -> list[Entry]:
-        """Queued and not yet accepted nor refused for good, oldest first: what a run must (re)send."""
-        return self._select("sent_at IS NULL AND failed_at IS NULL")
+        """Queued and not yet accepted, refused for good nor withdrawn, oldest first: what a run must (re)send."""
+        return self._select("sent_at IS NULL AND failed_at IS NULL AND withdrawn_at IS NULL")
 
     def failed(self) -> list[Entry]:
         """Refused for good: for the admin's report."""
@@ -280,10 +299,27 @@ class Ledger:
         """Count one attempt: call it just before handing the message to the transport."""
         return self._update(key, "attempts = attempts + 1, last_attempt_at = ?", (_stamp(now),))
 
-    def mark_sent(self, key: str, now: dt.datetime) -> Entry:
-        """The server accepted the message. The first acceptance time is kept."""
+    def mark_sent(self, key: str, now: dt.datetime, refused: Mapping[str, str] | None = None) -> Entry:
+        """The server accepted the message. The first acceptance time is kept, with the recipients it
+        refused for good at that time (``{address: "550 5.1.1"}``), if any."""
+        pairs = json.dumps(list(refused.items())) if refused else None
         return self._update(
-            key, "sent_at = COALESCE(sent_at, ?), failed_at = NULL, error = NULL", (_stamp(now),)
+            key,
+            "refused = CASE WHEN sent_at IS NULL THEN ? ELSE refused END, "
+            "sent_at = COALESCE(sent_at, ?), failed_at = NULL, error = NULL",
+            (pairs, _stamp(now)),
+        )
+
+    def mark_withdrawn(self, key: str, now: dt.datetime, reason: str) -> Entry:
+        """A pending message no longer applies (the sheet changed): never sent, never queued again under
+        its key. A message already accepted or refused for good keeps its status."""
+        return self._update(
+            key,
+            "withdrawn_reason = CASE WHEN sent_at IS NULL AND failed_at IS NULL AND withdrawn_at IS NULL "
+            "THEN ? ELSE withdrawn_reason END, "
+            "withdrawn_at = CASE WHEN sent_at IS NULL AND failed_at IS NULL "
+            "THEN COALESCE(withdrawn_at, ?) ELSE withdrawn_at END",
+            (reason, _stamp(now)),
         )
 
     def mark_failed(self, key: str, now: dt.datetime, error: str, permanent: bool) -> Entry:
