@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
 
-from homevisits import parallel
-from homevisits import visits as visits_module
 from homevisits.schema import find_header_row, load_schema, map_headers
 from homevisits.sources import RawSheet
 from homevisits.visits import build_visits
@@ -83,48 +80,6 @@ def test_record_gives_plain_python_values_on_the_school_clock():
     assert record["row"] == 2
 
 
-def _many_rows(count: int) -> list[dict]:
-    pick = random.Random(7).choice
-    return [
-        {
-            "Visit ID": f"HV-{n:05d}",
-            "Learner name": pick(["Ada Example", "  Ben  Sample ", "Cy Test"]),
-            "Visit date": pick(["03/04/2026", "3 Apr 2026", dt.date(2026, 4, 3), "01/13/2026", 46115]),
-            "Start time": pick(["14:30", "2.30pm", 0.5, "25:00"]),
-            "Phone taken on visit": pick([7700900123, "+44 7700 900456", "12345"]),
-            "Returned safely at": pick(["15:40", "03/04/2026 16:00", "soon", None]),
-            "Risk level": pick(["low", " Med", "H", "severe"]),
-            "Dangerous animals": pick(["y", "✓", "no", "maybe"]),
-        }
-        for n in range(count)
-    ]
-
-
-@pytest.mark.filterwarnings("error")  # nothing may leak onto an admin's screen as a warning
-@pytest.mark.parametrize("child_fails", [False, True])
-def test_two_cores_give_exactly_what_one_gives(monkeypatch, child_fails):
-    raw = _sheet(_many_rows(visits_module.PARALLEL_ROWS + 10))
-    monkeypatch.setattr(visits_module, "PARALLEL_ROWS", 10**9)
-    alone = _build(raw)
-    monkeypatch.setattr(visits_module, "PARALLEL_ROWS", 100)
-    if child_fails:  # the forked child inherits this and dies before sending anything back
-
-        def broken(*args, **kwargs):
-            raise OSError("no room")
-
-        monkeypatch.setattr(parallel.pickle, "dumps", broken)
-    calls = []
-    parse_part = visits_module._parse_part
-    monkeypatch.setattr(visits_module, "_parse_part", lambda *a: calls.append(1) or parse_part(*a))
-    together = _build(raw)
-    assert len(calls) == (
-        2 if child_fails else 1
-    )  # the parent parsed half, and the child's half only if it failed
-    pd.testing.assert_frame_equal(alone.frame, together.frame)
-    assert sorted(alone.problems, key=repr) == sorted(together.problems, key=repr)
-    assert len(together.problems) > 100
-
-
 def test_short_rows_read_as_empty_cells_at_their_end():
     raw = RawSheet(name="g", worksheet="w", rows=[HEADERS, ["HV-1", "Ada Example"], ["HV-2"]])
     frame = _build(raw).frame
@@ -137,3 +92,27 @@ def test_a_header_with_no_visits_yet_is_an_empty_table():
     visits = _build(RawSheet(name="new.xlsx", worksheet="Home Visits", rows=[HEADERS]))
     assert len(visits) == 0 and visits.problems == []
     assert set(SCHEMA.fields) <= set(visits.frame.columns)
+
+
+@pytest.mark.filterwarnings("error")  # nothing may leak onto an admin's screen as a warning
+def test_thousands_of_messy_rows_build_without_a_warning():
+    cycle = {
+        "Visit date": ["03/04/2026", "3 Apr 2026", dt.date(2026, 4, 3), "01/13/2026", 46115],
+        "Start time": ["14:30", "2.30pm", 0.5, "25:00"],
+        "Expected duration (mins)": [45, "1h", None, "soon"],
+        "Returned safely at": ["15:40", "03/04/2026 16:00", "soon", None],
+        "Phone taken on visit": [7700900123, "+44 7700 900456", "12345"],
+    }
+    rows = [
+        {h: values[n % len(values)] for h, values in cycle.items()} | {"Visit ID": f"HV-{n}"}
+        for n in range(3000)
+    ]
+    visits = _build(_sheet(rows))
+    assert len(visits) == 3000
+    assert {p.field for p in visits.problems} == {
+        "visit_date",
+        "start_time",
+        "expected_duration",
+        "returned_at",
+        "phone_taken",
+    }

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from .cells import is_blank, parse_column
-from .parallel import both
 from .schema import HeaderMap, Schema
 from .sources import RawSheet
 
@@ -75,38 +74,18 @@ class Visits:
         return int(hits[0]) if len(hits) else None
 
 
-PARALLEL_ROWS = 5000  # below this one process is quicker than two
-COST = {"phone": 3, "datetime": 3, "date": 2, "time": 2, "duration": 2}  # rough parsing cost per column type
-
 Job = tuple[str, str, int, Any]  # field, type, column position, choice lookup
 
 
-def _parse_part(columns: list[tuple], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
+def _parse_columns(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
+    """Parse every mapped column: transposed once, then each column as a whole."""
+    if not rows:  # a header and no visits yet
+        return {name: ([], []) for name, *_ in jobs}
+    columns = list(zip(*rows, strict=True))
     return {
         name: parse_column(kind, list(columns[position]), lookup=lookup, date1904=date1904)
         for name, kind, position, lookup in jobs
     }
-
-
-def _parse_columns(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
-    """Parse every mapped column; on a large sheet, part of them on the second core."""
-    if not rows:  # a header and no visits yet
-        return {name: ([], []) for name, *_ in jobs}
-    columns = list(zip(*rows, strict=True))
-    if len(rows) < PARALLEL_ROWS:
-        return _parse_part(columns, jobs, date1904)
-    # The child also has to send its values back, so it gets about two fifths of the work.
-    ours: list[Job] = []
-    theirs: list[Job] = []
-    load = [0.0, 0.0]
-    for job in sorted(jobs, key=lambda job: -COST.get(job[1], 1)):
-        side = 0 if load[0] * 2 <= load[1] * 3 else 1
-        (ours, theirs)[side].append(job)
-        load[side] += COST.get(job[1], 1)
-    mine, other = both(
-        lambda: _parse_part(columns, ours, date1904), lambda: _parse_part(columns, theirs, date1904)
-    )
-    return {**mine, **other}
 
 
 def _python(value: Any, tz: ZoneInfo) -> Any:
