@@ -86,8 +86,8 @@ def measure(label: str, argv: list[str], accepted: tuple[int, ...] = (0,), *, sa
     """Run one process to the end; its wall time, peak memory and exit status.
 
     Peak memory is the process's own peak RSS; with ``sample``, also the peak (sampled every 20 ms) of
-    the proportional memory of the process and its children (validate parses on two cores with a
-    fork). Sampling costs CPU, so a sampled run's time is not used.
+    the proportional memory of the process and any children it starts (so nothing escapes the
+    count). Sampling costs CPU, so a sampled run's time is not used.
     """
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     file = str(workbook)
     validate = best_of(args.repeat, "homevisits validate --format json", validate_argv, accepted=(0, 1))
     sampled = measure("validate (memory)", validate_argv, accepted=(0, 1), sample=True)
-    validate.peak_mb = max(validate.peak_mb, sampled.peak_mb)  # the parsing child counted too
+    validate.peak_mb = max(validate.peak_mb, sampled.peak_mb)  # any child process counted too
     calamine = best_of(
         args.repeat, "python-calamine read (floor)", [sys.executable, "-c", CALAMINE_READ, file]
     )
