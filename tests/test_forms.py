@@ -566,10 +566,12 @@ def test_visits_due_for_a_form(tmp_path):
         {**base, "visit_id": "far", "visit_date": "30/04/2026"},
         {**base, "visit_id": "no risk yet", "visit_date": "14/04/2026", "risk_level": None},
         {**base, "visit_id": "no date", "visit_date": None},
+        {**base, "visit_id": "no status yet", "visit_date": "07/04/2026", "status": None},
+        {**base, "visit_id": "cancelled", "visit_date": "07/04/2026", "status": "Cancelled"},
     ]
     table = read_visits(write_workbook(tmp_path / "log.xlsx", rows))
     due = forms.visits_due_for_form(table, NOW)
-    assert [table.record(i)["visit_id"] for i in due] == ["due", "no risk yet"]
+    assert [table.record(i)["visit_id"] for i in due] == ["due", "no risk yet", "no status yet"]
     assert [table.record(i)["visit_id"] for i in forms.visits_due_for_form(table, NOW, window_days=5)] == [
         "due"
     ]

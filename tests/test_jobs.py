@@ -142,6 +142,13 @@ def test_a_ready_row_gets_its_form_once_and_form_sent_at_is_written_back(tmp_pat
     assert not [f for f in run_check(place.workbook, "omg_education", NOW).findings if f.rule == "HV009"]
 
 
+def test_a_planned_row_whose_status_nobody_filled_in_still_gets_its_form(tmp_path, server):
+    place = school(tmp_path, [planned(1, THURSDAY, status=None)], server)
+    result = place.run("send-forms", NOW)
+    assert (result.status, result.out) == (0, "sent: V1 form to 3 recipients\n")
+    assert place.cell("V1", "form_sent_at") == dt.datetime(2026, 11, 23, 12, 0)
+
+
 def test_a_row_that_is_not_ready_gets_a_reminder_listing_exactly_its_findings(tmp_path, server):
     place = school(tmp_path, [not_ready(1, THURSDAY)], server)
     assert place.run("send-forms", NOW).status == 0

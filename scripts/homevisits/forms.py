@@ -429,7 +429,8 @@ class Progress:
 
 
 def visits_due_for_form(visits: Visits, now: dt.datetime, window_days: float = 14) -> list[int]:
-    """Positions of Planned, not-HIGH visits starting within ``window_days`` of ``now`` whose form is unsent."""
+    """Positions of Planned (or blank-status), not-HIGH visits starting within ``window_days`` of ``now``
+    whose form is unsent."""
     import pandas as pd
 
     if now.tzinfo is None:
@@ -438,7 +439,9 @@ def visits_due_for_form(visits: Visits, now: dt.datetime, window_days: float = 1
     start = pd.Timestamp(now).tz_convert("UTC")
     end = start + pd.Timedelta(days=window_days)
     due = (
-        (frame["status"] == "Planned")
+        (
+            (frame["status"] == "Planned") | frame["status"].isna()
+        )  # a blank Status reads as Planned, as in the rules
         & (frame["risk_level"] != "HIGH")
         & (frame["start_at"] >= start)
         & (frame["start_at"] <= end)

@@ -529,7 +529,9 @@ def form_conditions(visits: Visits, settings: Settings, now: dt.datetime) -> lis
     start, status = frame["start_at"], frame["status"]
     return [
         *_not_called_off(status),
-        Condition("visit no longer Planned", status == "Planned"),
+        Condition(
+            "visit no longer Planned", (status == "Planned") | status.isna()
+        ),  # blank: as the rules read it
         Condition("HIGH risk", frame["risk_level"] != "HIGH"),
         Condition("no Visit ID", frame["visit_id"].notna()),
         Condition("outside the window", start <= instant + pd.Timedelta(days=settings.window_days), True),
