@@ -1,4 +1,4 @@
-"""The visits table: typed columns, instants across the clock change, and parsing on two cores."""
+"""The visits table: typed columns, instants across the clock change, ragged and messy rows."""
 
 from __future__ import annotations
 

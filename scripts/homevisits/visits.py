@@ -256,10 +256,3 @@ def _learner_keys(table: pd.DataFrame) -> np.ndarray:
         else:
             keys.append(None)
     return np.asarray(keys, dtype=object)
-
-
-def to_wall_clock(instant: pd.Timestamp | dt.datetime | None, tz: ZoneInfo) -> dt.datetime | None:
-    """A UTC instant as the school's local time."""
-    if instant is None or instant is pd.NaT:
-        return None
-    return pd.Timestamp(instant).tz_convert(tz).to_pydatetime()
