@@ -269,6 +269,29 @@ def test_no_cell_raises_and_each_answer_is_a_value_or_a_reason(kind, raw):
         assert values == [None] and problems == []
 
 
+def _same(a, b):
+    return a == b and type(a) is type(b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    column=st.lists(ANY_CELL | st.sampled_from([1, 1.0, 0, True, False]), max_size=30),
+)
+def test_a_column_reads_exactly_as_its_cells_one_by_one(kind, column):
+    """Grouping equal cells (True == 1 == 1.0, None beside NaN) never changes what any cell reads as."""
+    lookup = SCHEMA["status"].lookup
+    parse = (lambda raw: cells.parse_choice(raw, lookup)) if kind == "choice" else cells.PARSERS[kind]
+    alone = [parse(raw) for raw in column]
+    values, problems = cells.parse_column(kind, column, lookup=lookup)
+    assert len(values) == len(column)
+    assert all(_same(got, want) for got, (want, _) in zip(values, alone, strict=True))
+    assert [(i, reason) for i, _, reason in problems] == [
+        (i, reason) for i, (_, reason) in enumerate(alone) if reason is not None
+    ]
+    assert all(got is column[i] for i, got, _ in problems)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.dates(min_value=dt.date(1950, 1, 1), max_value=dt.date(2100, 12, 31)),

@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Parsed = tuple[Any, str | None]
@@ -308,6 +309,8 @@ def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
     Returns a naive ``datetime`` (wall-clock time in the school's time zone), a ``time``, or a
     ``datetime`` at midnight when only a date was written.
     """
+    if raw.__class__ is dt.datetime and raw.tzinfo is None:  # a real date-time cell: the common case
+        return (raw.replace(microsecond=0) if raw.microsecond else raw), None
     if is_blank(raw):
         return None, None
     if isinstance(raw, dt.datetime):
@@ -585,45 +588,110 @@ PARSERS: dict[str, Callable[..., Parsed]] = {
 }
 
 
+def _cell_parser(kind: str, lookup: Mapping[str, str] | None) -> Callable[..., Parsed]:
+    """The parser for a column's type, called as ``parse(raw, date1904)``."""
+    if kind == "choice":
+        table = lookup or {}
+        return lambda raw, date1904=False: parse_choice(raw, table)
+    return PARSERS[kind]
+
+
+@dataclass(frozen=True)
+class ParsedColumn:
+    """A whole column parsed: each distinct raw value once, and which of them each cell holds."""
+
+    distinct: list[Any]  # the parsed value of each distinct raw value
+    codes: Any  # NumPy integer array: for each cell, its index into ``distinct``
+    problems: list[tuple[int, Any, str]]  # (position, raw value, reason) of each bad cell, in order
+
+    @property
+    def values(self) -> list[Any]:
+        return [self.distinct[code] for code in self.codes.tolist()]
+
+
+def parse_cells(
+    kind: str, raws: Sequence[Any], *, lookup: Mapping[str, str] | None = None, date1904: bool = False
+) -> ParsedColumn:
+    """Parse a whole column, each distinct raw value once: a log repeats its dates, times and answers.
+
+    The cells are grouped by pandas' hash table (in C); ``True``, ``1`` and ``1.0`` are equal there
+    as in Python, so a column mixing yes/no cells with numbers is grouped by type as well.
+    """
+    import numpy as np
+    import pandas as pd
+
+    parse = _cell_parser(kind, lookup)
+    cells = _object_array(raws)
+    try:
+        codes, uniques = pd.factorize(cells)  # cells pandas calls missing (None, NaN) get -1
+        distinct = uniques.tolist()
+    except TypeError:  # an unhashable cell
+        codes, distinct = _group_by_type_and_value(cells)
+    else:
+        if _mixes_bools_and_numbers(cells, distinct):
+            codes, distinct = _group_by_type_and_value(cells)
+    results = [parse(raw, date1904) for raw in distinct]
+    missing = codes < 0
+    if missing.any():  # each kind of missing cell (nearly always just None) parsed once
+        gaps = cells[missing].tolist()
+        kinds = list(dict.fromkeys(map(type, gaps)))
+        slots = {kind: len(results) + i for i, kind in enumerate(kinds)}
+        results.extend(parse(next(raw for raw in gaps if type(raw) is kind), date1904) for kind in kinds)
+        codes[missing] = [slots[type(raw)] for raw in gaps] if len(kinds) > 1 else slots[kinds[0]]
+    codes = codes.astype(np.intp, copy=False)
+    bad = np.fromiter((problem is not None for _, problem in results), dtype=bool, count=len(results))
+    problems = [(i, cells[i], results[codes[i]][1]) for i in np.flatnonzero(bad[codes]).tolist()]
+    return ParsedColumn(distinct=[value for value, _ in results], codes=codes, problems=problems)
+
+
+def _object_array(raws: Sequence[Any]) -> Any:
+    import numpy as np
+
+    if isinstance(raws, np.ndarray) and raws.dtype == object and raws.ndim == 1:
+        return raws
+    cells = np.empty(len(raws), dtype=object)
+    cells[:] = list(raws)
+    return cells
+
+
+def _mixes_bools_and_numbers(cells: Any, distinct: list[Any]) -> bool:
+    """True when a column holds ``True``/``False`` beside numbers, which pandas would group together."""
+    if not {bool, int, float} & set(map(type, distinct)):
+        return False
+    if not any(value.__class__ in (bool, int, float) and value in (0, 1) for value in distinct):
+        return False  # no yes/no cell, and no 0 or 1 a yes/no cell could hide behind
+    kinds = set(map(type, cells.tolist()))
+    return bool in kinds and (int in kinds or float in kinds)
+
+
+def _group_by_type_and_value(cells: Any) -> tuple[Any, list[Any]]:
+    import numpy as np
+
+    index: dict[Any, int] = {}
+    distinct: list[Any] = []
+    codes = np.empty(len(cells), dtype=np.intp)
+    for position, raw in enumerate(cells.tolist()):
+        try:
+            key: Any = (raw.__class__, raw)
+            code = index.get(key)
+        except TypeError:  # unhashable: a group of its own
+            key, code = None, None
+        if code is None:
+            code = len(distinct)
+            distinct.append(raw)
+            if key is not None:
+                index[key] = code
+        codes[position] = code
+    return codes, distinct
+
+
 def parse_column(
     kind: str,
-    raws: list[Any],
+    raws: Sequence[Any],
     *,
     lookup: Mapping[str, str] | None = None,
     date1904: bool = False,
 ) -> tuple[list[Any], list[tuple[int, Any, str]]]:
-    """Parse a whole column; return the values and ``(position, raw, problem)`` for each bad cell.
-
-    Each distinct raw value is parsed once: a log repeats its dates, times and yes/no answers.
-    """
-    if kind == "choice":
-        table = lookup or {}
-
-        def parse(raw: Any) -> Parsed:
-            return parse_choice(raw, table)
-
-    else:
-        base = PARSERS[kind]
-
-        def parse(raw: Any) -> Parsed:
-            return base(raw, date1904)
-
-    raws = list(raws)
-    types = set(map(type, raws))
-    if bool in types and (int in types or float in types):  # True == 1 == 1.0 would share a cache entry
-        keys = [(raw.__class__, raw) for raw in raws]
-    else:
-        keys = raws
-    try:
-        parsed = {key: parse(key[1] if keys is not raws else key) for key in dict.fromkeys(keys)}
-    except TypeError:  # an unhashable cell: parse one by one
-        results = [parse(raw) for raw in raws]
-        values = [value for value, _ in results]
-        return values, [(i, raws[i], problem) for i, (_, problem) in enumerate(results) if problem]
-    value_of = {key: value for key, (value, _) in parsed.items()}
-    values = list(map(value_of.__getitem__, keys))
-    bad = {key for key, (_, problem) in parsed.items() if problem is not None}
-    if not bad:
-        return values, []
-    problems = [(i, raws[i], parsed[key][1]) for i, key in enumerate(keys) if key in bad]
-    return values, problems
+    """Parse a whole column; return the values and ``(position, raw, problem)`` for each bad cell."""
+    column = parse_cells(kind, raws, lookup=lookup, date1904=date1904)
+    return column.values, column.problems

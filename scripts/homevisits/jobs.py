@@ -555,11 +555,10 @@ def return_conditions(visits: Visits, policy: Policy, now: dt.datetime) -> list[
     instant = pd.Timestamp(now.astimezone(dt.UTC))
     grace = float(policy.param("HV022", "grace_minutes", 30))
     limit = frame["return_due_at"] + pd.Timedelta(minutes=grace)
-    unreadable = {p.row for p in visits.problems if p.field == "returned_at"}
     alert_hours = float(policy.param("HV022", "alert_hours", 24))
     return [
         Condition("no Visit ID", frame["visit_id"].notna()),
-        Condition("returned safely", frame["returned_at"].isna() & ~frame["row"].isin(list(unreadable))),
+        Condition("returned safely", frame["returned_at"].isna() & ~visits.unreadable("returned_at")),
         *_not_called_off(frame["status"]),
         Condition("no expected return", limit.notna()),
         Condition("not overdue", limit < instant),  # only a later expected return makes a row fail it

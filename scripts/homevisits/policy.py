@@ -135,7 +135,6 @@ def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
 
 def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfig]) -> list[Finding]:
     instant = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
-    bad_cells = {(p.row, p.field) for p in visits.problems}
     findings: list[Finding] = []
     rows = visits.frame["row"].tolist()
     ids = visits.frame["visit_id"].tolist()
@@ -146,7 +145,6 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
             visits=visits,
             params=config.params,
             now=instant,
-            bad_cells=bad_cells,
             policy_name=policy.name,
             cache=columns,
         )

@@ -38,7 +38,6 @@ class Context:
     visits: Visits
     params: dict[str, Any]
     now: pd.Timestamp  # UTC
-    bad_cells: set[tuple[int, str]]
     policy_name: str = ""
     cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -54,9 +53,7 @@ class Context:
 
     def unreadable(self, name: str) -> np.ndarray:
         """True where the cell had a value that could not be read (already reported by HV002)."""
-        rows = self.f["row"].to_numpy()
-        marked = {row for row, field in self.bad_cells if field == name}
-        return np.isin(rows, list(marked)) if marked else np.zeros(len(rows), dtype=bool)
+        return self.visits.unreadable(name)
 
     def col(self, name: str) -> np.ndarray:
         """A column as a NumPy array for reading hit by hit (instants as UTC ``datetime64``), made once."""

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from .cells import is_blank, parse_column
+from .cells import ParsedColumn, is_blank, parse_cells
 from .schema import HeaderMap, Schema
 from .sources import RawSheet
 
@@ -50,6 +50,7 @@ class Visits:
     worksheet: str = ""
     header_row: int = 1  # sheet row number of the header row
     extra: dict[str, Any] = field(default_factory=dict)
+    _unreadable: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -69,6 +70,18 @@ class Visits:
     def records(self) -> list[dict[str, Any]]:
         return [self.record(i) for i in range(len(self.frame))]
 
+    def unreadable(self, name: str) -> np.ndarray:
+        """True where the cell had a value that could not be read (each one is in ``problems``)."""
+        if not self._unreadable and self.problems:
+            by_field: dict[str, list[int]] = {}
+            for problem in self.problems:
+                by_field.setdefault(problem.field, []).append(problem.row)
+            rows = self.frame["row"].to_numpy()
+            for field_name, bad_rows in by_field.items():
+                self._unreadable[field_name] = np.isin(rows, bad_rows)
+        found = self._unreadable.get(name)
+        return found.copy() if found is not None else np.zeros(len(self.frame), dtype=bool)
+
     def position_of(self, visit_id: str) -> int | None:
         hits = np.flatnonzero(self.frame["visit_id"].to_numpy() == visit_id)
         return int(hits[0]) if len(hits) else None
@@ -77,13 +90,17 @@ class Visits:
 Job = tuple[str, str, int, Any]  # field, type, column position, choice lookup
 
 
-def _parse_columns(rows: list[Any], jobs: list[Job], date1904: bool) -> dict[str, tuple[list[Any], list]]:
-    """Parse every mapped column: transposed once, then each column as a whole."""
-    if not rows:  # a header and no visits yet
-        return {name: ([], []) for name, *_ in jobs}
-    columns = list(zip(*rows, strict=True))
+def _parse_columns(rows: list[Any], width: int, jobs: list[Job], date1904: bool) -> dict[str, ParsedColumn]:
+    """Parse every mapped column: the rows as one grid of cells, then each column as a whole."""
+    grid = np.empty((len(rows), width), dtype=object)
+    try:
+        grid[:] = rows
+    except (ValueError, TypeError):  # a cell numpy would read as a sequence: place cells one by one
+        for i, cells in enumerate(rows):
+            for j, cell in enumerate(cells):
+                grid[i, j] = cell
     return {
-        name: parse_column(kind, list(columns[position]), lookup=lookup, date1904=date1904)
+        name: parse_cells(kind, grid[:, position], lookup=lookup, date1904=date1904)
         for name, kind, position, lookup in jobs
     }
 
@@ -126,34 +143,35 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
         (name, schema[name].type, position, schema[name].lookup)
         for name, position in mapping.positions.items()
     ]
-    parsed: dict[str, list[Any]] = {}
-    problems: list[CellProblem] = []
+    parsed = _parse_columns(rows, width, jobs, raw.date1904)
     numbers = row_numbers.tolist()
-    for name, (values, bad) in _parse_columns(rows, jobs, raw.date1904).items():
-        parsed[name] = values
-        problems.extend(CellProblem(numbers[i], name, value, reason) for i, value, reason in bad)
-
+    problems = [
+        CellProblem(numbers[i], name, value, reason)
+        for name, column in parsed.items()
+        for i, value, reason in column.problems
+    ]
+    unmapped = ParsedColumn(distinct=[None], codes=np.zeros(n, dtype=np.intp), problems=[])
     frame: dict[str, Any] = {"row": row_numbers}
     for column in schema.columns:
+        cells = parsed.get(column.field, unmapped)
         if column.type == "date":
-            frame[column.field] = _dates(parsed.get(column.field), n)
+            frame[column.field] = _dates(cells)
+        elif column.type == "time":
+            frame[column.field] = _times(cells)
     for column in schema.columns:
-        values = parsed.get(column.field)
-        if column.type == "date":
-            continue
-        if column.type == "time":
-            frame[column.field] = _times(values, n)
-        elif column.type == "datetime":
-            frame[column.field] = _instants(values, frame["visit_date"], tz, n)
+        cells = parsed.get(column.field, unmapped)
+        if column.type == "datetime":
+            frame[column.field] = _instants(cells, frame["visit_date"], tz)
         elif column.type == "duration":
-            frame[column.field] = np.asarray(
-                [np.nan if v is None else float(v) for v in values] if values else np.full(n, np.nan),
-                dtype=float,
+            frame[column.field] = _each(
+                cells, [np.nan if v is None else float(v) for v in cells.distinct], float
             )
         elif column.type == "yesno":
-            frame[column.field] = pd.array(values if values else [None] * n, dtype="boolean")
-        else:
-            frame[column.field] = pd.Series(values if values else [None] * n, dtype=object).to_numpy()
+            known = np.asarray([v is not None for v in cells.distinct], dtype=bool)
+            answers = np.asarray([bool(v) for v in cells.distinct], dtype=bool)
+            frame[column.field] = pd.arrays.BooleanArray(answers[cells.codes], ~known[cells.codes])
+        elif column.type not in ("date", "time"):
+            frame[column.field] = _each(cells, cells.distinct)
     table = pd.DataFrame(frame)
     table["start_at"] = _localise(table["visit_date"] + table["start_time"], tz)
     due = _localise(table["visit_date"] + table["expected_return"], tz)
@@ -180,54 +198,60 @@ EPOCH_DAY = dt.date(1970, 1, 1).toordinal()
 NAT = np.iinfo(np.int64).min  # NumPy's not-a-time, as an integer
 
 
-def _dates(values: list[Any] | None, n: int) -> pd.Series:
-    days = np.fromiter(
-        (NAT if v is None else v.toordinal() - EPOCH_DAY for v in values) if values else (),
-        dtype=np.int64,
-        count=n if values else 0,
-    )
-    if not values:
-        days = np.full(n, NAT, dtype=np.int64)
+def _each(cells: ParsedColumn, distinct_values: list[Any], dtype: Any = object) -> np.ndarray:
+    """One value per cell, from one value per distinct raw value."""
+    if dtype is object:
+        table = np.empty(len(distinct_values), dtype=object)
+        table[:] = distinct_values
+    else:
+        table = np.asarray(distinct_values, dtype=dtype)
+    return table[cells.codes]
+
+
+def _dates(cells: ParsedColumn) -> pd.Series:
+    days = _each(cells, [NAT if v is None else v.toordinal() - EPOCH_DAY for v in cells.distinct], np.int64)
     return pd.Series(days.astype("datetime64[D]").astype("datetime64[ns]"))
 
 
-def _times(values: list[Any] | None, n: int) -> pd.Series:
+def _times(cells: ParsedColumn) -> pd.Series:
     """Times of day as time since midnight (integer nanoseconds, so nothing is rounded)."""
-    nanoseconds = np.fromiter(
-        (
+    nanoseconds = _each(
+        cells,
+        [
             NAT if t is None else (t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000_000
-            for t in values or ()
-        ),
-        dtype=np.int64,
-        count=len(values) if values else 0,
+            for t in cells.distinct
+        ],
+        np.int64,
     )
-    if not values:
-        nanoseconds = np.full(n, NAT, dtype=np.int64)
     return pd.Series(nanoseconds.view("timedelta64[ns]"))
 
 
-def _wall_seconds(value: Any, day_seconds: int, tz: ZoneInfo) -> int:
-    """Seconds since 1970 on the school's wall clock; a bare time sits on the visit date."""
-    if value.__class__ is dt.datetime:
-        if value.tzinfo is not None:
-            value = value.astimezone(tz)
-        return (value.toordinal() - EPOCH_DAY) * 86400 + value.hour * 3600 + value.minute * 60 + value.second
-    if value.__class__ is dt.time and day_seconds != NAT:
-        return day_seconds + value.hour * 3600 + value.minute * 60 + value.second
-    return NAT
+def _wall_seconds(value: Any, tz: ZoneInfo) -> int:
+    """A datetime as seconds since 1970 on the school's wall clock (else not-a-time)."""
+    if value.__class__ is not dt.datetime:
+        return NAT
+    if value.tzinfo is not None:
+        value = value.astimezone(tz)
+    return (value.toordinal() - EPOCH_DAY) * 86400 + value.hour * 3600 + value.minute * 60 + value.second
 
 
-def _instants(values: list[Any] | None, dates: pd.Series, tz: ZoneInfo, n: int) -> pd.Series:
+def _instants(cells: ParsedColumn, dates: pd.Series, tz: ZoneInfo) -> pd.Series:
     """Wall-clock datetimes (or bare times on the visit date) as UTC instants."""
-    if not values:
-        return pd.Series(pd.DatetimeIndex(np.full(n, np.datetime64("NaT", "ns"))).tz_localize("UTC"))
-    days = dates.to_numpy().astype("datetime64[s]").astype(np.int64)
-    seconds = np.fromiter(
-        (NAT if v is None else _wall_seconds(v, int(d), tz) for v, d in zip(values, days, strict=True)),
-        dtype=np.int64,
-        count=n,
-    )
-    return _localise(pd.Series(seconds.astype("datetime64[s]").astype("datetime64[ns]")), tz)
+    wall = _each(cells, [NAT if v is None else _wall_seconds(v, tz) for v in cells.distinct], np.int64)
+    bare = [v.__class__ is dt.time for v in cells.distinct]
+    if any(bare):  # a bare time sits on the visit date
+        of_day = _each(
+            cells,
+            [
+                v.hour * 3600 + v.minute * 60 + v.second if is_time else 0
+                for v, is_time in zip(cells.distinct, bare, strict=True)
+            ],
+            np.int64,
+        )
+        days = dates.to_numpy().astype("datetime64[s]").astype(np.int64)
+        on_day = np.asarray(bare)[cells.codes] & (days != NAT)
+        wall = np.where(on_day, days + of_day, wall)
+    return _localise(pd.Series(wall.astype("datetime64[s]").astype("datetime64[ns]")), tz)
 
 
 def _localise(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
