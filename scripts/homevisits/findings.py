@@ -6,6 +6,8 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
 SEVERITIES = ("alert", "error", "warning", "info")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -85,9 +87,32 @@ def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
     yield json.dumps(head, ensure_ascii=False)[:-1] + ', "findings": [\n'
     findings = report.findings
     for start in range(0, len(findings), batch):
-        dicts = [f.as_dict() for f in findings[start : start + batch]]
-        yield ("" if start == 0 else ",\n") + json.dumps(dicts, ensure_ascii=False)[1:-1]
+        pieces = [_finding_json(f) for f in findings[start : start + batch]]
+        yield ("" if start == 0 else ",\n") + ", ".join(pieces)
     yield "\n]}\n"
+
+
+_FINDING_JSON = '{"rule": %s, "severity": %s, "row": %s, "visit_id": %s, "column": %s, "message": %s, "fix": %s, "clause": %s}'
+
+
+@lru_cache(maxsize=4096)
+def _repeated(text: str | None) -> str:
+    """JSON for a string many findings share (rule, severity, column, fix, clause): encoded once."""
+    return "null" if text is None else encode_basestring(text)
+
+
+def _finding_json(f: Finding) -> str:
+    """One finding as ``json.dumps(f.as_dict())`` writes it, made directly (a large report has many)."""
+    return _FINDING_JSON % (
+        _repeated(f.rule),
+        _repeated(f.severity),
+        "null" if f.row is None else int(f.row),
+        "null" if f.visit_id is None else encode_basestring(f.visit_id),
+        _repeated(f.column),
+        encode_basestring(f.message),
+        _repeated(f.fix),
+        _repeated(f.clause),
+    )
 
 
 def to_json(report: Report) -> str:
