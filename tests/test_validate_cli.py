@@ -89,6 +89,25 @@ def test_exit_0_when_nothing_worse_than_warnings_and_info(tmp_path):
     ]
 
 
+def test_the_command_leaves_quickly_but_flushes_its_output_and_runs_exit_handlers(tmp_path):
+    """command() skips freeing the checked log at exit; everything a normal exit does still happens."""
+    cfg = school(tmp_path, [visit(row, risk_level="HIGH") for row in range(2, 402)])
+    script = (
+        "import atexit, sys\n"
+        "from homevisits import cli\n"
+        "atexit.register(lambda: print('exit handler ran', file=sys.stderr))\n"
+        f"sys.argv = ['homevisits', 'validate', '--config', {str(cfg)!r}, '--now', {NOW_ISO!r}, '--format', 'json']\n"
+        "cli.command()\n"
+        "print('not reached', file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert len(json.loads(done.stdout)["findings"]) == 400  # all of it, through a pipe
+    assert done.stderr.splitlines() == ["exit handler ran"]
+
+
 def test_exit_0_for_a_clean_log_and_text_says_nothing_to_fix(tmp_path):
     cfg = school(tmp_path, [visit(2), visit(3, "planned")])
     done = homevisits("validate", "--config", str(cfg), "--now", NOW_ISO, "--format", "text", cwd=tmp_path)

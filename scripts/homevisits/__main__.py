@@ -1,5 +1,5 @@
 """python -m homevisits"""
 
-from .cli import main
+from .cli import command
 
-raise SystemExit(main())
+command()
