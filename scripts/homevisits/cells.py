@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 Parsed = tuple[Any, str | None]
@@ -460,6 +461,13 @@ def _phone_from_text(text: str) -> Parsed:
         digits = "0" + digits  # Excel dropped the leading zero
     if _UK_MOBILE.fullmatch(digits):
         return f"{digits[:5]} {digits[5:]}", None
+    return _checked_number(digits)
+
+
+@lru_cache(maxsize=65536)
+def _checked_number(digits: str) -> Parsed:
+    """A number that is not a plain UK mobile, checked and formatted by ``phonenumbers`` (once per number:
+    a log writes the same landline many ways)."""
     if not re.fullmatch(r"\+?\d{6,15}", digits):
         return None, "not a phone number"
     import phonenumbers  # imported on first use: most numbers are mobiles and never need it
@@ -640,7 +648,11 @@ def parse_cells(
         codes[missing] = [slots[type(raw)] for raw in gaps] if len(kinds) > 1 else slots[kinds[0]]
     codes = codes.astype(np.intp, copy=False)
     bad = np.fromiter((problem is not None for _, problem in results), dtype=bool, count=len(results))
-    problems = [(i, cells[i], results[codes[i]][1]) for i in np.flatnonzero(bad[codes]).tolist()]
+    where = np.flatnonzero(bad[codes])
+    problems = [
+        (i, raw, results[code][1])
+        for i, raw, code in zip(where.tolist(), cells[where].tolist(), codes[where].tolist(), strict=True)
+    ]
     return ParsedColumn(distinct=[value for value, _ in results], codes=codes, problems=problems)
 
 

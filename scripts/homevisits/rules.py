@@ -10,6 +10,7 @@ the rows that break a rule are looped over to word their messages.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,9 +151,20 @@ def _uk_date(day: Any) -> str:
     return f"{date}/{month}/{year}"
 
 
-def _folded_names(names: pd.Series) -> pd.Series:
+def _each_distinct(column: pd.Series, func: Callable[[str], Any], dtype: Any = object) -> np.ndarray:
+    """``func`` of each cell's text (blank as ""), worked out once per distinct value."""
+    codes, distinct = pd.factorize(column.fillna("").astype(str))
+    answers = np.empty(len(distinct), dtype=dtype)
+    answers[:] = [func(text) for text in distinct]
+    return answers[codes]
+
+
+_NOT_A_LETTER = re.compile(r"[^a-z]")
+
+
+def _folded_names(names: pd.Series) -> np.ndarray:
     """Names reduced to letters, so 'Sam  O'Neill' and 'sam oneill' are the same person."""
-    return names.fillna("").astype(str).str.lower().str.replace(r"[^a-z]", "", regex=True)
+    return _each_distinct(names, lambda name: _NOT_A_LETTER.sub("", name.lower()))
 
 
 # ---------------------------------------------------------------- the sheet itself
@@ -182,19 +194,22 @@ CELL_HINTS = {
 @rule("HV002", "Cell could not be read", "error")
 def unreadable_cell(ctx: Context) -> Iterator[Hit]:
     """A cell whose value cannot be understood (a bad date, time, phone number or choice)."""
-    rows = ctx.f["row"].to_numpy()
-    position_of_row = {int(r): i for i, r in enumerate(rows)}
-    for problem in ctx.visits.problems:
-        header = ctx.header(problem.field)
-        kind = ctx.visits.schema[problem.field].type
-        raw = str(problem.raw)
-        shown = raw if len(raw) <= 60 else raw[:57] + "..."
+    position_of_row = {row: i for i, row in enumerate(ctx.f["row"].tolist())}
+    headers = {name: ctx.header(name) for name in {problem.field for problem in ctx.visits.problems}}
+    fixes = {
+        name: f"Correct the cell: {CELL_HINTS.get(ctx.visits.schema[name].type, 'write a value from the list')}."
+        for name in headers
+    }
+    for row, name, raw, reason in ctx.visits.problems:
+        shown = str(raw)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
         yield Hit(
-            position_of_row.get(problem.row),
-            problem.field,
-            f"'{shown}' in {header} could not be read: {problem.reason}.",
-            f"Correct the cell: {CELL_HINTS.get(kind, 'write a value from the list')}.",
-            row=problem.row,
+            position_of_row.get(row),
+            name,
+            f"'{shown}' in {headers[name]} could not be read: {reason}.",
+            fixes[name],
+            row=row,
         )
 
 
@@ -294,8 +309,7 @@ def dangerous_animals(ctx: Context) -> Iterator[Hit]:
 
 def _exempt(ctx: Context) -> np.ndarray:
     words = [w.lower() for w in ctx.p("exempt_reasons", [])]
-    reasons = ctx.f["reason"].fillna("").astype(str).str.lower().to_numpy()
-    return np.array([any(w in r for w in words) for r in reasons], dtype=bool)
+    return _each_distinct(ctx.f["reason"], lambda reason: any(w in reason.lower() for w in words), bool)
 
 
 @rule("HV006", "No parent/carer consent", "error", needs=("parent_consent", "reason"))
@@ -330,9 +344,7 @@ def not_approved(ctx: Context) -> Iterator[Hit]:
             + ".",
         )
     approver = _folded_names(ctx.f["approved_by"])
-    self_approved = (
-        live & (approver != "").to_numpy() & (approver == _folded_names(ctx.f["lead_staff"])).to_numpy()
-    )
+    self_approved = live & (approver != "") & (approver == _folded_names(ctx.f["lead_staff"]))
     for i in _positions(self_approved):
         yield Hit(
             i,

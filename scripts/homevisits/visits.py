@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -29,8 +29,7 @@ from .sources import RawSheet
 DERIVED = ("row", "start_at", "return_due_at", "learner_key")
 
 
-@dataclass(frozen=True)
-class CellProblem:
+class CellProblem(NamedTuple):
     """A cell that could not be understood: sheet row, field, the raw value and why."""
 
     row: int
