@@ -662,7 +662,11 @@ def _object_array(raws: Sequence[Any]) -> Any:
     if isinstance(raws, np.ndarray) and raws.dtype == object and raws.ndim == 1:
         return raws
     cells = np.empty(len(raws), dtype=object)
-    cells[:] = list(raws)
+    try:
+        cells[:] = list(raws)
+    except ValueError:  # a cell NumPy would read as a sequence: place cells one by one
+        for position, raw in enumerate(raws):
+            cells[position] = raw
     return cells
 
 

@@ -92,26 +92,26 @@ def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
     yield "\n]}\n"
 
 
-_FINDING_JSON = '{"rule": %s, "severity": %s, "row": %s, "visit_id": %s, "column": %s, "message": %s, "fix": %s, "clause": %s}'
+def _finding_json(f: Finding) -> str:
+    """One finding as ``json.dumps(f.as_dict())`` writes it, made directly (a large report has many)."""
+    return _template(f.rule, f.severity, f.column, f.fix, f.clause) % (
+        "null" if f.row is None else int(f.row),
+        "null" if f.visit_id is None else encode_basestring(f.visit_id),
+        encode_basestring(f.message),
+    )
 
 
 @lru_cache(maxsize=4096)
-def _repeated(text: str | None) -> str:
-    """JSON for a string many findings share (rule, severity, column, fix, clause): encoded once."""
-    return "null" if text is None else encode_basestring(text)
+def _template(rule: str, severity: str, column: str | None, fix: str, clause: str) -> str:
+    """The JSON of a kind of finding with the row, the Visit ID and the message left to fill in:
+    the rest is shared by every finding of that rule, column and wording of the fix."""
 
+    def text(value: str | None) -> str:
+        return "null" if value is None else encode_basestring(value).replace("%", "%%")
 
-def _finding_json(f: Finding) -> str:
-    """One finding as ``json.dumps(f.as_dict())`` writes it, made directly (a large report has many)."""
-    return _FINDING_JSON % (
-        _repeated(f.rule),
-        _repeated(f.severity),
-        "null" if f.row is None else int(f.row),
-        "null" if f.visit_id is None else encode_basestring(f.visit_id),
-        _repeated(f.column),
-        encode_basestring(f.message),
-        _repeated(f.fix),
-        _repeated(f.clause),
+    return (
+        f'{{"rule": {text(rule)}, "severity": {text(severity)}, "row": %s, "visit_id": %s, '
+        f'"column": {text(column)}, "message": %s, "fix": {text(fix)}, "clause": {text(clause)}}}'
     )
 
 
