@@ -70,21 +70,22 @@ class Report:
     findings: Sequence[Finding]
 
     def as_dict(self) -> dict:
+        return {**self.head(), "findings": [f.as_dict() for f in self.findings]}
+
+    def head(self) -> dict:
+        """Everything but the findings."""
         return {
             "source": self.source,
             "policy": self.policy,
             "checked_at": self.checked_at,
             "rows": self.rows,
             "summary": summary(self.findings),
-            "findings": [f.as_dict() for f in self.findings],
         }
 
 
 def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
     """The JSON report in pieces (a line per batch of findings), so a large report never sits in memory twice."""
-    head = report.as_dict()
-    head.pop("findings")
-    yield json.dumps(head, ensure_ascii=False)[:-1] + ', "findings": [\n'
+    yield json.dumps(report.head(), ensure_ascii=False)[:-1] + ', "findings": [\n'
     findings = report.findings
     for start in range(0, len(findings), batch):
         pieces = [_finding_json(f) for f in findings[start : start + batch]]
