@@ -7,16 +7,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from homevisits.sources.writeback import (
-    CellUpdate,
-    id_key,
-    is_formula_like,
-    locate,
-    neutralise,
-    next_ids,
-    sheet_value,
-    unneutralise,
-)
+from homevisits.formula_guard import is_formula_like, neutralise, unneutralise
+from homevisits.sources.writeback import CellUpdate, id_key, locate, next_ids, sheet_value
 
 LONDON = ZoneInfo("Europe/London")
 TOOL = ("visit_id", "form_sent_at", "escalated_at")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from .formula_guard import unneutralise
+
 Parsed = tuple[Any, str | None]
 
 EMPTY_WORDS = frozenset({"", "-", "--", "—", "–", "n/a", "na", "none", "nil", "tbc", "?"})
@@ -575,8 +577,6 @@ def parse_text(raw: Any, date1904: bool = False) -> Parsed:
     if raw.__class__ is not str:
         raw = str(raw)
     if raw[:1] == "'":  # text the tool wrote with its formula guard: read it as it was meant
-        from .sources.writeback import unneutralise
-
         raw = unneutralise(raw)
     text = " ".join(raw.split())
     if not text:

@@ -267,7 +267,8 @@ def set_cell(cell: Any, value: Any, tz: Any) -> None:
 
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    from .writeback import neutralise, wall_clock
+    from ..formula_guard import neutralise
+    from .writeback import wall_clock
 
     if value is None or isinstance(value, bool | int | float):
         cell.value = value

@@ -22,6 +22,7 @@ import requests
 from gspread.exceptions import APIError
 
 from ..errors import HomevisitsError
+from ..formula_guard import neutralise
 from ..schema import load_schema, map_headers
 from ..sheet_setup import SetupPlan, column_letter, google_requests, plan
 from . import RawSheet
@@ -44,7 +45,6 @@ from .writeback import (
     header_names,
     layout,
     locate,
-    neutralise,
     sheet_value,
     tool_fields,
     trimmed,
