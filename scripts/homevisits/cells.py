@@ -303,6 +303,7 @@ def parse_time(raw: Any, date1904: bool = False) -> Parsed:
 # ---------------------------------------------------------------- date and time in one cell
 
 
+_BARE_CLOCK = re.compile(r"\d{1,2}[:.]\d{2}\s*(?:[ap]m)?", re.IGNORECASE)
 _QUICK_DATETIME = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})[ T]+(\d{1,2}):(\d{2})")
 
 
@@ -334,6 +335,10 @@ def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
         return (moment, None) if moment else (None, "a number that is not a date and time")
     if isinstance(raw, str):
         text = raw.strip()
+        if _BARE_CLOCK.fullmatch(text):  # the common 14:30 or 2.30pm: a time the table puts on the visit date
+            time, problem = _time_from_text(text)
+            if problem is None:
+                return time, None
         quick = _QUICK_DATETIME.fullmatch(text)
         if quick:  # the common 03/04/2026 14:30
             day, month, year, hour, minute = map(int, quick.groups())

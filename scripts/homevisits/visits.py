@@ -135,8 +135,9 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     n = len(rows)
 
     # Every row as wide as the widest mapped column (Google leaves out empty cells at a row's end).
-    width = max([len(cells) for cells in rows] + [position + 1 for position in mapping.positions.values()])
-    if any(len(cells) != width for cells in rows):
+    lengths = set(map(len, rows))
+    width = max([*lengths, *(position + 1 for position in mapping.positions.values())])
+    if lengths - {width}:
         rows = [list(cells) + [None] * (width - len(cells)) for cells in rows]
     jobs = [
         (name, schema[name].type, position, schema[name].lookup)
@@ -270,20 +271,19 @@ def _localise(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
 
 
 def _learner_keys(table: pd.DataFrame) -> np.ndarray:
-    ids = table["learner_id"].to_numpy()
+    """Learner ID when filled (each distinct ID worked out once), else folded name and postcode."""
+    codes, ids = pd.factorize(table["learner_id"])  # a blank ID is -1
+    by_id = np.empty(len(ids) + 1, dtype=object)  # the last slot, None, is for -1
+    by_id[:-1] = ["id:" + str(learner_id).strip().lower() for learner_id in ids]
+    keys = by_id[codes]
     names = table["learner_name"].to_numpy()
     postcodes = table["postcode"].to_numpy()
-    keys = []
-    for learner_id, name, postcode in zip(ids, names, postcodes, strict=True):
-        if learner_id:
-            keys.append("id:" + str(learner_id).strip().lower())
-        elif name:
-            keys.append(
+    for i in np.flatnonzero(codes < 0).tolist():
+        if names[i]:
+            keys[i] = (
                 "name:"
-                + " ".join(str(name).lower().split())
+                + " ".join(str(names[i]).lower().split())
                 + "|"
-                + "".join(str(postcode or "").lower().split())
+                + "".join(str(postcodes[i] or "").lower().split())
             )
-        else:
-            keys.append(None)
-    return np.asarray(keys, dtype=object)
+    return keys
