@@ -12,7 +12,6 @@ import argparse
 import atexit
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -66,6 +65,8 @@ def write_output(text: str | Iterable[str], output: str | None) -> None:
         with path.open("w", encoding="utf-8") as stream:
             stream.writelines(chunks)
         return
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".homevisits-", dir=path.parent)
     try:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .config import Config
 from .errors import HomevisitsError
-from .findings import Finding, Report
 from .sources import RawSheet, Source
 
 if TYPE_CHECKING:
+    from .findings import Finding, Report
     from .policy import Policy
     from .visits import Visits
 
@@ -35,6 +35,8 @@ class Checked:
     findings: list[Finding]
 
     def report(self) -> Report:
+        from .findings import Report
+
         return Report(
             source=self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})",
             policy=self.policy.name,
@@ -110,6 +112,32 @@ def bulk_work() -> Iterator[None]:
             gc.enable()
 
 
+class InBackground:
+    """One call run in a thread of its own; ``result()`` waits for it and raises what it raised."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._call = call
+        self._outcome: tuple[bool, Any] = (False, None)
+        self._thread = threading.Thread(target=self._run, name="homevisits-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = (True, self._call())
+        except BaseException as exc:  # handed to the caller by result()
+            self._outcome = (False, exc)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self.wait()
+        finished, value = self._outcome
+        if not finished:
+            raise value
+        return value
+
+
 def load(config: Config, now: dt.datetime) -> Checked:
     """Read, parse and check: the findings every command starts from."""
     with bulk_work():
@@ -119,10 +147,10 @@ def load(config: Config, now: dt.datetime) -> Checked:
 def _load(config: Config, now: dt.datetime) -> Checked:
     tz = ZoneInfo(config.timezone)
     source = open_sheet(config)
-    with ThreadPoolExecutor(max_workers=1) as background:
-        # The one read of the run (write-back checks rows against this snapshot). The reader works
-        # outside Python's lock, so pandas, the policy and the schema load meanwhile.
-        reading = background.submit(source.read)
+    # The one read of the run (write-back checks rows against this snapshot). The reader works
+    # outside Python's lock, so pandas, the policy and the schema load meanwhile.
+    reading = InBackground(source.read)
+    try:
         from .policy import check, load_policy
         from .schema import find_header_row, load_schema, map_headers, require_columns
         from .visits import build_visits
@@ -131,7 +159,10 @@ def _load(config: Config, now: dt.datetime) -> Checked:
             str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
         )
         schema = load_schema()
-        raw = reading.result()
+    except BaseException:
+        reading.wait()  # never leave the reader running behind an error
+        raise
+    raw = reading.result()
     where = f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
     if not raw.rows:
         raise HomevisitsError(f"{where} is empty: it needs a header row and one row per visit.")
