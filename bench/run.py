@@ -12,7 +12,7 @@ Sheet benchmarks (bench/forms_bench.py, bench/gsheet_bench.py) when they exist.
 
 Usage: python bench/run.py [--rows N] [--seed S] [--skip-openpyxl] [--skip-extras] [--repeat K]
 
---repeat K (default 3) runs the three processes in turn K times and keeps each one's best time, so a
+--repeat K (default 5) runs the three processes in turn K times and keeps each one's best time, so a
 slow minute on a shared machine does not fall on one of them only.
 
 Exit status 0 when every measured target is met, 1 otherwise.
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=3,
-        help="K rounds, each running the three processes one after the other; each keeps its best (default 3)",
+        default=5,
+        help="K rounds, each running the three processes one after the other; each keeps its best (default 5)",
     )
     args = parser.parse_args(argv)
 
