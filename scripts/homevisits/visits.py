@@ -172,7 +172,7 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
             frame[column.field] = pd.arrays.BooleanArray(answers[cells.codes], ~known[cells.codes])
         elif column.type not in ("date", "time"):
             frame[column.field] = _each(cells, cells.distinct)
-    table = pd.DataFrame(frame)
+    table = pd.DataFrame(frame, copy=False)  # each column as built: no copy into blocks of one type
     table["start_at"] = _localise(table["visit_date"] + table["start_time"], tz)
     due = _localise(table["visit_date"] + table["expected_return"], tz)
     minutes = table["expected_duration"].to_numpy()
