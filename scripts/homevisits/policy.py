@@ -148,19 +148,18 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
             policy_name=policy.name,
             cache=columns,
         )
-        clause = f"{policy.name} {config.clause}"
-        for hit in RULES[config.id].func(context):
-            position = hit.position
-            findings.append(
-                Finding(
-                    config.id,
-                    hit.severity or config.severity,
-                    hit.row if position is None else rows[position],
-                    None if position is None else (ids[position] or None),
-                    headers[hit.field] if hit.field else None,
-                    hit.message,
-                    hit.fix,
-                    clause,
-                )
+        rule_id, severity, clause = config.id, config.severity, f"{policy.name} {config.clause}"
+        findings.extend(
+            Finding(
+                rule_id,
+                hit.severity or severity,
+                hit.row if hit.position is None else rows[hit.position],
+                None if hit.position is None else (ids[hit.position] or None),
+                headers[hit.field] if hit.field else None,
+                hit.message,
+                hit.fix,
+                clause,
             )
+            for hit in RULES[rule_id].func(context)
+        )
     return findings

@@ -75,16 +75,24 @@ class Context:
         if isinstance(instant, pd.Timestamp):
             nanoseconds = instant.value
         else:
-            nanoseconds = int(np.datetime64(instant, "ns").astype(np.int64))
+            nanoseconds = np.datetime64(instant, "ns").astype(np.int64).item()
         moment = dt.datetime.fromtimestamp(nanoseconds / 1e9, self.visits.tz)
         return moment.strftime("%a %d %b %Y %H:%M")
 
     def status(self) -> pd.Series:
         return self.f["status"]
 
+    def _mask(self, key: str, make: Callable[[], Any]) -> np.ndarray:
+        """A row mask the rules share, made once per check (read-only, so no rule can change it)."""
+        if key not in self.cache:
+            mask = np.asarray(make(), dtype=bool)
+            mask.flags.writeable = False
+            self.cache[key] = mask
+        return self.cache[key]
+
     def live(self) -> np.ndarray:
         """Visits that are planned or went ahead: not cancelled and not called off."""
-        return ~self.f["status"].isin(CANCELLED).to_numpy()
+        return self._mask("visit is live", lambda: ~self.f["status"].isin(CANCELLED).to_numpy())
 
     def planned(self) -> np.ndarray:
         status = self.f["status"]
@@ -99,7 +107,7 @@ class Context:
         return begun | self.happened()
 
     def empty(self, name: str) -> np.ndarray:
-        return self.f[name].isna().to_numpy()
+        return self._mask(f"{name} is empty", lambda: self.f[name].isna().to_numpy())
 
     def yes(self, name: str) -> np.ndarray:
         return self.f[name].fillna(False).to_numpy(dtype=bool)
