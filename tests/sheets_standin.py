@@ -9,6 +9,9 @@ setDataValidation, appendDimension...), atomically. It keeps cell values the way
 ``FORMULA`` and ``SERIAL_NUMBER`` / ``FORMATTED_STRING``, treats ``RAW`` and ``USER_ENTERED`` input
 differently, parses A1 ranges with quoted sheet names, answers errors in Google's JSON shape, counts
 every request, and lets a test inject failures or change the sheet between a read and a write.
+Every request is checked against Google's discovery document of the Sheets API v4 (see
+``discovery.py``): an unknown path, parameter or body field is answered 400, kept in
+``violations``, and fails the test when the stand-in stops.
 
 The real gspread client reaches it through homevisits' own session (``endpoint=api.url``), so the
 whole client stack runs: credentials, token refresh, HTTP, JSON and A1 ranges.
@@ -410,6 +413,7 @@ class SheetsStandIn:
         self._keys: dict[str, Any] = {}
         self._failures: deque[_Failure] = deque()
         self._hooks: list[tuple[str, Callable[[SheetsStandIn], None]]] = []
+        self.violations: list[str] = []  # requests Google's discovery document does not describe
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -438,6 +442,15 @@ class SheetsStandIn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        assert not self.violations, "requests Google would not recognise:\n" + "\n".join(self.violations)
+
+    def discovery_problems(
+        self, method: str, path: str, query: dict[str, list[str]], payload: Any
+    ) -> list[str]:
+        """What the Sheets API v4 discovery document does not describe in this request."""
+        from discovery import Discovery
+
+        return Discovery.load("sheets", "v4").check(method, path, query, payload)
 
     @property
     def url(self) -> str:
@@ -611,10 +624,17 @@ class SheetsStandIn:
             payload = json.loads(body) if body and "json" in (headers.get("Content-Type") or "") else None
         except json.JSONDecodeError:
             return 400, _error(400, "Invalid JSON payload received."), {}
-        kind, route = self._route(method, parts.path)
+        if payload is None and body:
+            payload = body  # media (an upload): the bytes as sent
+        kind, route = self._route(method, parts.path, query)
         with self._lock:
             self.counts[kind] += 1
             self.log.append(Request(kind, method, parts.path, query, payload))
+            if kind not in SIGN_IN:
+                problems = self.discovery_problems(method, parts.path, query, payload)
+                if problems:
+                    self.violations += problems
+                    return 400, _error(400, "; ".join(problems)), {}
             failure = self._take_failure(kind)
             if failure is not None and not failure.applied:
                 return failure.status, _error(failure.status, failure.message), failure.headers
@@ -643,7 +663,9 @@ class SheetsStandIn:
                 return failure
         return None
 
-    def _route(self, method: str, path: str) -> tuple[str, Callable[..., Any]]:
+    def _route(
+        self, method: str, path: str, query: dict[str, list[str]] | None = None
+    ) -> tuple[str, Callable[..., Any]]:
         if path == "/token" and method == "POST":
             return "token", self._not_found
         if re.fullmatch(r"/v1/projects/-/serviceAccounts/[^/]+/allowedLocations", path):
@@ -1069,9 +1091,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, payload, headers = self.server.standin.handle(method, self.path, body, self.headers)  # type: ignore[attr-defined]
-        data = json.dumps(payload).encode()
+        media = isinstance(payload, bytes)  # a file's content (Drive's alt=media)
+        data = payload if media else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header(
+            "Content-Type", "application/octet-stream" if media else "application/json; charset=UTF-8"
+        )
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, value)
@@ -1086,6 +1111,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
