@@ -373,3 +373,249 @@ def run(argv: list[str]) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv)
     return code, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------- refusals and errors, one sentence each
+
+
+@pytest.mark.parametrize(
+    ("settings", "sentence"),
+    [
+        (
+            {"read_only": True},
+            "Home Visits Excel Sheet.xlsx is locked on Google Drive (a read-only content restriction): nothing "
+            "was written; unlock it in Drive",
+        ),
+        (
+            {"can_edit": False},
+            f"The service account {EMAIL} may only read Home Visits Excel Sheet.xlsx on Google Drive: nothing was "
+            f"written; add {EMAIL} to the Shared Drive as a Content manager and run again.",
+        ),
+    ],
+)
+def test_a_file_the_tool_may_not_change_is_refused_before_any_change(
+    api, key_file, tmp_path, private_tmp, settings, sentence
+):
+    original = workbook_bytes(tmp_path, log_rows())
+    api.add_file(FILE_ID, original, **settings)
+    source = connect(api, key_file)
+    assert len(source.read().rows) == 5  # reading is fine: validate works on a locked file
+    with pytest.raises(HomevisitsError) as refused:
+        source.write([CellUpdate("HV-0002", "form_sent_at", dt.datetime(2026, 11, 23, 9, 5))])
+    assert str(refused.value).startswith(sentence)
+    assert api.content(FILE_ID) == original
+    assert api.drive_counts() == {"files.get": 1, "files.download": 1}
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_file_not_shared_with_the_service_account_names_its_email(api, key_file, tmp_path):
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()), members={"someone.else@school.example"})
+    with pytest.raises(HomevisitsError) as error:
+        connect(api, key_file).read()
+    assert str(error.value) == (
+        f"Google Drive has no file {FILE_ID} that the service account {EMAIL} can see: check [source] drive_file, "
+        f"and add {EMAIL} to the Shared Drive as a Content manager."
+    )
+
+
+def test_a_wrong_id_is_the_same_404_sentence(api, key_file):
+    with pytest.raises(
+        HomevisitsError, match=rf"^Google Drive has no file {FILE_ID} that the service account"
+    ):
+        connect(api, key_file).read()
+
+
+def test_drive_api_not_enabled_and_permission_refused_are_explained(api, key_file, tmp_path):
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
+    api.drive_api_enabled = False
+    with pytest.raises(HomevisitsError) as disabled:
+        connect(api, key_file).read()
+    assert str(disabled.value) == (
+        "The Google Drive API is not enabled for the service account's project: enable it in Google Cloud "
+        "(APIs & Services, Library, Google Drive API) and run again."
+    )
+    api.drive_api_enabled = True
+    api.fail(
+        403, kind="files.download", message="The user does not have sufficient permissions for this file."
+    )
+    with pytest.raises(HomevisitsError) as refused:
+        connect(api, key_file).read()
+    assert str(refused.value) == (
+        f"The service account {EMAIL} may not read Home Visits Excel Sheet.xlsx on Google Drive: add {EMAIL} to "
+        "the Shared Drive as a Content manager (Manage members) and run again."
+    )
+
+
+def test_an_excel_file_given_as_a_google_sheet_says_to_use_drive_file(api, key_file, tmp_path):
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
+    sheet = GoogleSheet(FILE_ID, TAB, key_file, endpoint=api.url, sleep=lambda s: None)
+    with pytest.raises(HomevisitsError) as error:
+        sheet.read()
+    assert str(error.value) == (
+        f"{FILE_ID} is an Excel file stored on Google Drive, not a Google Sheet: set [source] drive_file to its "
+        "URL or id instead of spreadsheet (see the README's Shared Drive steps)."
+    )
+    assert api.counts["values.get"] == 1 and not api.violations
+
+
+@pytest.mark.parametrize(
+    ("name", "mime_type", "sentence"),
+    [
+        (
+            "Home visits notes",
+            "application/vnd.google-apps.document",
+            "Home visits notes on Google Drive is a Google Doc, not an Excel workbook or a Google Sheet: point "
+            "[source] drive_file at the home-visits log.",
+        ),
+        (
+            "Visits 2019.xls",
+            "application/vnd.ms-excel",
+            "Visits 2019.xls on Google Drive is an old-format Excel file (.xls): open it in Excel and save it as "
+            "an .xlsx workbook, then point [source] drive_file at that.",
+        ),
+        (
+            "visits.csv",
+            "text/csv",
+            "visits.csv on Google Drive is not an Excel workbook (text/csv): point [source] drive_file at the "
+            ".xlsx home-visits log.",
+        ),
+    ],
+)
+def test_a_file_that_is_not_an_excel_log_is_one_sentence(api, key_file, name, mime_type, sentence):
+    api.add_file(FILE_ID, b"not a workbook", name=name, mime_type=mime_type)
+    with pytest.raises(HomevisitsError) as error:
+        connect(api, key_file).read()
+    assert str(error.value) == sentence
+    assert "files.download" not in api.counts
+
+
+def test_a_failed_upload_says_it_may_have_gone_through_and_leaves_no_copy(
+    api, key_file, tmp_path, private_tmp
+):
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
+    source = connect(api, key_file)
+    source.read()
+    api.fail(503, kind="files.upload", times=10)
+    with pytest.raises(HomevisitsError) as error:
+        source.write([CellUpdate("HV-0002", "form_sent_at", dt.datetime(2026, 11, 23, 9, 5))])
+    assert str(error.value) == (
+        "Google Drive did not answer (503 service unavailable): the next run will try again. The upload may or "
+        "may not have gone through: the next run reads the file again."
+    )
+    assert api.counts["files.upload"] == 1  # an upload Google may have applied is never simply repeated
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_throttled_reads_are_retried_within_the_budget(api, key_file, tmp_path):
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
+    api.fail(429, kind="files.get", times=2)
+    api.fail(503, kind="files.download")
+    assert len(connect(api, key_file).read().rows) == 5
+    assert api.drive_counts() == {"files.get": 3, "files.download": 2}
+
+
+def test_private_copies_are_owner_only_and_gone_on_every_exit(private_tmp):
+    from homevisits.sources.drive import private_copy
+
+    with private_copy(b"PK workbook", "Home Visits.xlsx") as path:
+        assert path.read_bytes() == b"PK workbook"
+        assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert list(private_tmp.iterdir()) == []
+    with pytest.raises(RuntimeError), private_copy(b"PK", "log.xlsx"):
+        raise RuntimeError("stopped half-way")
+    assert list(private_tmp.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the commands an admin runs
+
+
+def test_forms_and_validate_write_findings_on_the_drive_file(api, key_file, tmp_path, monkeypatch):
+    rows = [
+        planned(2, THURSDAY),
+        visit(3, "planned", risk_level="HIGH"),
+        visit(4, "done", visit_date="31/02/2026"),
+    ]
+    drive_file = api.add_file(FILE_ID, workbook_bytes(tmp_path, rows))
+    config = school_config(tmp_path, key_file)
+    monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
+    code, out, err = run(
+        ["forms", "--config", str(config), "--now", NOW.isoformat(), "--out", str(tmp_path / "f")]
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["V2-risk_assessment.html"]
+    assert len(drive_file.revisions) == 1  # forms change nothing on Drive
+    api.reset_counts()
+
+    argv = [
+        "validate",
+        "--config",
+        str(config),
+        "--now",
+        NOW.isoformat(),
+        "--format",
+        "json",
+        "--write-findings",
+    ]
+    code, out, err = run(argv)
+    report = json.loads(out)
+    assert code == 1 and report["summary"]["error"] >= 2
+    tab = read_excel(_saved(api, tmp_path), "Policy check").rows
+    assert tab[0][:3] == ["Severity", "Row", "Visit ID"]
+    assert sorted((r[4], r[2]) for r in tab[1:]) == sorted(
+        (f["rule"], f["visit_id"]) for f in report["findings"]
+    )
+    assert f"Wrote {len(tab) - 1} finding(s) to the 'Policy check' tab." in err
+    assert by_id(cells_of(api.content(FILE_ID), tmp_path)).keys() == {
+        "V2",
+        "V3",
+        "V4",
+    }  # the log is as it was
+    assert drive_file.revisions[0].keep_forever and len(drive_file.revisions) == 2
+    assert api.drive_counts() == {
+        "files.get": 2,
+        "files.download": 1,
+        "revisions.update": 1,
+        "files.upload": 1,
+    }
+
+
+def _saved(api, tmp_path: Path) -> Path:
+    path = tmp_path / "saved.xlsx"
+    path.write_bytes(api.content(FILE_ID))
+    return path
+
+
+# ---------------------------------------------------------------- the stand-ins check what they receive
+
+
+def test_a_request_google_would_not_recognise_fails_the_test(api, key_file, tmp_path):
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
+    source = connect(api, key_file)
+    source.read()
+    for url, params in (
+        (
+            f"https://www.googleapis.com/drive/v3/files/{FILE_ID}",
+            {"supportsAllDrives": "true", "fields": "id", "keepForever": "true"},
+        ),
+        (f"https://www.googleapis.com/drive/v3/filez/{FILE_ID}", {}),
+        (
+            f"https://sheets.googleapis.com/v4/spreadsheets/{SHEET_KEY}/values/A1",
+            {"valueRenderOption": "RAW"},
+        ),
+    ):
+        with pytest.raises(Exception, match="400"):
+            source.http.request("get", url, params=params)
+    revision = f"https://www.googleapis.com/drive/v3/files/{FILE_ID}/revisions/{api.files[FILE_ID].head.id}"
+    with pytest.raises(Exception, match="400"):
+        source.http.request("patch", revision, json={"keepForever": True, "pinned": True})
+    assert not api.files[FILE_ID].head.keep_forever  # refused, not carried out
+    assert api.violations == [
+        "drive.files.get has no query parameter 'keepForever'",
+        f"GET /drive/v3/filez/{FILE_ID} is not a method of drive:v3",
+        "sheets.spreadsheets.values.get parameter 'valueRenderOption' is 'RAW', not one of FORMATTED_VALUE, "
+        "UNFORMATTED_VALUE, FORMULA",
+        "Revision has no field 'pinned'",
+    ]
+    with pytest.raises(AssertionError, match="requests Google would not recognise"):
+        api.__exit__(None, None, None)
+    api.violations.clear()  # the fixture's own exit: this test's violations were the point
