@@ -619,3 +619,26 @@ def test_a_request_google_would_not_recognise_fails_the_test(api, key_file, tmp_
     with pytest.raises(AssertionError, match="requests Google would not recognise"):
         api.__exit__(None, None, None)
     api.violations.clear()  # the fixture's own exit: this test's violations were the point
+
+
+def test_after_a_clash_a_new_visit_id_goes_only_into_a_row_still_as_read(api, key_file, tmp_path):
+    rows = [
+        *log_rows(2),
+        visit(4, "planned", visit_id=None),
+        visit(5, "planned", visit_id=None, learner_name="B"),
+    ]
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, rows))
+    source = connect(api, key_file)
+    raw = source.read()
+    updates = assign_ids([4, 5], [r[ID] for r in raw.rows[1:]])
+    # Someone changes row 5 (the second visit without an ID) and saves, before homevisits uploads.
+    theirs = workbook_bytes(tmp_path, [*rows[:3], {**rows[3], "Learner name": "Changed"}], name="theirs.xlsx")
+    api.before("revisions.update", lambda api: api.save_as_someone_else(FILE_ID, theirs))
+    result = source.write(updates)
+    assert [(p.update.value, p.row) for p in result.written] == [("HV-0003", 4)]
+    assert [s.reason for s in result.skipped] == [
+        "row 5 changed or moved since the sheet was read; the next run will try again"
+    ]
+    after = cells_of(api.content(FILE_ID), tmp_path)
+    assert [r[ID] for r in after[1:]] == ["HV-0001", "HV-0002", "HV-0003", ""]
+    assert after[4][ALL_HEADERS.index("Learner name")] == "Changed"
