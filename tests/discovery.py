@@ -60,9 +60,11 @@ class Discovery:
         self.methods: list[Method] = []
         for method in self._walk(document.get("resources", {})):
             request = (method.get("request") or {}).get("$ref")
-            templates = [base + method.get("flatPath", method["path"])]
             simple = ((method.get("mediaUpload") or {}).get("protocols") or {}).get("simple")
-            for template in templates:
+            paths = [(base + method.get("flatPath", method["path"]), False)]
+            if simple:  # the media upload URL: /upload/<service path>...
+                paths.append((simple["path"], True))
+            for template, media in paths:
                 pattern, literal = _pattern(template)
                 self.methods.append(
                     Method(
@@ -72,20 +74,7 @@ class Discovery:
                         literal,
                         method["parameters"],
                         request,
-                        False,
-                    )
-                )
-            if simple:
-                pattern, literal = _pattern(simple["path"])
-                self.methods.append(
-                    Method(
-                        method["id"],
-                        method["httpMethod"],
-                        pattern,
-                        literal,
-                        method["parameters"],
-                        request,
-                        True,
+                        media,
                     )
                 )
 

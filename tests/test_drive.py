@@ -642,3 +642,26 @@ def test_after_a_clash_a_new_visit_id_goes_only_into_a_row_still_as_read(api, ke
     after = cells_of(api.content(FILE_ID), tmp_path)
     assert [r[ID] for r in after[1:]] == ["HV-0001", "HV-0002", "HV-0003", ""]
     assert after[4][ALL_HEADERS.index("Learner name")] == "Changed"
+
+
+def test_init_sheet_adds_the_missing_columns_to_the_drive_file(api, key_file, tmp_path, monkeypatch):
+    few = ["Visit ID", "Learner name", "Visit date", "Start time"]
+    row = {
+        "Visit ID": "HV-0001",
+        "Learner name": "Ada Example",
+        "Visit date": THURSDAY,
+        "Start time": "10:00",
+    }
+    content = write_workbook(tmp_path / "few.xlsx", [row], columns=few, sheet=TAB).read_bytes()
+    drive_file = api.add_file(FILE_ID, content)
+    monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    code, out, err = run(["init-sheet", "--source", DRIVE_URL, "--worksheet", TAB])
+    assert code == 0, err
+    assert out.startswith(f"Added {len(ALL_HEADERS) - 4} missing column(s) after the last one: ")
+    header = cells_of(api.content(FILE_ID), tmp_path)[0]
+    assert header[:4] == few and set(header) == set(ALL_HEADERS)
+    assert drive_file.revisions[0].keep_forever and len(drive_file.revisions) == 2
+    code, out, err = run(["init-sheet", "--source", DRIVE_URL, "--worksheet", TAB])
+    assert (code, out) == (0, "The log already has every column: nothing changed.\n")
+    assert len(drive_file.revisions) == 2  # nothing to add: no upload

@@ -220,7 +220,7 @@ class DriveSource:
         from google.auth import exceptions as auth_errors
         from gspread.exceptions import APIError
 
-        from .http import STATUS_WORDS, Context, explain, rate_limited
+        from .http import STATUS_WORDS, Context, explain, rate_limited, tried
 
         if isinstance(exc, auth_errors.GoogleAuthError):
             key = self._account.path if self._account else None
@@ -230,12 +230,7 @@ class DriveSource:
             unwritten = " The upload may or may not have gone through: the next run reads the file again."
         else:
             unwritten = " Nothing was written." if action != "read" else ""
-        tries = getattr(exc, "homevisits_tries", 1)
-        after = (
-            f" after {tries} tries over {getattr(exc, 'homevisits_waited', 0.0):.0f} seconds"
-            if tries > 1
-            else ""
-        )
+        after = tried(exc)
         if isinstance(exc, requests.ConnectionError | requests.Timeout):
             return HomevisitsError(
                 f"Could not reach Google Drive{after} ({exc.__class__.__name__}): check the internet connection; "

@@ -363,9 +363,7 @@ def explain(exc: BaseException, context: Context) -> HomevisitsError:
         return HomevisitsError(
             f"Could not reach Google to sign in ({_first_line(exc)}): check the internet connection."
         )
-    tries = getattr(exc, "homevisits_tries", 1)
-    waited = getattr(exc, "homevisits_waited", 0.0)
-    after = f" after {tries} tries over {waited:.0f} seconds" if tries > 1 else ""
+    after = tried(exc)
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return HomevisitsError(
             f"Could not reach Google Sheets{after} ({exc.__class__.__name__}): check the internet connection; "
@@ -412,6 +410,13 @@ def explain(exc: BaseException, context: Context) -> HomevisitsError:
     return HomevisitsError(
         f"Google Sheets refused to {context.action} {sheet} ({code}: {message[:200]}).{unwritten}"
     )
+
+
+def tried(exc: BaseException) -> str:
+    """`` after 7 tries over 95 seconds`` when the request was retried, else nothing."""
+    tries = getattr(exc, "homevisits_tries", 1)
+    waited = getattr(exc, "homevisits_waited", 0.0)
+    return f" after {tries} tries over {waited:.0f} seconds" if tries > 1 else ""
 
 
 def _first_line(exc: BaseException) -> str:
