@@ -20,7 +20,13 @@ from homevisits.config import from_mapping
 from homevisits.errors import HomevisitsError
 from homevisits.pipeline import apply_overrides, load
 from homevisits.sources import open_source
-from homevisits.sources.drive import DriveSource, drive_file_id, is_drive_url, is_office_mode
+from homevisits.sources.drive import (
+    DriveSource,
+    SheetOrDriveFile,
+    drive_file_id,
+    is_drive_url,
+    is_office_mode,
+)
 from homevisits.sources.excel import read as read_excel
 from homevisits.sources.gsheet import GoogleSheet
 from homevisits.sources.writeback import CellUpdate, assign_ids
@@ -106,7 +112,8 @@ def test_the_config_and_source_option_pick_the_drive_source(tmp_path):
 
     assert isinstance(source_of({"drive_file": DRIVE_URL}), DriveSource)
     assert isinstance(source_of({"spreadsheet": OFFICE_URL}), DriveSource)  # an .xlsx opened in Sheets
-    assert isinstance(source_of({"spreadsheet": SHEET_KEY}), GoogleSheet)
+    maybe = source_of({"spreadsheet": SHEET_KEY})  # a Sheet, unless the Sheets API says otherwise
+    assert isinstance(maybe, SheetOrDriveFile) and maybe.drive is None
     with pytest.raises(HomevisitsError, match=r"\[source\] sets both spreadsheet and drive_file"):
         source_of({"spreadsheet": SHEET_KEY, "drive_file": FILE_ID})
     config = from_mapping({"source": {"path": "log.xlsx"}}, tmp_path / "homevisits.toml")
@@ -456,6 +463,29 @@ def test_an_excel_file_given_as_a_google_sheet_says_to_use_drive_file(api, key_f
         "URL or id instead of spreadsheet (see the README's Shared Drive steps)."
     )
     assert api.counts["values.get"] == 1 and not api.violations
+
+
+@pytest.mark.parametrize("given", [FILE_ID, f"https://docs.google.com/spreadsheets/d/{FILE_ID}/edit#gid=1"])
+def test_the_id_or_a_plain_sheets_url_of_an_xlsx_is_found_out_and_read_from_drive(
+    api, key_file, tmp_path, monkeypatch, given
+):
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, [planned(2, THURSDAY)]))
+    monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    code, out, err = run(["validate", "--source", given, "--worksheet", TAB, "--now", NOW.isoformat()])
+    assert code == 0, err
+    assert json.loads(out)["source"] == "Home Visits Excel Sheet.xlsx (Home Visits)"
+    # The Sheets API's refusal, then the Drive source with its own sign-in (the drive scope).
+    assert api.sheets_counts() == {"values.get": 1, "files.get": 1, "files.download": 1}
+    assert api.scopes == [
+        "https://www.googleapis.com/auth/spreadsheets",
+        "https://www.googleapis.com/auth/spreadsheets https://www.googleapis.com/auth/drive",
+    ]
+    source = open_source({"spreadsheet": given, "worksheet": TAB}, tmp_path)
+    source.read()
+    result = source.write([CellUpdate("V2", "form_sent_at", dt.datetime(2026, 11, 23, 9, 5))])
+    assert result.ok and isinstance(source.drive, DriveSource)
+    assert by_id(cells_of(api.content(FILE_ID), tmp_path))["V2"][SENT] == dt.datetime(2026, 11, 23, 9, 5)
 
 
 @pytest.mark.parametrize(

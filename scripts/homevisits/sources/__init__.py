@@ -86,15 +86,21 @@ def open_source(
         if is_office_mode(str(source_cfg["spreadsheet"])):  # an .xlsx opened in Sheets: the Drive file
             drive_file = source_cfg["spreadsheet"]
         else:
+            from .drive import DriveSource, SheetOrDriveFile
             from .gsheet import GoogleSheet
 
-            return GoogleSheet(
-                str(source_cfg["spreadsheet"]),
+            spreadsheet = str(source_cfg["spreadsheet"])
+            sheet = GoogleSheet(
+                spreadsheet,
                 worksheet,
                 credentials,
                 name=source_cfg.get("name"),
                 columns=columns,
                 timezone=timezone,
+            )
+            return SheetOrDriveFile(  # an .xlsx named like a Sheet is found out by the Sheets API's answer
+                sheet,
+                lambda: DriveSource(spreadsheet, worksheet, credentials, columns=columns, timezone=timezone),
             )
     if drive_file:
         from .drive import DriveSource

@@ -527,3 +527,44 @@ def still_in_place(
         else:
             keep.append(update)
     return keep, skipped
+
+
+class SheetOrDriveFile:
+    """``[source] spreadsheet`` or ``--source`` as given (a key, or a Sheets URL without ``rtpof``): the
+    Google Sheet it usually is, until the Sheets API answers that the document is not a Google Sheet;
+    from then on the Drive source, which reads the file's type from its metadata. A school may paste
+    the id or URL of its ``.xlsx`` anywhere a Sheet's goes; a native Sheet costs nothing more."""
+
+    def __init__(self, sheet: GoogleSheet, drive: Callable[[], DriveSource]) -> None:
+        self.sheet = sheet
+        self.drive: DriveSource | None = None
+        self._open_drive = drive
+
+    def __repr__(self) -> str:
+        return f"SheetOrDriveFile({self.drive or self.sheet!r})"
+
+    @property
+    def requests_made(self) -> int:
+        return self.sheet.requests_made + (self.drive.requests_made if self.drive else 0)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        from .http import NotAGoogleSheet
+
+        if self.drive is None:
+            try:
+                return getattr(self.sheet, name)(*args)
+            except NotAGoogleSheet:  # refused at its first request: nothing was changed
+                self.drive = self._open_drive()
+        return getattr(self.drive, name)(*args)
+
+    def read(self) -> RawSheet:
+        return self._call("read")
+
+    def write(self, updates: Iterable[CellUpdate]) -> WriteResult:
+        return self._call("write", list(updates))
+
+    def write_findings(self, header: list[str], rows: list[list[Any]]) -> None:
+        return self._call("write_findings", header, rows)
+
+    def init_sheet(self, schema: Any = None) -> Any:
+        return self._call("init_sheet", schema)

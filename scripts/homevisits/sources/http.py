@@ -337,6 +337,10 @@ def make_session(credentials: Any, endpoint: str | None = None) -> requests.Sess
 # ---------------------------------------------------------------- what a failure means
 
 
+class NotAGoogleSheet(HomevisitsError):
+    """The Sheets API answered that the document is not a Google Sheet: an Excel file stored on Drive."""
+
+
 @dataclass(frozen=True)
 class Context:
     """What the tool was doing, for the sentence a person sees."""
@@ -388,7 +392,7 @@ def explain(exc: BaseException, context: Context) -> HomevisitsError:
             f"config (the sheet's full URL, or the long key between /d/ and /edit).{unwritten}"
         )
     if code == 400 and "not supported for this document" in message:
-        return HomevisitsError(
+        return NotAGoogleSheet(
             f"{context.spreadsheet} is an Excel file stored on Google Drive, not a Google Sheet: set [source] "
             "drive_file to its URL or id instead of spreadsheet (see the README's Shared Drive steps)."
         )
