@@ -396,6 +396,7 @@ class _Failure:
     message: str | None
     applied: bool
     headers: dict[str, str]
+    reason: str | None = None
 
 
 # ---------------------------------------------------------------- the server
@@ -589,15 +590,17 @@ class SheetsStandIn:
         message: str | None = None,
         applied: bool = False,
         retry_after: int | None = None,
+        reason: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests (of ``kind``, e.g. "values.batchUpdate") with ``status``.
 
         ``applied=True`` carries the request out first and then answers with the error, as when a
-        gateway times out after Google did the work.
+        gateway times out after Google did the work. ``reason`` goes in the error's ``errors`` list,
+        as Drive words its rate limits (403 ``userRateLimitExceeded``).
         """
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         for _ in range(times):
-            self._failures.append(_Failure(status, kind, message, applied, headers))
+            self._failures.append(_Failure(status, kind, message, applied, headers, reason))
 
     def before(self, kind: str, hook: Callable[[SheetsStandIn], None]) -> None:
         """Run ``hook(self)`` once, just before the next request of ``kind`` is carried out."""
@@ -637,7 +640,11 @@ class SheetsStandIn:
                     return 400, _error(400, "; ".join(problems)), {}
             failure = self._take_failure(kind)
             if failure is not None and not failure.applied:
-                return failure.status, _error(failure.status, failure.message), failure.headers
+                return (
+                    failure.status,
+                    _error(failure.status, failure.message, failure.reason),
+                    failure.headers,
+                )
             for hook_kind, hook in list(self._hooks):
                 if hook_kind == kind:
                     self._hooks.remove((hook_kind, hook))
@@ -653,7 +660,11 @@ class SheetsStandIn:
             except ApiError as exc:
                 return exc.code, _error(exc.code, exc.message), {}
             if failure is not None:
-                return failure.status, _error(failure.status, failure.message), failure.headers
+                return (
+                    failure.status,
+                    _error(failure.status, failure.message, failure.reason),
+                    failure.headers,
+                )
             return status, answer, {}
 
     def _take_failure(self, kind: str) -> _Failure | None:
@@ -1070,14 +1081,15 @@ def _update_reply(book: Book, text: str, changes: list[tuple[Grid, int, int, Cel
     }
 
 
-def _error(code: int, message: str | None) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": message or DEFAULT_MESSAGES.get(code, "Error"),
-            "status": STATUS_NAMES.get(code, "UNKNOWN"),
-        }
+def _error(code: int, message: str | None, reason: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message or DEFAULT_MESSAGES.get(code, "Error"),
+        "status": STATUS_NAMES.get(code, "UNKNOWN"),
     }
+    if reason:
+        error["errors"] = [{"domain": "usageLimits", "reason": reason, "message": error["message"]}]
+    return {"error": error}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -538,10 +538,22 @@ def test_a_failed_upload_says_it_may_have_gone_through_and_leaves_no_copy(
 
 def test_throttled_reads_are_retried_within_the_budget(api, key_file, tmp_path):
     api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
-    api.fail(429, kind="files.get", times=2)
+    api.fail(429, kind="files.get")
+    api.fail(403, kind="files.get", reason="userRateLimitExceeded", message="User rate limit exceeded.")
     api.fail(503, kind="files.download")
-    assert len(connect(api, key_file).read().rows) == 5
+    waits: list[float] = []
+    source = DriveSource(DRIVE_URL, TAB, key_file, endpoint=api.url, sleep=waits.append, rng=lambda: 0.5)
+    assert len(source.read().rows) == 5
     assert api.drive_counts() == {"files.get": 3, "files.download": 2}
+    assert waits == [0.75, 1.5, 0.75]  # doubling within a request, afresh for the next
+    api.fail(
+        403, kind="files.get", reason="userRateLimitExceeded", message="User rate limit exceeded.", times=9
+    )
+    with pytest.raises(
+        HomevisitsError,
+        match=r"^Google Drive is limiting how often the tool may call it \(403\) after 7 tries",
+    ):
+        source.read()
 
 
 def test_private_copies_are_owner_only_and_gone_on_every_exit(private_tmp):
