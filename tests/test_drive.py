@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import io
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -128,7 +127,7 @@ def test_the_config_and_source_option_pick_the_drive_source(tmp_path):
 
 
 def test_validate_reads_the_xlsx_on_the_shared_drive_exactly_as_the_local_workbook(
-    api, key_file, tmp_path, private_tmp
+    api, key_file, tmp_path, private_tmp, monkeypatch
 ):
     rows = [
         visit(2, "done"),
@@ -139,17 +138,9 @@ def test_validate_reads_the_xlsx_on_the_shared_drive_exactly_as_the_local_workbo
     local = write_workbook(tmp_path / "local.xlsx", rows, columns=ALL_HEADERS, sheet=TAB)
     api.add_file(FILE_ID, local.read_bytes())
     excel = load(from_mapping({"source": {"path": str(local), "worksheet": TAB}}, tmp_path / "a.toml"), NOW)
-    os.environ["HOMEVISITS_SHEETS_ENDPOINT"] = api.url
-    try:
-        drive = load(
-            from_mapping(
-                {"source": {"drive_file": DRIVE_URL, "worksheet": TAB, "credentials": str(key_file)}},
-                tmp_path / "b.toml",
-            ),
-            NOW,
-        )
-    finally:
-        del os.environ["HOMEVISITS_SHEETS_ENDPOINT"]
+    monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
+    source = {"drive_file": DRIVE_URL, "worksheet": TAB, "credentials": str(key_file)}
+    drive = load(from_mapping({"source": source}, tmp_path / "b.toml"), NOW)
     assert found(drive.findings) == found(excel.findings)
     assert {f.rule for f in drive.findings} >= {"HV002", "HV003"}
     assert drive.visits.records() == excel.visits.records()
@@ -173,11 +164,9 @@ def test_an_office_mode_url_given_as_the_source_is_read_from_drive(api, key_file
     api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
     monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["validate", "--source", OFFICE_URL, "--worksheet", TAB, "--now", NOW.isoformat()])
-    report = json.loads(out.getvalue())
-    assert code == 0, err.getvalue()
+    code, out, err = run(["validate", "--source", OFFICE_URL, "--worksheet", TAB, "--now", NOW.isoformat()])
+    report = json.loads(out)
+    assert code == 0, err
     assert report["rows"] == 4 and report["source"] == "Home Visits Excel Sheet.xlsx (Home Visits)"
     assert api.drive_counts() == {"files.get": 1, "files.download": 1}
     assert "values.get" not in api.counts
