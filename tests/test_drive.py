@@ -545,6 +545,29 @@ def test_throttled_reads_are_retried_within_the_budget(api, key_file, tmp_path):
         source.read()
 
 
+def test_a_save_between_the_metadata_and_the_download_is_read_again(api, key_file, tmp_path):
+    rows = log_rows()
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, rows))
+    one = workbook_bytes(tmp_path, [*rows, visit(6, "planned", visit_id="HV-0042")], name="one.xlsx")
+    two = workbook_bytes(tmp_path, [*rows, visit(6, "planned", visit_id="HV-0043")], name="two.xlsx")
+
+    def saves(api, content, then=None):
+        api.save_as_someone_else(FILE_ID, content)
+        if then is not None:
+            api.before("files.download", then)
+
+    api.before("files.download", lambda api: saves(api, one))
+    source = connect(api, key_file)
+    assert [r[ID] for r in source.read().rows[1:]][-1] == "HV-0042"  # their version, whole
+    assert source.meta["headRevisionId"] == api.files[FILE_ID].head.id
+    assert api.drive_counts() == {"files.get": 2, "files.download": 2}
+    api.before("files.download", lambda api: saves(api, two, lambda api: saves(api, one)))
+    with pytest.raises(
+        HomevisitsError, match=r"^Home Visits Excel Sheet.xlsx changed on Google Drive while it "
+    ):
+        source.read()
+
+
 def test_private_copies_are_owner_only_and_gone_on_every_exit(private_tmp):
     from homevisits.sources.drive import private_copy
 
