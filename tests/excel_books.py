@@ -164,7 +164,7 @@ def excel_workbook(
         + "</customSheetViews>"
         + f'<conditionalFormatting sqref="{risk}2:{risk}{last}"><cfRule type="cellIs" dxfId="0" priority="1" '
         + 'operator="equal"><formula>"HIGH"</formula></cfRule></conditionalFormatting>'
-        + f'<dataValidations count="1"><dataValidation type="list" allowBlank="1" showInputMessage="1" '
+        + '<dataValidations count="1"><dataValidation type="list" allowBlank="1" showInputMessage="1" '
         + f'showErrorMessage="1" sqref="{risk}2:{risk}1000"><formula1>"LOW,MEDIUM,HIGH"</formula1>'
         + "</dataValidation></dataValidations>"
         + '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>'
