@@ -472,3 +472,49 @@ def test_date_column_detection_follows_the_number_format():
     assert format_kind("General") is None
     assert format_kind("[Red]0.00") is None
     assert DATE_COLUMN == "Form sent at" and TODAY
+
+
+# ---------------------------------------------------------------- the scheduled job, end to end
+
+
+@pytest.fixture
+def server():
+    from smtp_fixtures import smtp_server
+
+    with smtp_server() as running:
+        yield running
+
+
+def test_run_scheduled_twice_on_an_excel_made_workbook_delivers_every_stage(tmp_path, server):
+    """Expected return is a formula (with its cached value); the workbook has a Power Query connection,
+    customXml and a dynamic array. Form, overdue alert and SMT alert all go, and every part of the
+    package stays byte for byte except the two cells written."""
+    from jobs_fixtures import School, delivered, london, smtp_mail
+
+    place = School(tmp_path).configure(smtp_mail(server))
+    excel_workbook(place.workbook, [planned(2, THURSDAY), out_today(3)])
+    with zipfile.ZipFile(place.workbook) as archive:
+        assert {"xl/connections.xml", "customXml/item1.xml", "xl/metadata.xml"} <= set(archive.namelist())
+    assert b'cm="1"' in read_member(place.workbook, "xl/worksheets/sheet2.xml")
+    first = tmp_path / "before-first-run.xlsx"
+    shutil.copyfile(place.workbook, first)
+
+    result = place.run("run-scheduled", london(2026, 11, 23, 12, 10))
+    assert result.status == 0, result.err
+    assert sorted(delivered(server)) == [("V2", "form"), ("V3", "overdue_alert")]
+    written = {f"{column_letters(SENT_AT)}2", f"{column_letters(ESCALATED_AT)}3"}
+    assert_only_cells_changed(first, place.workbook, written)
+    rows = calamine_rows(place.workbook)
+    assert rows[1][SENT_AT] == dt.datetime(2026, 11, 23, 12, 10)  # a date cell: the column is formatted
+    assert rows[2][ESCALATED_AT] == "23/11/2026 12:10"
+    assert rows[2][RETURN_AT] == dt.time(11, 30)  # the cached value of =K3+TIME(1,30,0) is still there
+    second = tmp_path / "before-second-run.xlsx"
+    shutil.copyfile(place.workbook, second)
+
+    result = place.run("run-scheduled", london(2026, 11, 23, 12, 45))
+    assert result.status == 0, result.err
+    assert sorted(delivered(server)) == [("V2", "form"), ("V3", "overdue_alert"), ("V3", "smt_alert")]
+    assert place.workbook.read_bytes() == second.read_bytes()  # nothing more to write
+    assert place.run("run-scheduled", london(2026, 11, 23, 13, 30)).status == 0
+    assert len(server.messages) == 3
+    assert sorted(p.name for p in place.workbook.parent.iterdir() if p.name.startswith(".")) == []
