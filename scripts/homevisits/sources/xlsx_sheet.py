@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _ATTRIBUTE = re.compile(rb"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_ROW_NUMBER = re.compile(rb"""\sr\s*=\s*["'](\d+)["']""")
 _REFERENCE = re.compile(rb"\$?([A-Za-z]{1,3})\$?(\d+)")
 
 
@@ -123,8 +124,8 @@ def write_cells(xml: bytes, cells: Mapping[tuple[int, int], object], render: Ren
         found = row_tag.search(xml, position, sheet.data_end)
         if not found:
             break
-        values = attributes(found[0])
-        number = int(values[b"r"]) if b"r" in values else number + 1
+        given = _ROW_NUMBER.search(found[0])
+        number = int(given[1]) if given else number + 1
         closed = bool(found[1])
         end = found.end() if closed else xml.find(row_end, found.end(), sheet.data_end)
         if end < 0:
