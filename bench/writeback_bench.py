@@ -26,8 +26,8 @@ from make_workbook import make_bench_workbook  # noqa: E402
 
 
 def run(rows: int = 50_000, cells: int = 500, seed: int = 7, openpyxl: bool = True) -> dict[str, Any]:
-    from homevisits.sources.excel import ExcelSource
     from homevisits.schema import load_schema
+    from homevisits.sources.excel import ExcelSource
     from homevisits.sources.writeback import CellUpdate, id_key, layout
 
     workbook = make_bench_workbook(None, rows, 1)
