@@ -519,3 +519,16 @@ def test_run_scheduled_twice_on_an_excel_made_workbook_delivers_every_stage(tmp_
     assert place.run("run-scheduled", london(2026, 11, 23, 13, 30)).status == 0
     assert len(server.messages) == 3
     assert sorted(p.name for p in place.workbook.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_init_sheet_on_an_excel_made_log_refuses_rather_than_lose_what_openpyxl_drops(tmp_path):
+    """init-sheet on an existing log still saves through openpyxl: it names what that would lose."""
+    path = excel_workbook(tmp_path / "log.xlsx", [planned(2, THURSDAY)], columns=ALL_HEADERS[:-3])
+    original = path.read_bytes()
+    with pytest.raises(HomevisitsError) as refused:
+        ExcelSource(path, TAB).init_sheet()
+    message = str(refused.value)
+    for feature in ("data connections (Power Query)", "custom XML parts", "printer settings", "custom views"):
+        assert feature in message
+    assert "formula results" in message and "nothing was written" in message
+    assert path.read_bytes() == original

@@ -90,7 +90,6 @@ def _short(exc: Exception) -> str:
 # something the school's workbook has (extended dropdowns and formats, shapes, sparklines...).
 
 LOCK_NAMES = ("~${name}", ".~lock.{name}#")  # Excel's owner file; LibreOffice's lock file
-DATE_FORMATS = {"datetime": "dd/mm/yyyy hh:mm", "date": "dd/mm/yyyy", "time": "hh:mm"}
 
 # (what a person calls it, zip part pattern, element pattern counted in those parts)
 _FEATURES: tuple[tuple[str, str, bytes | None], ...] = (
@@ -121,7 +120,19 @@ _FEATURES: tuple[tuple[str, str, bytes | None], ...] = (
     ("ActiveX controls", r"xl/activeX/.+", None),
     ("macros", r"xl/vbaProject\.bin", None),
     ("links to other workbooks", r"xl/externalLinks/[^/]+\.xml", None),
+    ("data connections (Power Query)", r"xl/connections\.xml", None),
+    ("custom XML parts", r"customXml/.+", None),
+    ("printer settings", r"xl/printerSettings/.+", None),
+    ("dynamic array formulas (cell metadata)", r"xl/metadata\.xml", None),
+    ("ignored error markers", r"xl/worksheets/[^/]+\.xml", rb"<(?:\w+:)?ignoredError[\s>]"),
+    ("custom views", r"xl/worksheets/[^/]+\.xml", rb"<(?:\w+:)?customSheetView[\s>]"),
+    (
+        "formula results (openpyxl keeps formulas but not the values Excel calculated)",
+        r"xl/worksheets/[^/]+\.xml",
+        rb"<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*<(?:\w+:)?v>",
+    ),
 )
+_IN_CELLS = ("formula results (openpyxl keeps formulas but not the values Excel calculated)",)
 # What openpyxl 3.1 is known to drop on load; everything else is checked after saving.
 _DROPPED_ON_LOAD = (
     "dropdown lists in Excel's newer format (x14 data validation)",
@@ -133,6 +144,13 @@ _DROPPED_ON_LOAD = (
     "timelines",
     "form controls",
     "ActiveX controls",
+    "data connections (Power Query)",
+    "custom XML parts",
+    "printer settings",
+    "dynamic array formulas (cell metadata)",
+    "ignored error markers",
+    "custom views",
+    "formula results (openpyxl keeps formulas but not the values Excel calculated)",
 )
 
 
@@ -191,7 +209,7 @@ def feature_counts(path: Path) -> dict[str, int]:
                 continue
             for name in matching:
                 data = archive.read(name)
-                if name.startswith("xl/worksheets/"):
+                if name.startswith("xl/worksheets/") and feature not in _IN_CELLS:
                     data = data[data.rfind(b"</sheetData>") :]  # features follow the cells
                 counts[feature] += len(re.findall(element, data))
     standard = "dropdown lists (data validation)"
@@ -260,33 +278,6 @@ def sheet_named(book: Any, worksheet: str | None, *, create: bool = False) -> An
     raise HomevisitsError(
         f"The workbook has no worksheet called '{worksheet}'; it has: {', '.join(book.sheetnames)}."
     )
-
-
-def set_cell(cell: Any, value: Any, tz: Any) -> None:
-    """Put a value the tool writes into an openpyxl cell: a value, never a formula."""
-    import datetime as dt
-
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-    from ..formula_guard import neutralise
-    from .writeback import wall_clock
-
-    if value is None or isinstance(value, bool | int | float):
-        cell.value = value
-    elif isinstance(value, dt.datetime):
-        cell.value = wall_clock(value, tz)
-        cell.number_format = DATE_FORMATS["datetime"]
-    elif isinstance(value, dt.date):
-        cell.value = value
-        cell.number_format = DATE_FORMATS["date"]
-    elif isinstance(value, dt.time):
-        cell.value = value.replace(microsecond=0)
-        cell.number_format = DATE_FORMATS["time"]
-    else:
-        cell.value = neutralise(ILLEGAL_CHARACTERS_RE.sub("", str(value)))
-        cell.data_type = "s"
-    if cell.data_type == "f":  # never: every branch above writes a plain value
-        raise ValueError("homevisits never writes a formula")
 
 
 def save_atomically(book: Any, path: Path, stamp: FileStamp | None, before: dict[str, int]) -> FileStamp:
