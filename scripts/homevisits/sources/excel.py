@@ -281,27 +281,49 @@ def sheet_named(book: Any, worksheet: str | None, *, create: bool = False) -> An
 
 
 def save_atomically(book: Any, path: Path, stamp: FileStamp | None, before: dict[str, int]) -> FileStamp:
-    """Save to a temporary file beside the workbook, check nothing was lost, then move it into place."""
+    """Save the openpyxl ``book`` beside the workbook, check nothing was lost, then move it into place."""
+
+    def check(temporary: Path) -> None:
+        lost = lost_features(before, feature_counts(temporary))
+        if lost:
+            raise _refuse(path, lost)
+
+    return replace_atomically(path, stamp, book.save, check)
+
+
+def replace_atomically(path: Path, stamp: FileStamp | None, write: Any, check: Any) -> FileStamp:
+    """``write(stream)`` a new workbook into a temporary file beside ``path``, ``check(temporary)`` it,
+    then move it into place in one step: the original stays as it was on every failure.
+
+    The temporary file is ``.<name>.homevisits-*`` (mode 0600, locked while this process lives, so a
+    later run's :func:`remove_stale_copies` leaves it alone), removed on every exit path; just before
+    the move the workbook is checked again (not opened in Excel, not changed since ``stamp``).
+    """
+    import fcntl
     import os
     import stat
     import tempfile
 
-    handle, name = tempfile.mkstemp(
-        prefix=f".{path.stem[:40]}.homevisits-", suffix=path.suffix, dir=path.parent
-    )
+    from .xlsx_package import PackageError
+
+    handle, name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
     temporary = Path(name)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            book.save(stream)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with os.fdopen(handle, "wb", closefd=False) as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        lost = lost_features(before, feature_counts(temporary))
-        if lost:
-            raise _refuse(path, lost)
+        check(temporary)
         if path.exists():
             check_writable(path, stamp)  # again: nobody opened or saved it meanwhile
             os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
+    except PackageError as exc:
+        temporary.unlink(missing_ok=True)
+        raise HomevisitsError(
+            f"Could not write to {path.name} ({exc}): nothing was written; save it again in Excel and retry."
+        ) from exc
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise HomevisitsError(
@@ -311,6 +333,8 @@ def save_atomically(book: Any, path: Path, stamp: FileStamp | None, before: dict
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(handle)
     _sync_folder(path.parent)
     return file_stamp(path)
 
@@ -402,13 +426,8 @@ def _members(path: Path) -> tuple[list[str], Any]:
 
 def _surgery(path: Path, stamp: FileStamp | None, change: Any) -> FileStamp:
     """Apply ``change(names, read) -> (replaced, added)`` to a copy of the package, then move it into place."""
-    import fcntl
-    import os
-    import stat
-    import tempfile
-
     from .xlsx_book import BookError
-    from .xlsx_package import PackageError, rewrite
+    from .xlsx_package import rewrite
     from .xlsx_sheet import SheetError
 
     check_path(path)
@@ -427,36 +446,13 @@ def _surgery(path: Path, stamp: FileStamp | None, change: Any) -> FileStamp:
                 f"Could not write to {path.name}: its worksheet is not laid out as Excel writes one ({_short(exc)}); "
                 "nothing was written."
             ) from exc
-    handle, name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
-    temporary = Path(name)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # a later run leaves it alone while this one lives
-        with os.fdopen(handle, "wb", closefd=False) as target, path.open("rb") as source:
-            rewrite(source, target, replaced, added)
-            target.flush()
-            os.fsync(target.fileno())
-        _check_copy(temporary, replaced, added)
-        check_writable(path, stamp)  # again: nobody opened or saved it meanwhile
-        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
-        os.replace(temporary, path)
-    except PackageError as exc:
-        temporary.unlink(missing_ok=True)
-        raise HomevisitsError(
-            f"Could not write to {path.name} ({exc}): nothing was written; save it again in Excel and retry."
-        ) from exc
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise HomevisitsError(
-            f"Could not save {path.name} ({exc.strerror or exc.__class__.__name__}): nothing was written and the "
-            "workbook is as it was; check the disk and the folder's permissions."
-        ) from exc
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(handle)
-    _sync_folder(path.parent)
-    return file_stamp(path)
+    with path.open("rb") as source:
+        return replace_atomically(
+            path,
+            stamp,
+            lambda target: rewrite(source, target, replaced, added),
+            lambda t: _check_copy(t, replaced, added),
+        )
 
 
 def _check_copy(temporary: Path, replaced: dict[str, bytes], added: list[tuple[str, bytes]]) -> None:

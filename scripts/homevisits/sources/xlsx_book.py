@@ -182,59 +182,26 @@ def xml_text(text: str) -> bytes:
     return escape(text).encode("utf-8")
 
 
-def text_element(reference: bytes, style: int | None, prefix: bytes, text: str) -> bytes:
+def _element(
+    prefix: bytes, reference: bytes, style: int | None, attributes: bytes, inner: bytes | None
+) -> bytes:
+    """One ``<c>`` element: its reference, its style, ``attributes`` (`` t="..."``), and its content."""
     style_attr = b' s="%d"' % style if style is not None else b""
+    start = b'<%sc r="%s"%s%s' % (prefix, reference, style_attr, attributes)
+    return start + b"/>" if inner is None else start + b">" + inner + b"</%sc>" % prefix
+
+
+def text_element(reference: bytes, style: int | None, prefix: bytes, text: str) -> bytes:
     space = b' xml:space="preserve"' if text != text.strip() or "\n" in text else b""
-    p = prefix
-    return (
-        b"<"
-        + p
-        + b'c r="'
-        + reference
-        + b'"'
-        + style_attr
-        + b' t="inlineStr"><'
-        + p
-        + b"is><"
-        + p
-        + b"t"
-        + space
-        + b">"
-        + xml_text(text)
-        + b"</"
-        + p
-        + b"t></"
-        + p
-        + b"is></"
-        + p
-        + b"c>"
-    )
+    inner = b"<%sis><%st%s>%s</%st></%sis>" % (prefix, prefix, space, xml_text(text), prefix, prefix)
+    return _element(prefix, reference, style, b' t="inlineStr"', inner)
 
 
 def number_element(
     reference: bytes, style: int | None, prefix: bytes, number: float | int, kind: bytes = b""
 ) -> bytes:
-    style_attr = b' s="%d"' % style if style is not None else b""
-    type_attr = b' t="' + kind + b'"' if kind else b""
-    p = prefix
-    return (
-        b"<"
-        + p
-        + b'c r="'
-        + reference
-        + b'"'
-        + style_attr
-        + type_attr
-        + b"><"
-        + p
-        + b"v>"
-        + _number(number)
-        + b"</"
-        + p
-        + b"v></"
-        + p
-        + b"c>"
-    )
+    inner = b"<%sv>%s</%sv>" % (prefix, _number(number), prefix)
+    return _element(prefix, reference, style, b' t="%s"' % kind if kind else b"", inner)
 
 
 def cell_renderer(
@@ -248,9 +215,7 @@ def cell_renderer(
 
     def render(reference: bytes, style: int | None, prefix: bytes, value: object) -> bytes:
         if value is None:
-            if style is None:
-                return b""
-            return b"<" + prefix + b'c r="' + reference + b'" s="%d"/>' % style
+            return b"" if style is None else _element(prefix, reference, style, b"", None)
         if isinstance(value, bool):
             return number_element(reference, style, prefix, int(value), b"b")
         if isinstance(value, int | float) and value == value and abs(value) != float("inf"):

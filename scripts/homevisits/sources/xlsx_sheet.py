@@ -162,12 +162,6 @@ def write_cells(xml: bytes, cells: Mapping[tuple[int, int], object], render: Ren
     ), refused
 
 
-def _cell_xml(
-    reference: bytes, style: int | None, value: object, sheet: _Sheet, render: Render
-) -> bytes | None:
-    return render(reference, style, sheet.prefix, value)
-
-
 def _new_row(
     row: int,
     columns: Mapping[int, object],
@@ -175,18 +169,13 @@ def _new_row(
     render: Render,
     refused: dict,
 ) -> bytes:
-    cells = []
-    for column in sorted(columns):
-        reference = (column_letters(column) + str(row)).encode()
-        made = _cell_xml(reference, _column_style(sheet, column), columns[column], sheet, render)
-        if made is None:
-            refused[(row, column)] = "not writable"
-        elif made:
-            cells.append(made)
+    cells = b"".join(
+        _render_new(row, column, None, columns, sheet, render, refused) for column in sorted(columns)
+    )
     if not cells:
         return b""
     p = sheet.prefix
-    return b"<" + p + b'row r="' + str(row).encode() + b'">' + b"".join(cells) + b"</" + p + b"row>"
+    return b"<" + p + b'row r="' + str(row).encode() + b'">' + cells + b"</" + p + b"row>"
 
 
 def _patched_row(
@@ -241,9 +230,7 @@ def _patched_row(
                 style = int(values[b"s"]) if b"s" in values else row_style
                 if style is None:
                     style = _column_style(sheet, column)
-                made = _cell_xml(
-                    (column_letters(column) + str(row)).encode(), style, columns[column], sheet, render
-                )
+                made = render((column_letters(column) + str(row)).encode(), style, p, columns[column])
                 if made is None:
                     refused[(row, column)] = "not writable"
                 else:
@@ -275,7 +262,7 @@ def _render_new(
     refused: dict,
 ) -> bytes:
     style = row_style if row_style is not None else _column_style(sheet, column)
-    made = _cell_xml((column_letters(column) + str(row)).encode(), style, columns[column], sheet, render)
+    made = render((column_letters(column) + str(row)).encode(), style, sheet.prefix, columns[column])
     if made is None:
         refused[(row, column)] = "not writable"
         return b""
