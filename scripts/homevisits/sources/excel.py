@@ -299,6 +299,7 @@ def replace_atomically(path: Path, stamp: FileStamp | None, write: Any, check: A
     later run's :func:`remove_stale_copies` leaves it alone), removed on every exit path; just before
     the move the workbook is checked again (not opened in Excel, not changed since ``stamp``).
     """
+    import contextlib
     import fcntl
     import os
     import stat
@@ -309,7 +310,8 @@ def replace_atomically(path: Path, stamp: FileStamp | None, write: Any, check: A
     handle, name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
     temporary = Path(name)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):  # a folder without locks: the age check still protects the copy
+            fcntl.flock(handle, fcntl.LOCK_EX)
         with os.fdopen(handle, "wb", closefd=False) as stream:
             write(stream)
             stream.flush()
@@ -432,6 +434,7 @@ def _surgery(path: Path, stamp: FileStamp | None, change: Any) -> FileStamp:
 
     check_path(path)
     check_writable(path, stamp)
+    stamp = stamp or file_stamp(path)  # whatever happens to the file from now on is noticed before the move
     remove_stale_copies(path)
     names, archive = _members(path)
     with archive:
