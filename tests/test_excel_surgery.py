@@ -532,3 +532,39 @@ def test_init_sheet_on_an_excel_made_log_refuses_rather_than_lose_what_openpyxl_
         assert feature in message
     assert "formula results" in message and "nothing was written" in message
     assert path.read_bytes() == original
+
+
+class _Unseekable:
+    """A stream zipfile cannot seek back in, so it writes each member with a data descriptor."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def write(self, data):
+        return self.target.write(data)
+
+    def flush(self):
+        self.target.flush()
+
+    def tell(self):
+        return self.target.tell()
+
+    def seekable(self):
+        return False
+
+
+def test_members_stored_with_data_descriptors_are_copied_as_they_are(book, tmp_path):
+    streamed = tmp_path / "streamed.xlsx"
+    with zipfile.ZipFile(book) as old, streamed.open("wb") as raw:
+        with zipfile.ZipFile(_Unseekable(raw), "w") as out:
+            for info in old.infolist():
+                out.writestr(info, old.read(info.filename))
+    with zipfile.ZipFile(streamed) as check:
+        assert all(info.flag_bits & 0x08 for info in check.infolist())
+    original = tmp_path / "streamed-original.xlsx"
+    shutil.copyfile(streamed, original)
+    write_cells(streamed, TAB, {(3, ESCALATED_AT): "x"})
+    assert_only_cells_changed(original, streamed, {f"{column_letters(ESCALATED_AT)}3"})
+    with zipfile.ZipFile(streamed) as check:
+        assert check.testzip() is None
+    assert calamine_rows(streamed)[2][ESCALATED_AT] == "x"
