@@ -555,10 +555,13 @@ class _Unseekable:
 
 def test_members_stored_with_data_descriptors_are_copied_as_they_are(book, tmp_path):
     streamed = tmp_path / "streamed.xlsx"
-    with zipfile.ZipFile(book) as old, streamed.open("wb") as raw:
-        with zipfile.ZipFile(_Unseekable(raw), "w") as out:
-            for info in old.infolist():
-                out.writestr(info, old.read(info.filename))
+    with (
+        zipfile.ZipFile(book) as old,
+        streamed.open("wb") as raw,
+        zipfile.ZipFile(_Unseekable(raw), "w") as out,
+    ):
+        for info in old.infolist():
+            out.writestr(info, old.read(info.filename))
     with zipfile.ZipFile(streamed) as check:
         assert all(info.flag_bits & 0x08 for info in check.infolist())
     original = tmp_path / "streamed-original.xlsx"
