@@ -25,7 +25,10 @@ sys.path.insert(0, str(BENCH_DIR))
 from make_workbook import make_bench_workbook  # noqa: E402
 
 
-def run(rows: int = 50_000, cells: int = 500, seed: int = 7, openpyxl: bool = True) -> dict[str, Any]:
+def run(rows: int = 50_000, cells: int = 500, seed: int = 7, openpyxl: bool | None = None) -> dict[str, Any]:
+    """The figures; the openpyxl way (about 4 minutes here) is skipped with bench/run.py --skip-openpyxl."""
+    if openpyxl is None:
+        openpyxl = "--skip-openpyxl" not in sys.argv
     from homevisits.schema import load_schema
     from homevisits.sources.excel import ExcelSource
     from homevisits.sources.writeback import CellUpdate, id_key, layout
