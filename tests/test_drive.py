@@ -62,8 +62,13 @@ def private_tmp(tmp_path, monkeypatch):
     return folder
 
 
+DATED = dict.fromkeys(("form_sent_at", "escalated_at"), "dd/mm/yyyy hh:mm")  # as init-sheet sets them up
+
+
 def workbook_bytes(tmp_path: Path, rows, name="log.xlsx") -> bytes:
-    return write_workbook(tmp_path / name, rows, columns=ALL_HEADERS, sheet=TAB).read_bytes()
+    return write_workbook(
+        tmp_path / name, rows, columns=ALL_HEADERS, sheet=TAB, column_formats=DATED
+    ).read_bytes()
 
 
 def log_rows(count=4):
