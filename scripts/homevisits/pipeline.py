@@ -19,6 +19,7 @@ from .sources import RawSheet, Source
 if TYPE_CHECKING:
     from .findings import Finding, Report
     from .policy import Policy
+    from .schema import HeaderMap
     from .visits import Visits
 
 
@@ -33,6 +34,18 @@ class Checked:
     policy: Policy
     now: dt.datetime
     findings: list[Finding]
+    mapping: HeaderMap | None = None
+
+    def require_return_columns(self) -> None:
+        """Stop with one sentence when the policy watches safe returns and the sheet lacks a column the
+        check depends on (visit date, start time, expected return or duration, returned at, status)."""
+        from .schema import load_schema, require_return_columns
+
+        if "HV022" in self.policy.rules and self.mapping is not None:
+            raw = self.raw
+            require_return_columns(
+                self.mapping, load_schema(), f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
+            )
 
     def report(self) -> Report:
         from .findings import Report
@@ -178,5 +191,12 @@ def _load(config: Config, now: dt.datetime) -> Checked:
     visits = build_visits(raw, schema, mapping, header_pos, tz)
     findings = check(visits, policy, now)
     return Checked(
-        config=config, source=source, raw=raw, visits=visits, policy=policy, now=now, findings=findings
+        config=config,
+        source=source,
+        raw=raw,
+        visits=visits,
+        policy=policy,
+        now=now,
+        findings=findings,
+        mapping=mapping,
     )

@@ -429,7 +429,7 @@ class ExcelSource:
         sheet.freeze_panes = "A2"
         self.stamp = save_atomically(book, self.path, stamp, before)
 
-    def init_sheet(self, schema: Any = None) -> Any:
+    def init_sheet(self, schema: Any = None, fields: Any = None) -> Any:
         """Set the log up from the column catalogue (a new workbook when the file does not exist)."""
         from ..schema import load_schema
         from ..sheet_setup import apply_openpyxl, plan
@@ -444,14 +444,14 @@ class ExcelSource:
                 )
             book = openpyxl.Workbook()
             book.active.title = self.worksheet or "Home visits"
-            setup = plan([], schema)
+            setup = plan([], schema, fields=fields)
             apply_openpyxl(book.active, setup)
             self.stamp = save_atomically(book, self.path, None, {})
             return setup
         book, before, stamp = open_for_write(self.path, None)
         sheet = sheet_named(book, self.worksheet, create=True)
         rows = [list(cells) for cells in sheet.iter_rows(values_only=True)]
-        setup = plan(rows, schema, self.columns)
+        setup = plan(rows, schema, self.columns, fields)
         if setup.add:
             apply_openpyxl(sheet, setup)
             self.stamp = save_atomically(book, self.path, stamp, before)

@@ -342,7 +342,7 @@ class GoogleSheet:
 
     # ------------------------------------------------------------ set up a sheet
 
-    def init_sheet(self, schema: Any = None) -> SetupPlan:
+    def init_sheet(self, schema: Any = None, fields: Any = None) -> SetupPlan:
         """Headers, frozen header row, dropdowns, formats and notes; on a log in use, only missing columns."""
         schema = schema or load_schema()
         with self._errors("set up"):
@@ -367,7 +367,7 @@ class GoogleSheet:
                 columns = tab.get("gridProperties", {}).get("columnCount", 26)
                 data = self.http.values_get(self.key, quote_title(title), params=dict(READ_PARAMS))
                 rows = data.get("values", [])
-            setup = plan(rows, schema, self.columns)
+            setup = plan(rows, schema, self.columns, fields)
             requests_ += google_requests(setup, sheet_id, columns)
             if requests_:
                 self.http.batch_update(self.key, {"requests": requests_})
