@@ -531,6 +531,15 @@ class Phone(str):
 
 
 def _phone_from_text(text: str) -> Parsed:
+    parsed = _one_number(text)
+    if parsed[1] is None or not re.search(r"\d", text):
+        return parsed
+    found = _numbers_in(text)
+    return (Phone(found[0], tuple(found[1:])), None) if found else parsed
+
+
+def _one_number(text: str) -> Parsed:
+    """A cell holding one number and nothing else (spaces, brackets, +44 and dots allowed)."""
     digits = _PHONE_JUNK.sub("", text.replace("(0)", ""))
     if digits.startswith("+440"):  # "+44 07400 123456": the national 0 kept after the country code
         digits = digits[3:]
@@ -544,29 +553,25 @@ def _phone_from_text(text: str) -> Parsed:
         digits = "0" + digits  # Excel dropped the leading zero
     if _UK_MOBILE.fullmatch(digits):
         return f"{digits[:5]} {digits[5:]}", None
-    parsed = _checked_number(digits)
-    if parsed[1] is None or not re.search(r"\d", text):
-        return parsed
-    found = _numbers_in(text)
-    return (Phone(found[0], tuple(found[1:])), None) if found else parsed
+    return _checked_number(digits)
 
 
 @lru_cache(maxsize=4096)
 def _numbers_in(text: str) -> list[str]:
     """Every phone number in a cell of words and numbers (``mum: 07400 123456``, ``0121 496 0000 ext 123``,
-    ``07400 123456 / 0121 496 0000``), by ``phonenumbers.PhoneNumberMatcher``; labels and extensions
-    are left out of the numbers."""
+    ``07400 123456 / 0121 496 0000``), found by ``phonenumbers.PhoneNumberMatcher``; labels and
+    extensions are left out, and each number is checked as a cell holding only it would be."""
     import phonenumbers
 
     found: list[str] = []
-    for match in phonenumbers.PhoneNumberMatcher(text, "GB"):
+    for match in phonenumbers.PhoneNumberMatcher(text, "GB", leniency=phonenumbers.Leniency.POSSIBLE):
         number = match.number
-        number.extension = None
-        style = phonenumbers.PhoneNumberFormat
-        shown = phonenumbers.format_number(
-            number, style.NATIONAL if number.country_code == 44 else style.INTERNATIONAL
-        )
-        if shown not in found:
+        if number.country_code == 44:
+            digits = "0" + str(number.national_number)
+        else:
+            digits = f"+{number.country_code}{number.national_number}"
+        shown, problem = _one_number(digits)
+        if problem is None and shown not in found:
             found.append(shown)
     return found
 

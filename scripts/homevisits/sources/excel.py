@@ -37,12 +37,116 @@ def uses_1904_dates(path: Path) -> bool:
     return re.search(r"date1904\s*=\s*[\"'](1|true)[\"']", workbook) is not None
 
 
+_ERROR_CELL = re.compile(rb'<c\b([^>]*?)\bt="e"([^>]*)>(.*?)</c>', re.S)
+_CELL_REF = re.compile(rb'\br="([A-Z]{1,3})(\d+)"')
+_CACHED = re.compile(rb"<v>([^<]*)</v>")
+
+
+def _sheet_part(archive: zipfile.ZipFile, title: str | None) -> str | None:
+    """The zip part holding a worksheet (by title, default the first), from the workbook's own index."""
+    try:
+        workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
+        rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+    except KeyError:
+        return None
+    sheets = re.findall(r"<(?:\w+:)?sheet\b([^>]*)/?>", workbook)
+    chosen = None
+    for attrs in sheets:
+        name = re.search(r'\bname="([^"]*)"', attrs)
+        if title is None or (name and _unescape(name[1]).strip().casefold() == title.strip().casefold()):
+            chosen = attrs
+            break
+    rid = re.search(r'\br:id="([^"]+)"', chosen or "") or re.search(r'\b\w+:id="([^"]+)"', chosen or "")
+    if rid is None:
+        return None
+    for rel in re.findall(r"<Relationship\b([^>]*)/?>", rels):
+        if f'Id="{rid[1]}"' in rel:
+            target = re.search(r'Target="([^"]+)"', rel)
+            if target:
+                name = target[1].lstrip("/")
+                return name if name.startswith("xl/") else "xl/" + name
+    return None
+
+
+def _unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def error_cells(path: Path, title: str | None) -> dict[tuple[int, int], str]:
+    """``(row, column)`` (0-based) -> what each formula-error cell shows (``#N/A``...): calamine reads
+    those cells as empty, so the sheet's XML is scanned for them (streamed, in bounded memory)."""
+    found: dict[tuple[int, int], str] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            part = _sheet_part(archive, title)
+            if part is None:
+                return found
+            with archive.open(part) as stream:
+                leftover = b""
+                while True:
+                    chunk = stream.read(1 << 20)
+                    if not chunk:
+                        break
+                    buffer = leftover + chunk
+                    if b't="e"' not in buffer:
+                        leftover = buffer[-400:]
+                        continue
+                    end = 0
+                    for match in _ERROR_CELL.finditer(buffer):
+                        end = match.end()
+                        ref = _CELL_REF.search(match[1] + match[2])
+                        value = _CACHED.search(match[3])
+                        if ref:
+                            column = 0
+                            for letter in ref[1]:
+                                column = column * 26 + letter - 64
+                            text = _unescape(value[1].decode("utf-8", "replace")) if value else "#ERROR!"
+                            found[(int(ref[2]) - 1, column - 1)] = text
+                    rest = buffer[end:]
+                    at = rest.rfind(b't="e"')
+                    start = rest.rfind(b"<c", 0, at) if at >= 0 else -1
+                    leftover = rest[max(start, 0) :][-(1 << 20) :] if at >= 0 else rest[-400:]
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
+        return found
+    return found
+
+
+def _show_errors(rows: list[list[Any]], errors: dict[tuple[int, int], str]) -> None:
+    """Put each error cell's text where calamine left it empty, as Google Sheets gives it."""
+    for (r, c), text in errors.items():
+        if r < len(rows):
+            cells = rows[r]
+            if c >= len(cells):
+                cells.extend([""] * (c + 1 - len(cells)))
+            if cells[c] in ("", None):
+                cells[c] = text
+
+
 def read(path: Path | str, worksheet: str | None = None) -> RawSheet:
-    """Every cell of one worksheet (by name, default the first) as calamine gives it."""
-    from python_calamine import CalamineError, CalamineWorkbook
+    """Every cell of one worksheet (by name, default the first) as calamine gives it; formula-error
+    cells read as the error they show (``#N/A``), never as empty."""
+    import threading
 
     path = Path(path)
     check_path(path)
+    errors: dict[tuple[int, int], str] = {}
+    scan = threading.Thread(  # zlib works outside Python's lock: the scan runs beside calamine's read
+        target=lambda: errors.update(error_cells(path, worksheet)), name="homevisits-errors", daemon=True
+    )
+    scan.start()
+    try:
+        raw = _calamine_read(path, worksheet)
+    finally:
+        scan.join()
+    _show_errors(raw.rows, errors)
+    return raw
+
+
+def _calamine_read(path: Path, worksheet: str | None) -> RawSheet:
+    from python_calamine import CalamineError, CalamineWorkbook
+
     try:
         book = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError, zipfile.BadZipFile) as exc:

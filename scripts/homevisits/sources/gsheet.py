@@ -112,6 +112,7 @@ class GoogleSheet:
         self._http: RetryingHTTPClient | None = None
         self._account: ServiceAccount | None = None
         self._sheets: list[dict[str, Any]] | None = None
+        self.locale: str | None = None  # the spreadsheet's locale, known once a metadata request was made
         self.snapshot: RawSheet | None = None
 
     def __repr__(self) -> str:
@@ -159,12 +160,14 @@ class GoogleSheet:
             raise explain(exc, context) from exc
 
     def _sheet_list(self, refresh: bool = False) -> list[dict[str, Any]]:
-        """Every worksheet's properties (title, sheetId, grid size): one metadata request."""
+        """Every worksheet's properties (title, sheetId, grid size) and the spreadsheet's locale: one
+        metadata request."""
         if self._sheets is None or refresh:
             meta = self.http.fetch_sheet_metadata(
-                self.key, params={"fields": "properties.title,sheets.properties"}
+                self.key, params={"fields": "properties.title,properties.locale,sheets.properties"}
             )
             self._sheets = [sheet["properties"] for sheet in meta.get("sheets", [])]
+            self.locale = meta.get("properties", {}).get("locale") or self.locale
             if not self.name or self.name == "Google Sheet":
                 title = meta.get("properties", {}).get("title")
                 self.name = f"Google Sheet '{title}'" if title else self.name
@@ -203,7 +206,9 @@ class GoogleSheet:
                 data = self.http.values_get(self.key, quote_title(title), params=dict(READ_PARAMS))
         rows = [list(cells) for cells in data.get("values", [])]  # cells.parse_text undoes the neutraliser
         titles = [s["title"] for s in self._sheets] if self._sheets else [title]
-        self.snapshot = RawSheet(name=self.name, worksheet=title, rows=rows, first_row=1, worksheets=titles)
+        self.snapshot = RawSheet(
+            name=self.name, worksheet=title, rows=rows, first_row=1, worksheets=titles, locale=self.locale
+        )
         return self.snapshot
 
     # ------------------------------------------------------------ write back
@@ -298,7 +303,7 @@ class GoogleSheet:
         width = max(len(r) for r in table)
         with self._errors("write to"):
             sheets = self._sheet_list(refresh=True)
-            tab = next((s for s in sheets if s["title"] == FINDINGS_TAB), None)
+            tab = self._find(FINDINGS_TAB, sheets)  # "Policy Check" is the same tab, as Google says
             requests_: list[dict[str, Any]] = []
             if tab is None:
                 sheet_id = max((s["sheetId"] for s in sheets), default=0) + 1
