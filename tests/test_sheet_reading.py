@@ -528,3 +528,61 @@ def test_a_duplicated_header_stops_every_command_with_one_sentence(tmp_path):
     assert "Two columns hold Visit date: 'Visit date' in column J and 'Date' in column AR" in err
     with pytest.raises(HomevisitsError, match="Two columns hold Visit date"):
         run_check(path, "omg_education", NOW)
+
+
+# ---------------------------------------------------------------- item 5: a used range to row 1,048,576
+
+
+def with_rows_below(path: Path, xml_rows: str, last: int) -> Path:
+    """Add rows (as Excel writes them) after the log's last row, and say the used range ends at ``last``."""
+    temporary = path.with_suffix(".tmp.xlsx")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                text = data.decode()
+                text = re.sub(r'<dimension ref="A1:([A-Z]+)\d+"', rf'<dimension ref="A1:\g<1>{last}"', text)
+                text = text.replace("</sheetData>", xml_rows + "</sheetData>")
+                data = text.encode()
+            target.writestr(item, data)
+    temporary.replace(path)
+    return path
+
+
+def test_one_stray_cell_at_the_last_row_is_read_without_the_empty_million(tmp_path):
+    rows = [visit(n) for n in range(2, 8)]
+    path = write_workbook(tmp_path / "log.xlsx", rows, columns=ALL_HEADERS)
+    stray = '<row r="1048576"><c r="C1048576" t="inlineStr"><is><t>x</t></is></c></row>'
+    with_rows_below(path, stray, 1_048_576)
+    raw = read_excel(path)
+    assert len(raw.rows) == 1_048_576 and raw.rows[7:-1] == [[]] * (1_048_576 - 8)
+    assert raw.rows[-1][:3] == ["", "", "x"] or raw.rows[-1][2] == "x"
+    assert raw.notes == [
+        "The sheet's used range runs to row 1,048,576, but only 8 rows hold anything a person wrote: the other "
+        "1,048,568 (empty, or only tick-box defaults, 0 or formulas showing blank) were skipped. Delete the rows "
+        "below the log in the sheet to make it smaller."
+    ]
+    checked = run_check(path, "omg_education", NOW)
+    assert len(checked.visits) == 7 and checked.visits.frame["row"].tolist()[-1] == 1_048_576
+    assert {f.row for f in checked.findings if f.rule == "HV001"} == {1_048_576}  # the stray row is said
+    assert [f.message for f in checked.findings if f.rule == "HV029"] == raw.notes
+
+
+def test_tick_boxes_down_to_the_bottom_are_skipped_in_the_compact_read(tmp_path):
+    rows = [visit(n) for n in range(2, 6)]
+    path = write_workbook(tmp_path / "log.xlsx", rows, columns=ALL_HEADERS)
+    laptop, duration = letter("Laptop taken"), letter("Expected duration (mins)")
+    below = "".join(
+        f'<row r="{n}"><c r="{laptop}{n}" t="b"><v>0</v></c><c r="{duration}{n}"><v>0</v></c>'
+        f'<c r="A{n}" t="str"><f>IF(B{n}="","",B{n})</f><v></v></c></row>'
+        for n in range(6, 150_001)
+    )
+    error = f'<row r="150001"><c r="{letter("Learner name")}150001" t="e"><f>1/0</f><v>#DIV/0!</v></c></row>'
+    with_rows_below(path, below + error, 150_001)
+    checked = run_check(path, "omg_education", NOW)
+    assert checked.visits.frame["row"].tolist() == [2, 3, 4, 5, 150_001]
+    assert [(f.rule, f.row) for f in checked.findings if f.rule == "HV002"] == [("HV002", 150_001)]
+    [note] = [f.message for f in checked.findings if f.rule == "HV029"]
+    assert note.startswith("The sheet's used range runs to row 150,001, but only 6 rows hold anything")
+    # the school's workbook is read, never changed, and no copy is left anywhere near it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.xlsx"]
