@@ -271,12 +271,11 @@ def compact_copy(path: Path, title: str | None, folder: Path) -> tuple[Path, lis
                         number = _ROW_NUMBER.search(piece, at, opening)
                         last = int(number[1]) if number else last + 1
                         cells = piece[opening + 1 :]
-                        if (b"<v" in cells or b"<is" in cells or b":v>" in cells) and cells.count(
-                            b"<c "
-                        ) != cells.count(b't="b"'):
-                            if _is_content(cells, shared):
-                                kept.append(last)
-                                out.write(_renumber(piece[at:] + b"</row>", len(kept)))
+                        has_value = b"<v" in cells or b"<is" in cells or b":v>" in cells
+                        only_ticks = cells.count(b"<c ") == cells.count(b't="b"')
+                        if has_value and not only_ticks and _is_content(cells, shared):
+                            kept.append(last)
+                            out.write(_renumber(piece[at:] + b"</row>", len(kept)))
                     if not chunk:
                         last = _last_row_number(buffer, last)
                     if not chunk:  # what follows the cells (merged cells, formats...) is not needed to read
