@@ -586,3 +586,11 @@ def test_tick_boxes_down_to_the_bottom_are_skipped_in_the_compact_read(tmp_path)
     assert note.startswith("The sheet's used range runs to row 150,001, but only 6 rows hold anything")
     # the school's workbook is read, never changed, and no copy is left anywhere near it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.xlsx"]
+
+
+def test_a_cell_of_control_characters_only_stays_unreadable_never_blank():
+    column = cells.parse_cells("datetime", ["\x1b[2K\x1b[1A", None, "11:30"])
+    assert column.values == [None, None, dt.time(11, 30)]
+    assert column.problems == [
+        (0, "", "the cell holds only control characters, nothing that can be read"),
+    ]

@@ -728,7 +728,10 @@ def _guarded(parse: Callable[..., Parsed]) -> Callable[..., Parsed]:
                         f"the cell shows a formula error ({error}): correct the formula or type the value",
                     )
             if _UNPRINTABLE.search(raw):
-                raw = printable(raw)
+                cleaned = printable(raw)
+                if not cleaned.strip():  # never silently blank: the cell held something
+                    return None, "the cell holds only control characters, nothing that can be read"
+                raw = cleaned
         return parse(raw, date1904)
 
     return guarded

@@ -48,10 +48,13 @@ class Checked:
             )
 
     def report(self) -> Report:
+        from .cells import printable
         from .findings import Report
 
-        return Report(
-            source=self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})",
+        return Report(  # the spreadsheet's and tab's titles are the school's text too
+            source=printable(
+                self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})"
+            ),
             policy=self.policy.name,
             checked_at=self.now.isoformat(timespec="seconds"),
             rows=len(self.visits),
