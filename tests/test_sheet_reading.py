@@ -594,3 +594,21 @@ def test_a_cell_of_control_characters_only_stays_unreadable_never_blank():
     assert column.problems == [
         (0, "", "the cell holds only control characters, nothing that can be read"),
     ]
+
+
+LABELS = ["", "mum: ", "Mum - ", "M: ", "dad ", "(dad) ", "Carer: ", "mobile "]
+AFTER = ["", " (mum)", " mum", " - dad", " ext 123", " x45", " (work)"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.from_regex(r"07[1-57-9][0-9]{8}", fullmatch=True),
+    st.sampled_from(LABELS),
+    st.sampled_from(AFTER),
+    st.sampled_from(["{0} {1}", "{0}{1}", "{0} {1}".replace(" ", "  "), "+44 {0} {1}", "+44 (0){2} {1}"]),
+)
+def test_a_mobile_with_a_label_or_an_extension_reads_as_the_number(digits, label, after, layout):
+    written = layout.format(digits[:5], digits[5:], digits[1:5])
+    value, problem = cells.parse_one("phone", f"{label}{written}{after}")
+    assert (value, problem) == (f"{digits[:5]} {digits[5:]}", None)
+    assert tuple(getattr(value, "others", ())) == ()
