@@ -150,15 +150,19 @@ def used_rows(path: Path, title: str | None) -> int | None:
                 found = _DIMENSION.search(head)
                 if found:
                     return int(found[1])
-                if archive.getinfo(part).file_size < UNMEASURED_PART_BYTES:
+                size = archive.getinfo(part).file_size
+                if size < UNMEASURED_PART_BYTES:
                     return None
-                tail = head  # no <dimension> (some writers leave it out): the last row says it
-                while block := stream.read(1 << 20):
-                    tail = tail[-65536:] + block
+                # No <dimension> (some writers leave it out) and a large sheet: estimated from the size
+                # of its first rows, without reading the rest before calamine does.
+                head += stream.read(256 << 10)
     except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
         return None
-    rows = list(re.finditer(rb'<(?:\w+:)?row\b[^>]*?\br="(\d+)"', tail[-65536 - (1 << 20) :]))
-    return int(rows[-1][1]) if rows else None
+    start, end = head.find(b"<sheetData"), head.rfind(b"</row>")
+    rows = head.count(b"<row", max(start, 0), max(end, 0))
+    if start < 0 or rows < 20:
+        return None
+    return int(size * rows / (end - start))
 
 
 def _shared_strings(archive: zipfile.ZipFile) -> list[bytes]:
