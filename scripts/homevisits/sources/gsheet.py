@@ -173,6 +173,14 @@ class GoogleSheet:
                 self.name = f"Google Sheet '{title}'" if title else self.name
         return self._sheets
 
+    def spreadsheet_locale(self) -> str | None:
+        """The spreadsheet's locale (``en_GB``...): known after any metadata request, else one is made
+        (for check-setup; a read of a named worksheet stays a single request and does not ask)."""
+        if self.locale is None:
+            with self._errors("read"):
+                self._sheet_list(refresh=True)
+        return self.locale
+
     def _find(self, title: str | None, sheets: list[dict[str, Any]]) -> dict[str, Any] | None:
         if title is None:
             return sheets[0] if sheets else None
