@@ -283,6 +283,11 @@ def add_init_sheet(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         "header. On a log already in use only the missing columns are added, after the last one: nothing is "
         "moved, renamed or deleted. An .xlsx path that does not exist yet becomes a new workbook.",
     )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every column of the catalogue, not only those the policy uses",
+    )
     parser.set_defaults(run=run_init_sheet)
 
 
@@ -295,15 +300,27 @@ def run_init_sheet(args: argparse.Namespace) -> int:
             "init-sheet needs the sheet to set up: pass --source (an .xlsx path or a Google Sheet URL) or --config."
         )
     source = open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
-    setup = source.init_sheet()
+    from .policy import load_policy
+    from .schema import load_schema
+    from .sheet_setup import policy_fields
+
+    schema = load_schema()
+    policy = str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
+    fields = None if args.all else policy_fields(load_policy(policy), schema)
+    setup = source.init_sheet(schema, fields)
+    for header, name in setup.ask:
+        print(
+            f"Not added: {schema[name].header}. The sheet has '{header}', which looks like it; if it is, add "
+            f'under [columns] in the config: "{header}" = "{name}" (rename it otherwise, and run init-sheet again).'
+        )
     if setup.new_sheet:
         print(f"Set up {len(setup.add)} columns with dropdowns, formats and header notes.")
     elif setup.add:
         added = ", ".join(setup.added_headers)
         print(f"Added {len(setup.add)} missing column(s) after the last one: {added}.")
-    else:
-        print("The log already has every column: nothing changed.")
-    return 0
+    elif not setup.ask:
+        print("The log already has every column the policy uses: nothing changed.")
+    return 1 if setup.ask else 0
 
 
 def write_findings_tab(source, report) -> None:

@@ -1279,6 +1279,8 @@ def _dry_run(
     from .pipeline import load
 
     checked = load(config, now)
+    if "returns" in jobs:
+        checked.require_return_columns()  # never watch returns blind (issue 11, item 4)
     _nothing_to_do(checked, settings, jobs, out)
     if config.ledger_path.exists():
         with open_ledger(config.ledger_path, sender=settings.sender) as ledger:
@@ -1403,6 +1405,8 @@ def _run_locked(
 
     transport = mail.open_transport(config.mail, config.base_dir)  # settings checked before any read
     checked = load(config, now)
+    if "returns" in jobs:
+        checked.require_return_columns()  # never watch returns blind (issue 11, item 4)
     _nothing_to_do(checked, settings, jobs, err, returns=tuple(jobs) == ("returns",))
     if problem is None:
         ledger, trouble = open_or_recover(config.ledger_path, now, sender=settings.sender)
