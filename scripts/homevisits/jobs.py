@@ -492,7 +492,7 @@ def compose_alert(
         "escalation_steps": ctx.escalation,
         "clause": ctx.clause("HV022"),
         "staff_phone": _clean(visit.get("phone_taken")),
-        "other_phone": _clean(visit.get("phone_taken_other")),
+        "other_phone": _clean(visit.get("phone_taken_also")),
         "second_staff": _clean(visit.get("second_staff")),
         "line_manager": _clean(visit.get("line_manager")),
         "address": address or None,
