@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .a1 import column_letters as column_name
 from .cells import choice_lookup, printable
 from .errors import HomevisitsError
 
@@ -184,16 +185,6 @@ def map_headers(
     return HeaderMap(
         positions=positions, headers=headers, unmapped=unmapped, all_headers=all_headers, unplaced=unplaced
     )
-
-
-def column_name(index: int) -> str:
-    """0-based column index as the spreadsheet's letters: 0 -> A, 26 -> AA."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
 
 
 # The columns the safe-return loop cannot watch a visit without (issue 10's alert; rule HV022).
