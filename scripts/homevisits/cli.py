@@ -319,7 +319,8 @@ def run_init_sheet(args: argparse.Namespace) -> int:
         added = ", ".join(setup.added_headers)
         print(f"Added {len(setup.add)} missing column(s) after the last one: {added}.")
     elif not setup.ask:
-        print("The log already has every column the policy uses: nothing changed.")
+        which = "every column" if args.all else "every column the policy uses"
+        print(f"The log already has {which}: nothing changed.")
     return 1 if setup.ask else 0
 
 
