@@ -73,7 +73,9 @@ def new_document(title: str, subtitle: str, *, landscape: bool = False):
     line.add_run("{{ ref }}")
 
     footer = section.footer.paragraphs[0]
-    footer.add_run("{{ school }} · " + title + " · Visit {{ ref }} · filled in {{ now|uk_datetime }}").font.size = Pt(8)
+    footer.add_run(
+        "{{ school }} · " + title + " · Visit {{ ref }} · filled in {{ now|uk_datetime }}"
+    ).font.size = Pt(8)
     return document
 
 
@@ -354,7 +356,9 @@ def one_mat_appendix_2():
         ],
     )
     heading(document, "Signatures")
-    signatures(document, [("parent/carer", "{{ visit.parent_name }}"), ("member of staff", "{{ visit.lead_staff }}")])
+    signatures(
+        document, [("parent/carer", "{{ visit.parent_name }}"), ("member of staff", "{{ visit.lead_staff }}")]
+    )
     note(
         document,
         "Parent/Carer Copy: the duplicate stays in the Home Visit book held by the Attendance officer. "
@@ -401,7 +405,10 @@ def visit_record():
         document,
         [
             ("Outcome:", "{{ visit.outcome }}\n{{ blank }}"),
-            ("Cancellation reason (safety reasons go to the head teacher):", "{{ visit.cancellation_reason }}"),
+            (
+                "Cancellation reason (safety reasons go to the head teacher):",
+                "{{ visit.cancellation_reason }}",
+            ),
             ("Recorded on:", '{{ choices(["CPOMS", "MyConcern", "Bromcom", "Other"], visit.logged_on) }}'),
         ],
     )

@@ -225,7 +225,10 @@ def visit_fields() -> list[tuple[str, str, str]]:
 
 def placeholders() -> list[tuple[str, str]]:
     """Every placeholder and helper a Word (or HTML) form can use, with what it prints."""
-    rows = [(f"{{{{ visit.{name} }}}}", f"{header}: {help_}".rstrip(": ")) for name, header, help_ in visit_fields()]
+    rows = [
+        (f"{{{{ visit.{name} }}}}", f"{header}: {help_}".rstrip(": "))
+        for name, header, help_ in visit_fields()
+    ]
     rows += [(f"{{{{ {name} }}}}", what) for name, what in CONTEXT.items()]
     rows += [(name, what) for name, what in HELPERS.items()]
     return rows
@@ -245,7 +248,19 @@ def placeholder_table() -> str:
 def known_names() -> tuple[set[str], set[str]]:
     """(visit fields, top-level names) a template may use."""
     fields = {name for name, _, _ in visit_fields()} | {"row", "start_at", "return_due_at"}
-    top = {"visit", *CONTEXT, *EXTRA, *GLOBALS, "extra", "loop", "range", "dict", "lipsum", "cycler", "joiner"}
+    top = {
+        "visit",
+        *CONTEXT,
+        *EXTRA,
+        *GLOBALS,
+        "extra",
+        "loop",
+        "range",
+        "dict",
+        "lipsum",
+        "cycler",
+        "joiner",
+    }
     return fields, top
 
 
@@ -275,6 +290,27 @@ def word_template(form: str, template_dirs: Sequence[Path | str] | None = None) 
     if "/" in form or "\\" in form or any((d / f"{form}{HTML_SUFFIX}").is_file() for d in dirs):
         return None
     return next((d / f"{form}{SUFFIX}" for d in dirs if (d / f"{form}{SUFFIX}").is_file()), None)
+
+
+def check_form_names(
+    forms: Sequence[str], template_dirs: Sequence[Path | str] | None
+) -> dict[str, Path | None]:
+    """Each form's .docx (None for an HTML form, checked too); two forms may not share a file name."""
+    from .forms import _template
+
+    words: dict[str, Path | None] = {}
+    keys: dict[str, str] = {}
+    for form in forms:
+        words[form] = word_template(form, template_dirs)
+        if words[form] is None:
+            _template(form, template_dirs)
+        key = form_key(form)
+        if key in keys and keys[key] != form:  # their files (and PDFs) would overwrite each other
+            raise HomevisitsError(
+                f"The forms '{keys[key]}' and '{form}' would be written to the same file name: rename one of them."
+            )
+        keys[key] = form
+    return words
 
 
 def form_key(form: str) -> str:
@@ -344,6 +380,68 @@ def render_word(
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
+
+
+def template_title(form: str, template_dirs: Sequence[Path | str] | None = None) -> str:
+    """The title a Word form carries (its template's document title, else its file name in words)."""
+    from docx import Document
+
+    path = word_template(form, template_dirs)
+    if path is None:
+        raise HomevisitsError(f"'{form}' is not a Word form: name a .docx file.")
+    return form_title(path, Document(str(path)).core_properties.title)
+
+
+def word_documents(
+    forms: Sequence[str],
+    visit: Mapping[str, Any],
+    *,
+    school: str,
+    now: dt.datetime,
+    template_dirs: Sequence[Path | str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[tuple[tuple[str, bytes], ...], list[str], list[str]]:
+    """For a form email: ((.docx name, bytes)...), the forms' titles, and the PDF names that will go too."""
+    from . import word_pdf
+    from .forms import file_stem
+
+    stem = file_stem(visit_ref(visit))
+    documents = tuple(
+        (
+            f"{stem}-{form_key(form)}{SUFFIX}",
+            render_word(form, visit, school=school, now=now, template_dirs=template_dirs, extra=extra),
+        )
+        for form in forms
+    )
+    titles = [template_title(form, template_dirs) for form in forms]
+    pdfs = [name[: -len(SUFFIX)] + ".pdf" for name, _ in documents] if word_pdf.available() else []
+    return documents, titles, pdfs
+
+
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def word_attachments(documents: Iterable[tuple[str, bytes]], folder: Path) -> list[tuple[str, bytes, str]]:
+    """Each .docx, then its PDF when LibreOffice makes one. A PDF that fails leaves the .docx to go
+    alone, and the reason is printed (one line, the file name carries the visit ID only)."""
+    import sys
+
+    from . import word_pdf
+
+    attachments: list[tuple[str, bytes, str]] = []
+    for name, data in documents:
+        attachments.append((name, data, DOCX_TYPE))
+        if not word_pdf.available():
+            continue
+        docx = Path(folder) / name
+        docx.write_bytes(data)
+        try:
+            pdf = word_pdf.docx_to_pdf(docx, docx.with_suffix(".pdf"))
+        except word_pdf.WordPdfError as exc:
+            print(f"homevisits: {exc} The .docx goes without it.", file=sys.stderr, flush=True)
+            continue
+        attachments.append((pdf.name, pdf.read_bytes(), "application/pdf"))
+    return attachments
 
 
 def _set_properties(props: Any, *, ref: str, title: str, school: str, now: dt.datetime) -> None:
@@ -462,7 +560,9 @@ def _tags_in(where: str, runs: list[str]) -> tuple[list[Tag], list[Problem]]:
     rest = _TAG.sub(lambda m: " " * len(m.group(0)), text)
     for stray in _DELIMITER.finditer(rest):
         near = rest[max(0, stray.start() - 20) : stray.end() + 20].strip()
-        problems.append(Problem(where, f"'{stray.group(0)}' has no partner in the same paragraph, near '{near}'"))
+        problems.append(
+            Problem(where, f"'{stray.group(0)}' has no partner in the same paragraph, near '{near}'")
+        )
     return tags, problems
 
 
@@ -490,7 +590,11 @@ def _names(inner: str) -> list[tuple[str, str]]:
             continue
         if before[0] == jl.TOKEN_PIPE:
             found.append(("filter", value))
-        elif after[0] == jl.TOKEN_ASSIGN and i + 2 < len(tokens) and tokens[i - 1][0] in (jl.TOKEN_LPAREN, jl.TOKEN_COMMA):
+        elif (
+            after[0] == jl.TOKEN_ASSIGN
+            and i + 2 < len(tokens)
+            and tokens[i - 1][0] in (jl.TOKEN_LPAREN, jl.TOKEN_COMMA)
+        ):
             continue  # a keyword argument
         elif value == "visit" and after[0] == jl.TOKEN_DOT and i + 2 < len(tokens):
             found.append(("field", tokens[i + 2][1]))
@@ -512,7 +616,9 @@ def check_template(path: Path | str) -> TemplateCheck:
     try:
         document = Document(str(path))
     except Exception as exc:  # not a Word file, or a damaged one: one sentence, never a traceback
-        raise HomevisitsError(f"{path} is not a Word .docx file python-docx can open ({type(exc).__name__}).") from None
+        raise HomevisitsError(
+            f"{path} is not a Word .docx file python-docx can open ({type(exc).__name__})."
+        ) from None
     fields, top = known_names()
     tags: list[Tag] = []
     problems: list[Problem] = []
@@ -540,7 +646,11 @@ def check_template(path: Path | str) -> TemplateCheck:
                 if stack and stack[-1][0] == opener:
                     stack.pop()
                 else:
-                    open_ = f"{{% {stack[-1][0]} %}} from {stack[-1][1].where} is still open" if stack else "nothing is open"
+                    open_ = (
+                        f"{{% {stack[-1][0]} %}} from {stack[-1][1].where} is still open"
+                        if stack
+                        else "nothing is open"
+                    )
                     problems.append(Problem(tag.where, f"{tag.text} closes {{% {opener} %}} but {open_}"))
                     if stack and any(k == opener for k, _ in stack):
                         while stack and stack[-1][0] != opener:
@@ -572,16 +682,27 @@ def check_template(path: Path | str) -> TemplateCheck:
                 label = f"visit.{name}"
                 seen.setdefault(label, []).append(tag.where)
                 if SECRET.search(name):
-                    problems.append(Problem(tag.where, f"'{label}': the safe word is never printed on a form"))
+                    problems.append(
+                        Problem(tag.where, f"'{label}': the safe word is never printed on a form")
+                    )
                 elif name not in fields:
                     problems.append(Problem(tag.where, f"'{label}' is not a field{_closest(name, fields)}"))
             elif what == "filter":
                 if name not in environment().filters:
-                    problems.append(Problem(tag.where, f"'|{name}' is not a filter{_closest(name, environment().filters)}"))
+                    problems.append(
+                        Problem(
+                            tag.where, f"'|{name}' is not a filter{_closest(name, environment().filters)}"
+                        )
+                    )
             elif name not in local:
                 seen.setdefault(name, []).append(tag.where)
                 if name not in top:
-                    problems.append(Problem(tag.where, f"'{name}' is not a field{_closest(name, top | {f'visit.{f}' for f in fields})}"))
+                    problems.append(
+                        Problem(
+                            tag.where,
+                            f"'{name}' is not a field{_closest(name, top | {f'visit.{f}' for f in fields})}",
+                        )
+                    )
     for keyword, tag in stack:
         problems.append(Problem(tag.where, f"{tag.text} is never closed: add {{% end{keyword} %}} after it"))
     if not problems:
