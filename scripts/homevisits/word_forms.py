@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, TemplateSyntaxError, Undefined
+from jinja2 import Environment, TemplateSyntaxError
 from markupsafe import Markup, escape
 
 from .errors import HomevisitsError

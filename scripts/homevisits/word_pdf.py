@@ -7,6 +7,7 @@ Without LibreOffice the caller says so in one sentence and keeps the .docx.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -102,8 +103,6 @@ def docx_to_pdf(docx: Path, pdf: Path, *, timeout: float = TIMEOUT) -> Path:
 
 def _end(process: subprocess.Popen) -> None:
     """Stop a conversion that overran: its whole process group, then wait for it."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.communicate()
