@@ -686,7 +686,12 @@ def check_template(path: Path | str) -> TemplateCheck:
                         Problem(tag.where, f"'{label}': the safe word is never printed on a form")
                     )
                 elif name not in fields:
-                    problems.append(Problem(tag.where, f"'{label}' is not a field{_closest(name, fields)}"))
+                    problems.append(
+                        Problem(
+                            tag.where,
+                            f"'{label}' is not a field{_closest(label, {f'visit.{f}' for f in fields})}",
+                        )
+                    )
             elif what == "filter":
                 if name not in environment().filters:
                     problems.append(
