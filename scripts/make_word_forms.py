@@ -1,6 +1,7 @@
 """Build the bundled Word forms in templates/forms/*.docx from the seeds' own forms (python-docx).
 
-Run ``make word-forms`` (or ``.venv/bin/python scripts/make_word_forms.py``) after editing this file,
+Run ``make word-forms`` (or ``.venv/bin/python scripts/make_word_forms.py``) after editing this file
+(``--readme`` rewrites the README's table of placeholders from ``homevisits.word_forms``),
 check each with ``homevisits forms --check-template``, and commit the .docx files with it. Every label
 is the school's own wording (quoted facts from the policies in shared/seeds); every value is a
 placeholder from ``homevisits.word_forms.placeholders()``, each typed as one run so Word keeps it whole.
@@ -428,10 +429,28 @@ FORMS = {
 }
 
 
+README = OUT.parents[1] / "README.md"
+START, END = "<!-- word-placeholders:start -->\n", "\n<!-- word-placeholders:end -->"
+
+
+def write_readme_table(readme: Path = README) -> None:
+    """Put the placeholder table the code makes between the README's markers."""
+    from homevisits.word_forms import placeholder_table
+
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END.lstrip("\n"), 1)
+    readme.write_text(head + START + placeholder_table() + END + tail, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help="folder to write the .docx files to")
+    parser.add_argument("--readme", action="store_true", help="only rewrite the README's placeholder table")
     args = parser.parse_args(argv)
+    if args.readme:
+        write_readme_table()
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     for name, build in FORMS.items():
         path = args.out / name

@@ -156,8 +156,7 @@ FILTERS = {
     "yes_no": yes_no,
     "minutes": minutes,
     "joined": joined,
-    "tick": tick,
-    "choices": choices,
+    "tick": tick,  # visit.risk_level|tick("LOW")
     "yes_no_boxes": yes_no_boxes,
 }
 GLOBALS = {
@@ -203,9 +202,10 @@ CONTEXT = {
 EXTRA = ("copy", "signatures", "sent_at", "who_was_seen", "follow_up", "vulnerable_persons")
 HELPERS = {
     "blank": "a line to write on by hand (what any missing value prints as)",
-    "choices(options, selected)": "`☒ LOW   ☐ MEDIUM   ☐ HIGH`; also a filter: `visit.risk_level|choices([...])`",
-    "tick(selected, option)": "`☒` when `selected` is `option`, else `☐`",
-    "yes_no_boxes(value)": "`☒ YES   ☐ NO` from a yes/no column; both empty when the log does not say",
+    "choices(options, selected)": "`☒ LOW   ☐ MEDIUM   ☐ HIGH`: every option, the chosen one ticked",
+    "tick(selected, option)": "`☒` when `selected` is `option`, else `☐` (or `visit.risk_level|tick(\"LOW\")`)",
+    "yes_no_boxes(value)": "`☒ YES   ☐ NO` from a yes/no column, both empty when the log does not say "
+    "(or `|yes_no_boxes`)",
     "date_and_time(day, time)": "`Friday 3 April 2026 at 14:30`",
     "|uk_date": "`Friday 3 April 2026` (any date prints this way without it)",
     "|hhmm": "`14:30`, 24-hour, UK time",
