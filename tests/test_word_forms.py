@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from docx import Document
-from test_forms import FULL, NOW, read_visits, write_workbook
 
 from homevisits import cli, forms, word_forms, word_pdf
 from homevisits.errors import HomevisitsError
 from homevisits.policy import load_policy, policy_names
+from test_forms import FULL, NOW, read_visits, write_workbook
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = word_forms.word_forms()
@@ -182,7 +182,7 @@ def check(capsys, *paths: Path) -> tuple[int, str]:
 
 
 def test_the_bundled_word_forms_are_the_four_the_seeds_give():
-    assert BUNDLED == sorted(EXPECTED)
+    assert sorted(EXPECTED) == BUNDLED
 
 
 def test_the_generator_rebuilds_the_committed_forms_field_for_field(tmp_path):
@@ -220,7 +220,7 @@ def test_each_form_fills_in_for_each_profile_in_the_right_cells(visits, form, pr
     for label, value in expected:
         assert beside.get(label) == value, (label, beside.get(label))
     text = all_text(document)
-    assert title in text and f"Visit ID: HV-0042" in text and policy.name in text
+    assert title in text and "Visit ID: HV-0042" in text and policy.name in text
     for label in SEED_LABELS[form]:
         assert label in text, label
     assert "{{" not in text and "{%" not in text and "None" not in text.split()
@@ -543,7 +543,7 @@ def test_a_libreoffice_that_fails_is_one_sentence_with_its_exit_status(tmp_path,
     ):
         word_pdf.docx_to_pdf(docx, tmp_path / "x.pdf")
     monkeypatch.setenv("HOMEVISITS_SOFFICE", _fake_soffice(tmp_path, "exit 0"))
-    with pytest.raises(word_pdf.WordPdfError, match="exited without writing a PDF of x.docx"):
+    with pytest.raises(word_pdf.WordPdfError, match=r"exited without writing a PDF of x\.docx"):
         word_pdf.docx_to_pdf(docx, tmp_path / "x.pdf")
     assert not (tmp_path / "x.pdf").exists()
 

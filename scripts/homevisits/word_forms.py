@@ -173,10 +173,24 @@ def _finalize(value: Any) -> Any:
     return word_value(value)
 
 
+class _WordEnvironment(Environment):
+    """docxtpl compiles a form's XML afresh for every visit: the same XML is compiled once here."""
+
+    def from_string(self, source, globals=None, template_class=None):
+        if globals is not None or template_class is not None or not isinstance(source, str):
+            return super().from_string(source, globals, template_class)
+        return _compiled(self, source)
+
+
+@lru_cache(maxsize=64)
+def _compiled(env: Environment, source: str):
+    return Environment.from_string(env, source)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The Jinja environment for every Word form: autoescaped, values printed the school's way."""
-    env = Environment(autoescape=True, finalize=_finalize, auto_reload=False, cache_size=0)
+    env = _WordEnvironment(autoescape=True, finalize=_finalize, auto_reload=False, cache_size=0)
     env.filters.update(FILTERS)
     env.globals.update(GLOBALS)
     return env
@@ -203,7 +217,7 @@ EXTRA = ("copy", "signatures", "sent_at", "who_was_seen", "follow_up", "vulnerab
 HELPERS = {
     "blank": "a line to write on by hand (what any missing value prints as)",
     "choices(options, selected)": "`☒ LOW   ☐ MEDIUM   ☐ HIGH`: every option, the chosen one ticked",
-    "tick(selected, option)": "`☒` when `selected` is `option`, else `☐` (or `visit.risk_level|tick(\"LOW\")`)",
+    "tick(selected, option)": '`☒` when `selected` is `option`, else `☐` (or `visit.risk_level|tick("LOW")`)',
     "yes_no_boxes(value)": "`☒ YES   ☐ NO` from a yes/no column, both empty when the log does not say "
     "(or `|yes_no_boxes`)",
     "date_and_time(day, time)": "`Friday 3 April 2026 at 14:30`",
