@@ -636,7 +636,9 @@ def check_template(path: Path | str) -> TemplateCheck:
     fields, top = known_names()
     tags: list[Tag] = []
     problems: list[Problem] = []
+    order: dict[str, int] = {}
     for where, paragraph in _paragraphs(document):
+        order.setdefault(where, len(order))
         found, trouble = _tags_in(where, _runs(paragraph))
         tags += found
         problems += trouble
@@ -724,6 +726,7 @@ def check_template(path: Path | str) -> TemplateCheck:
                     )
     for keyword, tag in stack:
         problems.append(Problem(tag.where, f"{tag.text} is never closed: add {{% end{keyword} %}} after it"))
+    problems.sort(key=lambda problem: order.get(problem.where, len(order)))  # in the document's order
     if not problems:
         problems += _compile_problems(path)
     return TemplateCheck(path, tags, seen, problems)
