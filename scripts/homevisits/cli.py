@@ -233,7 +233,7 @@ def add_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
 
 
 def run_check_templates(paths: list[str]) -> int:
-    from .word_forms import check_report, check_template
+    from .word_check import check_report, check_template
 
     results = [check_template(Path(path).expanduser()) for path in paths]
     print("\n\n".join(check_report(result) for result in results))
