@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import zipfile
 from pathlib import Path
 
 from docx import Document
@@ -93,6 +94,13 @@ def note(document, text: str) -> None:
     run = paragraph.add_run(text)
     run.italic = True
     run.font.size = Pt(9)
+
+
+def only_if(document, condition: str, text: str) -> None:
+    """A bold line printed only when ``condition`` holds (docxtpl's ``{%p %}`` lines vanish when filled)."""
+    document.add_paragraph(f"{{%p if {condition} %}}")
+    document.add_paragraph().add_run(text).bold = True
+    document.add_paragraph("{%p endif %}")
 
 
 def _shade(cell, fill: str = "EEEEEE") -> None:
@@ -291,26 +299,23 @@ def one_mat_appendix_1():
         ],
         widths=(8.0, 17.6),
     )
-    paragraph = document.add_paragraph("{%p if not pair %}")
-    paragraph = document.add_paragraph()
-    paragraph.add_run(
-        "No second member of staff is recorded: home visits should be conducted in pairs."
-    ).bold = True
-    document.add_paragraph("{%p endif %}")
-    document.add_paragraph("{%p if evening %}")
-    paragraph = document.add_paragraph()
-    paragraph.add_run(
+    only_if(
+        document,
+        "not pair",
+        "No second member of staff is recorded: home visits should be conducted in pairs.",
+    )
+    only_if(
+        document,
+        "evening",
         "This visit runs after {{ evening_from|hhmm }}: it is strongly recommended that no one makes an "
-        "evening home visit."
-    ).bold = True
-    document.add_paragraph("{%p endif %}")
-    document.add_paragraph("{%p if animals is sameas true %}")
-    paragraph = document.add_paragraph()
-    paragraph.add_run(
+        "evening home visit.",
+    )
+    only_if(
+        document,
+        "animals is sameas true",
         "A dangerous animal is recorded at this address: ask for it to be kept in another room; "
-        "no animals in the room where the meeting takes place."
-    ).bold = True
-    document.add_paragraph("{%p endif %}")
+        "no animals in the room where the meeting takes place.",
+    )
     grid(
         document,
         ["Hazards", "People", "Severity of harm", "Likelihood", "Risk Level", "Controls"],
@@ -429,6 +434,17 @@ FORMS = {
 }
 
 
+def _fix_zip_times(path: Path) -> None:
+    """The same forms make the same bytes: every part of the .docx gets the fixed time stamp."""
+    with zipfile.ZipFile(path) as archive:
+        parts = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts:
+            archive.writestr(
+                zipfile.ZipInfo(name, date_time=STAMP.timetuple()[:6]), data, zipfile.ZIP_DEFLATED
+            )
+
+
 README = OUT.parents[1] / "README.md"
 START, END = "<!-- word-placeholders:start -->\n", "\n<!-- word-placeholders:end -->"
 
@@ -455,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, build in FORMS.items():
         path = args.out / name
         build().save(str(path))
+        _fix_zip_times(path)
         print(path)
     return 0
 
