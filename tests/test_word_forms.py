@@ -650,3 +650,24 @@ def test_without_libreoffice_the_form_email_carries_the_docx_alone(tmp_path, mon
         assert "The Word form is attached too (V1-one_mat_appendix_2_parent_copy.docx)" in body(
             only(server, "form", "V1")
         )
+
+
+def test_a_word_form_in_the_configs_template_dir_is_found_by_its_name(tmp_path, capsys):
+    (tmp_path / "my_forms").mkdir()
+    _own_template(tmp_path / "my_forms" / "our_visit_form.docx")
+    profile = (ROOT / "policies" / "omg_education.toml").read_text(encoding="utf-8")
+    profile = profile.replace('forms = ["risk_assessment"]', 'forms = ["risk_assessment", "our_visit_form"]')
+    (tmp_path / "ours.toml").write_text(profile, encoding="utf-8")
+    write_workbook(tmp_path / "log.xlsx", [FULL])
+    config = tmp_path / "homevisits.toml"
+    config.write_text(
+        'policy = "ours.toml"\n[source]\npath = "log.xlsx"\n[forms]\ntemplate_dir = "my_forms"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    assert forms_command(config, out) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "HV-0042-our_visit_form.docx",
+        "HV-0042-risk_assessment.html",
+    ]
+    assert cells_beside(Document(str(out / "HV-0042-our_visit_form.docx")))["Pupil"] == "Ava Example"

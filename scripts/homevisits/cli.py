@@ -281,7 +281,9 @@ def run_forms(args: argparse.Namespace) -> int:
         school=config.school or policy.name,
         now=now,
         pdf=args.pdf,
-        template_dirs=policy_template_dirs(policy),
+        template_dirs=policy_template_dirs(
+            policy, config.forms.get("template_dir") and config.resolve(config.forms["template_dir"])
+        ),
         extra=form_settings(policy, config.forms),
         progress=True,
     )

@@ -366,10 +366,11 @@ def file_stem(ref: str) -> str:
     return _UNSAFE_FILE_CHARS.sub("_", ref).strip("._") or "visit"
 
 
-def policy_template_dirs(policy: Any) -> list[Path] | None:
-    """Where a profile's forms are looked for: its ``template_dir``, then its own folder (for a .docx
-    path written relative to the profile); the bundled forms always come last."""
-    dirs = [Path(d) for d in (getattr(policy, "template_dir", None),) if d]
+def policy_template_dirs(policy: Any, config_dir: Path | str | None = None) -> list[Path] | None:
+    """Where a profile's forms are looked for: the config's ``[forms] template_dir`` (resolved by the
+    caller), the profile's ``template_dir``, then the profile's own folder (for a .docx path written
+    relative to the profile); the bundled forms always come last."""
+    dirs = [Path(d) for d in (config_dir, getattr(policy, "template_dir", None)) if d]
     path = getattr(policy, "path", None)
     if path is not None and Path(path).parent.resolve() != (ROOT / "policies").resolve():
         dirs.append(Path(path).parent)
@@ -485,7 +486,7 @@ def form_settings(policy: Any, config_forms: Mapping[str, Any] | None = None) ->
 
     ``sent_to`` is the name before the comma in the profile's ``forms_to_label`` ("Jamal Miah, safeguarding
     contact"); ``evening_from`` is the end of office hours in rule HV011; any other ``[forms]`` key but
-    ``out`` and ``window_days`` is passed to the templates as is (``sent_to``, ``copy``, ``signatures``...).
+    ``out``, ``window_days`` and ``template_dir`` is passed to the templates as is (``sent_to``, ``copy``, ``signatures``...).
     """
     settings: dict[str, Any] = {}
     label = getattr(policy, "forms_to_label", None) or _profile_value(policy, "forms_to_label")
@@ -496,7 +497,7 @@ def form_settings(policy: Any, config_forms: Mapping[str, Any] | None = None) ->
         with contextlib.suppress(ValueError):
             settings["evening_from"] = dt.time.fromisoformat(str(office_end))
     for key, value in (config_forms or {}).items():
-        if key not in ("out", "window_days"):
+        if key not in ("out", "window_days", "template_dir"):
             settings[key] = value
     return settings
 

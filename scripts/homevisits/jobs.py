@@ -109,8 +109,14 @@ def settings_from(config: Config) -> Settings:
         sender=mail.addr_spec(str(mail_cfg.get("from") or "")) or FALLBACK_SENDER,
         school=config.school,
         timezone=config.timezone,
-        forms=dict(config.forms or {}),
+        forms={**(config.forms or {}), **_resolved_template_dir(config)},
     )
+
+
+def _resolved_template_dir(config: Config) -> dict[str, str]:
+    """``[forms] template_dir`` as a path from the config's folder (the forms are looked for there first)."""
+    folder = (config.forms or {}).get("template_dir")
+    return {"template_dir": str(config.resolve(folder))} if folder else {}
 
 
 def deadline_hours(policy: Policy) -> float:
@@ -341,7 +347,7 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
     from .word_forms import check_form_names, word_documents
 
     visit_id = str(visit["visit_id"])
-    template_dirs = policy_template_dirs(ctx.policy)
+    template_dirs = policy_template_dirs(ctx.policy, ctx.settings.forms.get("template_dir"))
     extra = form_settings(ctx.policy, ctx.settings.forms)
     school = ctx.settings.school or ctx.policy.name
     chosen = ctx.policy.forms or ["generic"]
