@@ -446,6 +446,8 @@ def test_check_template_on_a_file_that_is_not_word_is_one_sentence(tmp_path, cap
     assert cli.main(["forms", "--check-template", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("homevisits: ") and "is not a Word .docx file" in err and "Traceback" not in err
+    assert cli.main(["forms", "--check-template", str(tmp_path / "nowhere.docx")]) == 2
+    assert f"There is no file {tmp_path / 'nowhere.docx'}" in capsys.readouterr().err
 
 
 def test_rendering_a_broken_template_is_one_sentence_naming_check_template(tmp_path, visits):

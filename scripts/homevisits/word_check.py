@@ -174,6 +174,8 @@ def check_template(path: Path | str) -> TemplateCheck:
     from docx import Document
 
     path = Path(path)
+    if not path.is_file():
+        raise HomevisitsError(f"There is no file {path}: give the path of the Word form (.docx) to check.")
     try:
         document = Document(str(path))
     except Exception as exc:  # not a Word file, or a damaged one: one sentence, never a traceback
