@@ -148,6 +148,7 @@ def fields(document, rows: list[tuple[str, str]], widths: tuple[float, float] = 
 def grid(document, header: list[str], rows: list[list[str]], widths: list[float]) -> None:
     table = document.add_table(rows=1, cols=len(header))
     table.style = "Table Grid"
+    table.alignment = WD_TABLE_ALIGNMENT.CENTER
     for cell, text in zip(table.rows[0].cells, header, strict=True):
         _write(cell, text, bold=True)
         _shade(cell)
@@ -161,6 +162,7 @@ def signatures(document, people: list[tuple[str, str]]) -> None:
     """Signature, printed name and date for each person, with room to sign."""
     table = document.add_table(rows=0, cols=3)
     table.style = "Table Grid"
+    table.alignment = WD_TABLE_ALIGNMENT.CENTER
     for who, name in people:
         cells = table.add_row().cells
         _write(cells[0], f"Signature of {who}:\n\n")
