@@ -673,3 +673,36 @@ def test_a_word_form_in_the_configs_template_dir_is_found_by_its_name(tmp_path, 
         "HV-0042-risk_assessment.html",
     ]
     assert cells_beside(Document(str(out / "HV-0042-our_visit_form.docx")))["Pupil"] == "Ava Example"
+
+
+def test_a_schools_template_properties_never_carry_a_name_into_the_filled_form(tmp_path, visits):
+    """Whatever the template's own properties hold (docxtpl fills them in like the body), the filled
+    file's hold the visit ID, the form's title and the school."""
+    path = _own_template(tmp_path / "ours.docx")
+    document = Document(str(path))
+    props = document.core_properties
+    props.title, props.subject, props.language = (
+        "{{ visit.learner_name }}",
+        "{{ visit.parent_name }}",
+        "{{ ref }}",
+    )
+    props.author, props.comments, props.keywords = "Jo Teacher", "{{ visit.address }}", "Ava"
+    for part in document.part.package.parts:
+        if str(part.partname) == "/docProps/app.xml":
+            part._blob = part.blob.replace(b"</Properties>", b"<Manager>Max Manager</Manager></Properties>")
+    document.save(str(path))
+    data = word_forms.render_word(str(path), visits.record(0), school="Example Academy", now=NOW)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        meta = "".join(
+            archive.read(n).decode()
+            for n in archive.namelist()
+            if n.startswith("docProps/") and n.endswith(".xml")
+        )
+    for name in ("Ava", "Sam Example", "Jo Teacher", "Max Manager", "Test Street", "HV-0042</dc:language"):
+        assert name not in meta, name
+    filled = Document(io.BytesIO(data)).core_properties
+    assert (filled.title, filled.author, filled.language) == (
+        "HV-0042 – Home visit form",
+        "Example Academy",
+        "",
+    )

@@ -354,7 +354,9 @@ def render_word(
     if path is None:
         raise HomevisitsError(f"'{form}' is not a Word form: name a .docx file.")
     document = DocxTemplate(path)
-    title = form_title(path, document.get_docx().core_properties.title)
+    original = document.get_docx().core_properties
+    title = form_title(path, original.title)
+    language = original.language if _LANGUAGE.match(original.language or "") else ""
     context = word_context(visit, school=school, now=now, form=form, extra=extra)
     try:
         document.render(context, jinja_env=environment(), autoescape=True)
@@ -363,7 +365,10 @@ def render_word(
             f"The Word form {path.name} has a broken tag ({exc.message}): run "
             f"'homevisits forms --check-template {path}' to see where."
         ) from None
-    _set_properties(document.docx.core_properties, ref=visit_ref(visit), title=title, school=school, now=now)
+    props = document.docx.core_properties
+    _set_properties(props, ref=visit_ref(visit), title=title, school=school, now=now)
+    props.language = language  # as the template had it, never a placeholder docxtpl filled in
+    _clear_manager(document.docx)
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
@@ -442,3 +447,14 @@ def _set_properties(props: Any, *, ref: str, title: str, school: str, now: dt.da
     props.created = stamp
     props.modified = stamp
     props.revision = 1
+
+
+_LANGUAGE = re.compile(r"^(?:[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)?$")  # en-GB, cy; never "{{ ... }}"
+_MANAGER = re.compile(rb"<Manager>.*?</Manager>", re.DOTALL)
+
+
+def _clear_manager(document: Any) -> None:
+    """The extended properties' Manager (a person's name in a school's template) is emptied."""
+    for part in document.part.package.parts:
+        if str(part.partname) == "/docProps/app.xml" and b"<Manager>" in part.blob:
+            part._blob = _MANAGER.sub(b"<Manager></Manager>", part.blob)
