@@ -103,7 +103,7 @@ def main() -> None:
         f"Google Sheets requests on a {figures['rows']:,}-row log (loopback stand-in, real gspread client):"
     )
     lines = [
-        ("validate (reads the whole sheet)", figures["validate_requests"], "target 1"),
+        ("validate (the whole sheet, and its locale)", figures["validate_requests"], "target 2"),
         (
             f"write-back of {figures['cells_written']} scattered cells",
             figures["writeback_requests"],

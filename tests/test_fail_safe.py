@@ -392,7 +392,7 @@ def test_a_live_visit_past_its_latest_due_time_is_back_or_alerted(start, expecte
     back = False
     if returned[:2].isdigit() and returned.count(":") == 1 and len(returned) == 5:
         start_ok = start[:2].isdigit() and start.count(":") == 1 and len(start) == 5
-        back = (returned >= start if start_ok else returned > "00:00") and returned <= "23:30"
+        back = (returned > start if start_ok else returned > "00:00") and returned <= "23:30"
     assert alerted != back, (start, expected, duration, returned)
 
 

@@ -276,18 +276,16 @@ def test_a_us_locale_sheet_is_a_finding_with_the_fix_and_what_it_did_to_dates(ap
     assert "properties.locale" in meta.query["fields"][0]
 
 
-def test_a_named_worksheet_is_read_in_one_request_and_the_locale_asked_separately(api, tmp_path):
+def test_a_named_worksheet_is_read_with_its_locale_and_a_us_sheet_is_a_finding(api, tmp_path):
     api.add_book(KEY, {TAB: grid_of([visit(2)])}, locale="en_US")
     sheet = GoogleSheet(KEY, TAB, api.service_account_file(tmp_path), endpoint=api.url)
-    assert sheet.read().locale is None  # the one values request of the read cannot carry it
-    assert api.sheets_counts() == {"values.get": 1}
-    assert sheet.spreadsheet_locale() == "en_US"
-    assert sheet.spreadsheet_locale() == "en_US"  # asked once
+    assert sheet.read().locale == "en_US"  # the values, and one metadata request for the locale
     assert api.sheets_counts() == {"values.get": 1, "metadata": 1}
-    assert sheet.read().locale == "en_US"  # and every read after it carries it
-    api.books[KEY].locale = "en_GB"
-    checked = load(google_config(api, tmp_path), NOW)  # a fresh run of a named worksheet: not known
-    assert [f for f in checked.findings if f.rule == "HV030"] == []
+    assert sheet.spreadsheet_locale() == "en_US"  # known: not asked again
+    assert sheet.read().locale == "en_US"
+    assert api.sheets_counts() == {"values.get": 2, "metadata": 1}
+    checked = load(google_config(api, tmp_path), NOW)  # a fresh run of a named worksheet: HV030 says so
+    assert [f.rule for f in checked.findings if f.rule == "HV030"] == ["HV030"]
 
 
 def test_a_uk_locale_sheet_has_no_locale_finding(api, tmp_path):

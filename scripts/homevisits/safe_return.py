@@ -8,7 +8,7 @@ safe return or an alert.
   longest visit); else the start plus a plausible Expected duration (up to the longest visit); else the
   start plus the longest visit (``max_visit_minutes``); else, with no readable start either, the visit
   day at ``day_end``. Every fallback says why, naming what the cells hold.
-- **Back** is a Returned safely at that reads as a time not after now and not before the start. Words,
+- **Back** is a Returned safely at that reads as a time not after now and after the start. Words,
   ``0``, a time still to come or a time before the start are not a return: the alert says what the
   cell holds.
 
@@ -189,7 +189,7 @@ class Back:
     due: DueBack
     now: int
     returned: np.ndarray  # UTC nanoseconds as read (a time before a next-day start moved on a day)
-    confirmed: np.ndarray  # a readable return, not after now, not before the start
+    confirmed: np.ndarray  # a readable return, not after now, after the start
 
     def doubt(self, position: int, cells: Cells | None = None) -> str | None:
         """Why Returned safely at does not count as a return, in one sentence; None when blank."""
@@ -205,6 +205,8 @@ class Back:
         if returned > self.now:
             return f"{header} reads {shown}, which is still to come: treated as not back."
         start = self.due.start[position]
+        if start != NAT and returned == start:
+            return f"{header} reads {shown}, the time the visit started: treated as not back."
         if start != NAT:
             return (
                 f"{header} reads {shown}, before the visit started at {_hhmm(start, visits)}: "
@@ -224,7 +226,7 @@ def back(visits: Visits, due: DueBack, now: dt.datetime) -> Back:
     returned = np.where(rolled, returned + DAY, returned)
     midnight = _i8(localise(frame["visit_date"], visits.tz))
     after_start = np.where(
-        _known(start), returned >= start, np.where(_known(midnight), returned > midnight, True)
+        _known(start), returned > start, np.where(_known(midnight), returned > midnight, True)
     )
     confirmed = _known(returned) & (returned <= moment) & after_start
     confirmed &= ~visits.unreadable("returned_at")

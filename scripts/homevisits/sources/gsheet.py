@@ -174,8 +174,7 @@ class GoogleSheet:
         return self._sheets
 
     def spreadsheet_locale(self) -> str | None:
-        """The spreadsheet's locale (``en_GB``...): known after any metadata request, else one is made
-        (for check-setup; a read of a named worksheet stays a single request and does not ask)."""
+        """The spreadsheet's locale (``en_GB``...): known after any read, else one metadata request."""
         if self.locale is None:
             with self._errors("read"):
                 self._sheet_list(refresh=True)
@@ -193,7 +192,8 @@ class GoogleSheet:
     # ------------------------------------------------------------ read
 
     def read(self) -> RawSheet:
-        """The whole worksheet in one request (two more only to find a misspelt or unnamed worksheet)."""
+        """The whole worksheet in one request, and the spreadsheet's locale in one metadata request (which
+        also lists the worksheets, so a misspelt or unnamed one costs one more read at most)."""
         with self._errors("read"):
             title = self.worksheet
             if title is None:
@@ -212,6 +212,8 @@ class GoogleSheet:
                     ) from exc
                 title = found["title"]
                 data = self.http.values_get(self.key, quote_title(title), params=dict(READ_PARAMS))
+            if self.locale is None:  # one metadata request: a US-locale sheet stores 03/04 as 4 March (HV030)
+                self._sheet_list()
         rows = [list(cells) for cells in data.get("values", [])]  # cells.parse_text undoes the neutraliser
         titles = [s["title"] for s in self._sheets] if self._sheets else [title]
         self.snapshot = RawSheet(
