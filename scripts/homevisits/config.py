@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HomevisitsError
+from .settings import Typed, load_typed, unknown_key
 
 CONFIG_NAME = "homevisits.toml"
 CONFIG_ENV = "HOMEVISITS_CONFIG"
@@ -34,6 +35,7 @@ class Config:
     forms: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     demo: bool = False  # the bundled demo: builds its workbook when missing, writes under demo/
+    typed: Typed = field(default_factory=Typed)  # every table checked and typed (settings.py)
 
     def resolve(self, value: str | os.PathLike[str]) -> Path:
         path = Path(value).expanduser()
@@ -80,12 +82,9 @@ def load_config(explicit: str | None = None) -> Config:
 
 def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
     where = path.name if path else "the config"
-    unknown = sorted(set(data) - set(TOP_LEVEL))
-    if unknown:
-        raise HomevisitsError(
-            f"{where} has unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-            f"the settings are {', '.join(TOP_LEVEL)} (see homevisits.example.toml)."
-        )
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise unknown_key(where, key, TOP_LEVEL)
     for name in SECTIONS:
         if name in data and not isinstance(data[name], dict):
             raise HomevisitsError(f"In {where}, [{name}] must be a table of settings, not a single value.")
@@ -102,11 +101,13 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
         raise HomevisitsError(
             f'In {where}, [columns] maps your header to a field name, e.g. "Date of visit" = "visit_date".'
         )
-    for key in ("policy", "timezone", "school"):
+    for key in ("policy", "timezone"):
         if key in data and not isinstance(data[key], str):
             raise HomevisitsError(f'In {where}, {key} must be text in quotes, e.g. {key} = "...".')
+    typed = load_typed(data, where)
     base = path.resolve().parent if path else Path.cwd()
-    config = Config(path=path, base_dir=base, **{k: data[k] for k in TOP_LEVEL if k in data})
+    values = {k: data[k] for k in TOP_LEVEL if k in data and k != "school"}
+    config = Config(path=path, base_dir=base, school=typed.school.name, typed=typed, **values)
     check_timezone(config.timezone)
     return config
 
