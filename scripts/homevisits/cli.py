@@ -37,20 +37,44 @@ def common_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--policy", metavar="NAME|PATH", help="policy profile: a name in policies/ or a .toml file"
     )
-    group.add_argument("--now", metavar="ISO", help="check as if it were this time, e.g. 2026-11-23T09:00")
+    group.add_argument(
+        "--now",
+        metavar="ISO",
+        help="check as if it were this time, e.g. 2026-11-23T09:00 (sending commands only rehearse: nothing is sent)",
+    )
+    group.add_argument(
+        "--demo",
+        action="store_true",
+        help="the bundled demo: invented visits in demo/, whatever homevisits.toml or $HOMEVISITS_CONFIG say",
+    )
     return common
+
+
+DEMO_FALLBACK = (
+    "DEMO DATA: there is no homevisits.toml here and no --source, so this is the invented demo workbook "
+    "{workbook}; run homevisits init to set up your school."
+)
 
 
 def settings(args: argparse.Namespace):
     """The config with command-line overrides applied, and the moment of the check."""
     from zoneinfo import ZoneInfo
 
-    from .config import load_config
+    from .config import demo_config, load_config
     from .pipeline import apply_overrides, parse_now
 
-    config = apply_overrides(
-        load_config(args.config), source=args.source, worksheet=args.worksheet, policy=args.policy
-    )
+    if getattr(args, "demo", False):
+        if args.config or args.source:
+            raise HomevisitsError(
+                "--demo uses the bundled demo workbook and settings: leave out --config and --source, "
+                "or leave out --demo to check your own sheet."
+            )
+        config = demo_config()
+    else:
+        config = load_config(args.config)
+    config = apply_overrides(config, source=args.source, worksheet=args.worksheet, policy=args.policy)
+    if config.demo and not getattr(args, "demo", False):
+        print(f"homevisits: {DEMO_FALLBACK.format(workbook=config.source.get('path'))}", file=sys.stderr)
     return config, parse_now(args.now, ZoneInfo(config.timezone))
 
 
@@ -95,7 +119,8 @@ def add_validate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     parser.add_argument(
         "--format",
         choices=("text", "json", "html"),
-        help="text (default on a terminal), json (default otherwise) or html",
+        help="text (the default, also in cron logs and pipes), json or html; with --output FILE.json or "
+        "FILE.html, the file's suffix",
     )
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of the screen")
     parser.add_argument(
@@ -114,7 +139,8 @@ def run_validate(args: argparse.Namespace) -> int:
     checked = load(config, now)
     keep_until_exit(checked)
     report = checked.report()
-    fmt = args.format or ("text" if sys.stdout.isatty() and not args.output else "json")
+    suffix = Path(args.output).suffix.lower() if args.output else ""
+    fmt = args.format or {".json": "json", ".html": "html", ".htm": "html"}.get(suffix, "text")
     if fmt == "text":
         text = to_text(report)
     elif fmt == "json":
@@ -176,7 +202,7 @@ def run_report(args: argparse.Namespace) -> int:
         deadline_hours=float(policy.param("HV009", "deadline_hours", 24)),
         grace_minutes=float(grace),
         rule_titles=rule_titles(),
-        policy=policy.name,
+        policy=f"DEMO DATA (invented visits): {policy.name}" if config.demo else policy.name,
     )
     out_dir = (
         Path(args.out).expanduser() if args.out else config.resolve(config.report.get("out", "state/reports"))
@@ -269,6 +295,42 @@ def run_forms(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- init
+
+
+def add_init(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "init",
+        help="write a starter homevisits.toml from the documented example",
+        description="Write homevisits.toml (or --config FILE) from homevisits.example.toml, every key documented; "
+        "--policy and --source fill in those two. An existing file is never overwritten.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="where to write it (default: ./homevisits.toml)")
+    parser.add_argument("--policy", metavar="NAME|PATH", help="the policy profile to start from")
+    parser.add_argument(
+        "--source", metavar="PATH|URL", help="the log: an .xlsx workbook, or a Google Sheet URL"
+    )
+    parser.set_defaults(run=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from .config import CONFIG_NAME, starter_config
+
+    target = Path(args.config or CONFIG_NAME).expanduser()
+    if target.exists():
+        raise HomevisitsError(
+            f"{target} already exists and is left as it is: edit it, or pass --config NEW_FILE to write another."
+        )
+    text = starter_config(policy=args.policy, source=args.source)
+    try:
+        with target.open("x", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise HomevisitsError(f"Could not write {target} ({exc.strerror or exc}).") from exc
+    print(f"Wrote {target}. Set policy, [source] and [mail] in it, then run: homevisits check-setup")
+    return 0
+
+
 # ---------------------------------------------------------------- init-sheet (and the "Policy check" tab)
 
 
@@ -320,6 +382,7 @@ def _job_parser(
     sub: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str, help: str, description: str
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, parents=[common], help=help, description=description)
+    parser.set_defaults(command=name)
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -328,11 +391,28 @@ def _job_parser(
     return parser
 
 
+SEND_AT_NOW_ENV = "HOMEVISITS_SEND_AT_NOW"  # tests only: =1 lets --now really send, on a fake clock
+
+
 def run_jobs(args: argparse.Namespace, jobs: tuple[str, ...]) -> int:
+    from .config import find_config
     from .jobs import run
 
+    if not args.demo and find_config(args.config) is None:
+        raise HomevisitsError(
+            f"{args.command} needs your school's settings and there is no homevisits.toml here: run "
+            "homevisits init to write one (or pass --config FILE); it never sends from the demo workbook "
+            "(homevisits --demo or make demo shows that on invented data)."
+        )
     config, now = settings(args)
-    return run(config, now, jobs, dry_run=args.dry_run)
+    rehearsal = args.now is not None and os.environ.get(SEND_AT_NOW_ENV) != "1"
+    if rehearsal and not args.dry_run:
+        print(
+            f"homevisits: --now {args.now} is a rehearsal: nothing is sent and nothing is written to the sheet "
+            "or the ledger; this is what a run at that moment would send.",
+            file=sys.stderr,
+        )
+    return run(config, now, jobs, dry_run=args.dry_run or rehearsal)
 
 
 def add_send_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -388,6 +468,7 @@ def run_run_scheduled(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
+    add_init,
     add_validate,
     add_report,
     add_forms,

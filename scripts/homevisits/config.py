@@ -121,6 +121,33 @@ def check_timezone(name: str) -> None:
         raise HomevisitsError(f"'{name}' is not a time zone: use timezone = \"Europe/London\".") from exc
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "homevisits.example.toml"
+
+
+def starter_config(policy: str | None = None, source: str | None = None) -> str:
+    """homevisits.example.toml as a school's first homevisits.toml, with their policy and sheet if given."""
+    import json
+    import re
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    if policy:
+        text = re.sub(r'(?m)^policy = "[^"]*"', lambda _: f"policy = {json.dumps(policy)}", text, count=1)
+    if source:
+        from .pipeline import is_spreadsheet
+
+        if is_spreadsheet(source):
+            text = re.sub(r'(?m)^path = "[^"]*"', lambda _: '# path = "..."', text, count=1)
+            text = re.sub(
+                r'(?m)^# spreadsheet = "[^"]*"',
+                lambda _: f"spreadsheet = {json.dumps(source)}",
+                text,
+                count=1,
+            )
+        else:
+            text = re.sub(r'(?m)^path = "[^"]*"', lambda _: f"path = {json.dumps(source)}", text, count=1)
+    return text
+
+
 DEMO_WORKBOOK = "demo/home_visits.xlsx"
 
 
@@ -131,7 +158,7 @@ def demo_config() -> Config:
         base_dir=Path.cwd(),
         demo=True,
         policy="omg_education",
-        school="Demo College (invented data)",
+        school="DEMO DATA: Demo College (invented visits)",
         source={"path": DEMO_WORKBOOK, "worksheet": "Home Visits"},
         mail={
             "transport": "outbox",

@@ -37,8 +37,9 @@ class Checked:
     def report(self) -> Report:
         from .findings import Report
 
+        source = self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})"
         return Report(
-            source=self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})",
+            source=f"DEMO DATA, invented visits: {source}" if self.config.demo else source,
             policy=self.policy.name,
             checked_at=self.now.isoformat(timespec="seconds"),
             rows=len(self.visits),
