@@ -141,20 +141,120 @@ def run_validate(args: argparse.Namespace) -> int:
     report = checked.report()
     suffix = Path(args.output).suffix.lower() if args.output else ""
     fmt = args.format or {".json": "json", ".html": "html", ".htm": "html"}.get(suffix, "text")
+    job = scheduled_job(config, now)
     if fmt == "text":
         text = to_text(report)
+        if job:
+            text += f"\n{'' if job[0] else 'WARNING: '}{job[1]}\n"
     elif fmt == "json":
         text = json_chunks(report)
     else:
         from .reports import validation_page
         from .rules import rule_titles
 
-        text = validation_page(report, visits=checked.visits, rule_titles=rule_titles())
+        notes = [(job[0], job[1] if job[0] else f"Warning: {job[1]}")] if job else []
+        text = validation_page(report, visits=checked.visits, rule_titles=rule_titles(), notes=notes)
     with bulk_work():
         write_output(text, args.output)
     if args.write_findings:
         write_findings_tab(checked.source, report)
     return exit_status(report.findings)
+
+
+def scheduled_job(config, now, *, demo: bool = False) -> tuple[bool, str] | None:
+    """(fine, sentence) on when run-scheduled last ran: for a school's own config (and the demo's if asked)."""
+    if config.path is None and not (demo and config.demo):
+        return None
+    from zoneinfo import ZoneInfo
+
+    from . import heartbeat
+
+    return heartbeat.describe(heartbeat.read(config.state_dir), now, ZoneInfo(config.timezone))
+
+
+# ---------------------------------------------------------------- status
+
+
+def add_status(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "status",
+        parents=[common],
+        help="when the scheduled job last ran, and what the ledger still holds",
+        description="Say when run-scheduled last ran (a warning when more than 15 minutes ago) and how many "
+        "messages the ledger holds as queued or refused. Exit status 1 when the job is not running.",
+    )
+    parser.set_defaults(run=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    config, now = settings(args)
+    if config.path is None and not config.demo:
+        raise HomevisitsError(
+            "status needs your school's settings: pass --config FILE or run homevisits init."
+        )
+    fine, sentence = scheduled_job(config, now, demo=True)
+    print(sentence if fine else f"WARNING: {sentence}")
+    held = _ledger_counts(config.ledger_path)
+    if held is None:
+        print(f"No ledger yet at {config.ledger_path}: run-scheduled creates it on its first run.")
+    else:
+        print(
+            f"Ledger {config.ledger_path}: {held['sent']} sent, {held['pending']} queued for the next run, "
+            f"{held['failed']} refused for good, {held['withdrawn']} withdrawn (homevisits log lists them)."
+        )
+    return 0 if fine else 1
+
+
+def _ledger_counts(path: Path) -> dict[str, int] | None:
+    from collections import Counter
+
+    from .activity import read_ledger
+
+    entries = read_ledger(path)
+    if entries is None:
+        return None
+    counts = Counter(e.status for e in entries)
+    return {k: counts.get(k, 0) for k in ("sent", "pending", "failed", "withdrawn")}
+
+
+# ---------------------------------------------------------------- log
+
+
+def add_log(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "log",
+        parents=[common],
+        help="the ledger as a table: every message queued, sent, refused or withdrawn",
+        description="List the ledger's messages, oldest first: when queued and sent, the visit ID, kind, alert "
+        "stage, how many recipients, status, and why a message was withdrawn or refused. Visit IDs only: no names "
+        "and no addresses. Reads the ledger without changing it.",
+    )
+    parser.add_argument("--since", metavar="DATE", help="only messages queued on or after this day")
+    parser.add_argument("--visit", metavar="ID", help="only this visit's messages")
+    parser.add_argument("--format", choices=("text", "csv"), default="text", help="text (default) or csv")
+    parser.add_argument("--output", metavar="FILE", help="write to FILE instead of the screen")
+    parser.set_defaults(run=run_log)
+
+
+def run_log(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from . import activity
+    from .reports import parse_day
+
+    since = parse_day(args.since, "--since")
+    config, _ = settings(args)
+    entries = activity.read_ledger(config.ledger_path)
+    if entries is None:
+        print(
+            f"homevisits: there is no ledger at {config.ledger_path} yet: run-scheduled creates it on its first run.",
+            file=sys.stderr,
+        )
+        return 0
+    tz = ZoneInfo(config.timezone)
+    table = activity.rows(activity.select(entries, since=since, visit=args.visit, tz=tz), tz)
+    write_output(activity.as_csv(table) if args.format == "csv" else activity.as_text(table), args.output)
+    return 0
 
 
 # ---------------------------------------------------------------- report
@@ -470,6 +570,8 @@ def run_run_scheduled(args: argparse.Namespace) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
     add_init,
     add_validate,
+    add_status,
+    add_log,
     add_report,
     add_forms,
     add_init_sheet,

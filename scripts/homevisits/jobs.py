@@ -1062,7 +1062,11 @@ def run(
         return _dry_run(config, now, jobs, settings, out, err)
     try:
         with run_lock(config.ledger_path):
-            return _run_locked(config, now, jobs, settings, out, err)
+            if tuple(jobs) != JOBS:  # send-forms or check-returns by hand; run-scheduled is watched
+                return _run_locked(config, now, jobs, settings, out, err)
+            from .heartbeat import watched
+
+            return watched(config, now, lambda: _run_locked(config, now, jobs, settings, out, err), err)
     except RunInProgress as exc:
         print(f"homevisits: {exc}", file=err, flush=True)
         return 0

@@ -113,9 +113,14 @@ PAGE_VISITS = 500  # visits listed on the page; the counts and the JSON report c
 
 
 def validation_page(
-    report: Report, *, visits: Visits | None = None, rule_titles: Mapping[str, str] | None = None
+    report: Report,
+    *,
+    visits: Visits | None = None,
+    rule_titles: Mapping[str, str] | None = None,
+    notes: Sequence[tuple[bool, str]] = (),
 ) -> str:
-    """The whole check as one self-contained HTML page: counts, then findings grouped by visit."""
+    """The whole check as one self-contained HTML page: counts, then findings grouped by visit.
+    ``notes``: (fine, sentence) shown under the heading, e.g. when the scheduled job last ran."""
     titles = dict(rule_titles or {})
     counts = summary(report.findings)
     groups = _group_by_visit(report.findings, titles, visits)
@@ -137,6 +142,7 @@ def validation_page(
         total=len(report.findings),
         visits_with_findings=sum(1 for g in groups if g.row is not None),
         rules=[{"id": r, "title": titles.get(r, r), "count": rules[r]} for r in sorted(rules)],
+        notes=[{"fine": fine, "text": text} for fine, text in notes],
     )
 
 
