@@ -183,15 +183,12 @@ def add_status(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         description="Say when run-scheduled last ran (a warning when more than 15 minutes ago) and how many "
         "messages the ledger holds as queued or refused. Exit status 1 when the job is not running.",
     )
-    parser.set_defaults(run=run_status)
+    parser.set_defaults(run=run_status, command="status")
 
 
 def run_status(args: argparse.Namespace) -> int:
+    need_config(args)
     config, now = settings(args)
-    if config.path is None and not config.demo:
-        raise HomevisitsError(
-            "status needs your school's settings: pass --config FILE or run homevisits init."
-        )
     fine, sentence = scheduled_job(config, now, demo=True)
     print(sentence if fine else f"WARNING: {sentence}")
     held = _ledger_counts(config.ledger_path)
@@ -233,7 +230,7 @@ def add_log(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) ->
     parser.add_argument("--visit", metavar="ID", help="only this visit's messages")
     parser.add_argument("--format", choices=("text", "csv"), default="text", help="text (default) or csv")
     parser.add_argument("--output", metavar="FILE", help="write to FILE instead of the screen")
-    parser.set_defaults(run=run_log)
+    parser.set_defaults(run=run_log, command="log")
 
 
 def run_log(args: argparse.Namespace) -> int:
@@ -243,6 +240,7 @@ def run_log(args: argparse.Namespace) -> int:
     from .reports import parse_day
 
     since = parse_day(args.since, "--since")
+    need_config(args)
     config, _ = settings(args)
     entries = activity.read_ledger(config.ledger_path)
     if entries is None:
@@ -494,16 +492,22 @@ def _job_parser(
 SEND_AT_NOW_ENV = "HOMEVISITS_SEND_AT_NOW"  # tests only: =1 lets --now really send, on a fake clock
 
 
-def run_jobs(args: argparse.Namespace, jobs: tuple[str, ...]) -> int:
+def need_config(args: argparse.Namespace, why: str = "") -> None:
+    """Refuse, before anything is read or created, to run this command without a school's config."""
     from .config import find_config
+
+    if getattr(args, "demo", False) or find_config(args.config) is not None:
+        return
+    raise HomevisitsError(
+        f"{args.command} needs your school's settings and there is no homevisits.toml here: run homevisits init "
+        f"to write one, or pass --config FILE{'; ' + why if why else ''}."
+    )
+
+
+def run_jobs(args: argparse.Namespace, jobs: tuple[str, ...]) -> int:
     from .jobs import run
 
-    if not args.demo and find_config(args.config) is None:
-        raise HomevisitsError(
-            f"{args.command} needs your school's settings and there is no homevisits.toml here: run "
-            "homevisits init to write one (or pass --config FILE); it never sends from the demo workbook "
-            "(homevisits --demo or make demo shows that on invented data)."
-        )
+    need_config(args, "it never sends from the demo workbook (make demo shows that on invented data)")
     config, now = settings(args)
     rehearsal = args.now is not None and os.environ.get(SEND_AT_NOW_ENV) != "1"
     if rehearsal and not args.dry_run:
