@@ -214,6 +214,46 @@ def _ledger_counts(path: Path) -> dict[str, int] | None:
     return {k: counts.get(k, 0) for k in ("sent", "pending", "failed", "withdrawn")}
 
 
+# ---------------------------------------------------------------- check-setup
+
+
+def add_check_setup(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "check-setup",
+        parents=[common],
+        help="check the settings, the sheet, the mail server, the state folder and the scheduled job",
+        description="One line per check, ✓ or ✗ with the fix: the config and the policy profile; the sheet reads "
+        "and can be written (asked without changing a cell); every header placed; the spreadsheet's locale; the "
+        "mail server reached with verified TLS and the login accepted (no message unless --send-test); the state "
+        "folder writable; the scheduled job's last run. Exit status 0 only when every check passes.",
+    )
+    parser.add_argument("--send-test", metavar="ADDRESS", help="also send one test message to ADDRESS")
+    parser.set_defaults(run=run_check_setup, command="check-setup")
+
+
+def run_check_setup(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from .config import find_config
+    from .pipeline import parse_now
+    from .setup_check import check_setup
+
+    if args.demo or args.source:
+        raise HomevisitsError(
+            "check-setup checks a school's own settings: give --config FILE (or none), not --demo or --source."
+        )
+    checks = check_setup(
+        find_config(args.config), parse_now(args.now, ZoneInfo("Europe/London")), send_test=args.send_test
+    )
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = sum(not c.ok for c in checks)
+    print(
+        f"\n{'Every check passed.' if not failed else f'{failed} check(s) failed: fix them and run check-setup again.'}"
+    )
+    return 0 if not failed else 1
+
+
 # ---------------------------------------------------------------- log
 
 
@@ -574,6 +614,7 @@ def run_run_scheduled(args: argparse.Namespace) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
     add_init,
     add_validate,
+    add_check_setup,
     add_status,
     add_log,
     add_report,

@@ -313,3 +313,25 @@ def load_typed(data: Mapping[str, Any], where: str) -> Typed:
             f'{where}: school must be the school\'s name in quotes, e.g. school = "...", or a [school] table.'
         )
     return Typed(**tables)
+
+
+def problems(data: Mapping[str, Any], where: str, top_level: Iterable[str]) -> list[str]:
+    """Every fault of the config at once, one sentence each (``check-setup`` lists them all)."""
+    top_level = list(top_level)
+    found = [str(unknown_key(where, key, top_level)) for key in data if key not in top_level]
+    tables: dict[str, type] = dict(TABLES)
+    if isinstance(data.get("school"), dict):
+        tables["school"] = SchoolSettings
+    for name, cls in tables.items():
+        table = data.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            found.append(f"{where}: [{name}] must be a table of settings, not a single value.")
+            continue
+        for key, value in table.items():
+            try:
+                load_table(cls, {key: value}, f"{where}: [{name}]")
+            except HomevisitsError as exc:
+                found.append(str(exc))
+    return found
