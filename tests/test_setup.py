@@ -408,3 +408,82 @@ def test_log_without_a_ledger_says_so(tmp_path, server):
     status, out, err = run(["log", "--config", str(place.config)])
     assert status == 0 and out == "" and "there is no ledger at" in err
     assert not place.ledger.exists()
+
+
+# ---------------------------------------------------------------- small ones
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_validate_prints_text_into_a_pipe_and_make_validate_explains_exit_1(tmp_path):
+    import subprocess
+    import sys
+
+    place = School(tmp_path).write([out_today(1, approved_by=None)])
+    place.config.write_text(
+        'policy = "omg_education"\n[source]\npath = "home_visits.xlsx"\n', encoding="utf-8"
+    )
+    args = ["validate", "--config", str(place.config), "--now", NOW.isoformat()]
+    done = subprocess.run(
+        [sys.executable, "-m", "homevisits", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and done.stdout.startswith("home_visits.xlsx (Home Visits): 1 visits checked")
+    made = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "validate", "ARGS=" + " ".join(args[1:])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "(homevisits exited 1: the check worked and found errors or alerts to fix)" in made.stdout
+    assert "Error 1" not in made.stdout + made.stderr
+
+
+def test_password_protected_and_damaged_workbooks_are_plain_sentences(tmp_path):
+    good = School(tmp_path).write([out_today(1)]).workbook.read_bytes()
+    locked = tmp_path / "locked.xlsx"
+    locked.write_bytes(
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 4096
+    )  # how Excel saves an encrypted workbook
+    status, _, err = run(["validate", "--source", str(locked)])
+    assert status == 2 and err.count("\n") == 1
+    assert "locked.xlsx is password-protected (encrypted)" in err and "Encrypt with Password" in err
+    cut = tmp_path / "cut.xlsx"
+    cut.write_bytes(good[: len(good) // 2])
+    status, _, err = run(["validate", "--source", str(cut)])
+    assert status == 2 and err.count("\n") == 1
+    assert "cut.xlsx is damaged or incomplete" in err and "EOCD" not in err and "Zip" not in err
+
+
+def test_an_unexpected_os_error_is_one_sentence(tmp_path):
+    workbook = School(tmp_path).write([planned(2, THURSDAY)]).workbook
+    status, _, err = run(
+        ["forms", "--source", str(workbook), "--out", "/proc/nope", "--now", NOW.isoformat()]
+    )
+    assert status == 2
+    assert (
+        err.strip().splitlines()[-1] == "homevisits: cannot write to /proc/nope: No such file or directory."
+    )
+    assert "Traceback" not in err and "FileNotFoundError" not in err
+
+
+def test_the_missing_columns_error_mentions_init_sheet(tmp_path):
+    from workbooks import write_workbook
+
+    workbook = write_workbook(tmp_path / "log.xlsx", [out_today(1)], columns=["Visit ID", "Learner name"])
+    status, _, err = run(["validate", "--source", str(workbook)])
+    assert status == 2 and "homevisits init-sheet adds the missing columns" in err
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("1/9/25", "2026-08-31"), ("2026-01-01", "2026-08-31"), ("2025-03-15", "2025-08-31")],
+)
+def test_a_report_from_a_day_alone_ends_within_12_months_or_at_31_august(tmp_path, start, end):
+    workbook = School(tmp_path).write([out_today(1)]).workbook
+    out = tmp_path / "reports"
+    status, _, err = run(["report", "--source", str(workbook), "--from", start, "--out", str(out)])
+    assert status == 0, err
+    (page,) = out.glob("*.html")
+    assert page.name.endswith(f"-to-{end}.html")

@@ -310,7 +310,10 @@ def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "--from", dest="start", metavar="DATE", help="first day (default: 1 September of this academic year)"
     )
     parser.add_argument(
-        "--to", dest="end", metavar="DATE", help="last day (default: the following 31 August)"
+        "--to",
+        dest="end",
+        metavar="DATE",
+        help="last day (default: the next 31 August, or 12 months after --from if sooner)",
     )
     parser.add_argument(
         "--out",
@@ -322,10 +325,12 @@ def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def run_report(args: argparse.Namespace) -> int:
     from .pipeline import load
-    from .reports import build_summary, parse_day, write_report
+    from .reports import build_summary, parse_day, period_end, write_report
     from .rules import rule_titles
 
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
+    if start is not None and end is None:
+        end = period_end(start)  # 12 months on, or the next 31 August if sooner
     config, now = settings(args)
     checked = load(config, now)
     keep_until_exit(checked)
@@ -668,6 +673,20 @@ def command() -> None:
     os._exit(status)
 
 
+def os_problem(exc: OSError, args: argparse.Namespace) -> str:
+    """An unexpected file-system error as one sentence: ``cannot write to /proc/nope: No such file...``."""
+    where = str(exc.filename) if exc.filename else ""
+    outputs = [
+        str(Path(v).expanduser()) for v in (getattr(args, "out", None), getattr(args, "output", None)) if v
+    ]
+    reason = exc.strerror or str(exc)
+    if where and any(where.startswith(o) or o.startswith(where) for o in outputs):
+        return f"cannot write to {where}: {reason}."
+    if where:
+        return f"cannot use {where}: {reason}; check the path and that this user may read and write there."
+    return f"a file or folder could not be used: {reason}."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -681,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file or folder the tool was asked to use: one sentence, never a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"homevisits: {os_problem(exc, args)}", file=sys.stderr)
+        return 2
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise

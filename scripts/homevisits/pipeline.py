@@ -174,7 +174,8 @@ def _load(config: Config, now: dt.datetime) -> Checked:
         if not any(name in mapping.positions for name in group):
             headers = " or ".join(f"'{schema[name].header}'" for name in group)
             raise HomevisitsError(
-                f"{where} needs a column {headers} for the policy's checks: add one of them."
+                f"{where} needs a column {headers} for the policy's checks: add one of them "
+                "(homevisits init-sheet adds it), or map yours under [columns]."
             )
     visits = build_visits(raw, schema, mapping, header_pos, tz)
     findings = check(visits, policy, now)

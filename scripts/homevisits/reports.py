@@ -299,6 +299,18 @@ def academic_year(now: dt.date | dt.datetime) -> tuple[dt.date, dt.date]:
     return dt.date(first, 9, 1), dt.date(first + 1, 8, 31)
 
 
+def period_end(start: dt.date) -> dt.date:
+    """The end of a period given only its start: 12 months on, or the next 31 August if sooner."""
+    try:
+        year_on = start.replace(year=start.year + 1) - dt.timedelta(days=1)
+    except ValueError:  # 29 February
+        year_on = dt.date(start.year + 1, 2, 28)
+    august = dt.date(start.year, 8, 31)
+    if august < start:
+        august = dt.date(start.year + 1, 8, 31)
+    return min(year_on, august)
+
+
 def build_summary(
     visits: Visits,
     findings: Iterable[Finding],
