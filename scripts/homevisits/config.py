@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HomevisitsError
-from .settings import Typed, load_typed, unknown_key
+from .settings import check_config, unknown_key
 
 CONFIG_NAME = "homevisits.toml"
 CONFIG_ENV = "HOMEVISITS_CONFIG"
@@ -35,7 +35,14 @@ class Config:
     forms: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     demo: bool = False  # the bundled demo: builds its workbook when missing, writes under demo/
-    typed: Typed = field(default_factory=Typed)  # every table checked and typed (settings.py)
+    school_table: dict[str, Any] = field(default_factory=dict)  # [school], when given as a table
+
+    @property
+    def typed(self) -> Any:
+        """The tables as typed, read-only settings (``config.typed.schedule.heartbeat_url``)."""
+        from .settings import typed
+
+        return typed(self)
 
     def resolve(self, value: str | os.PathLike[str]) -> Path:
         path = Path(value).expanduser()
@@ -104,10 +111,12 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
     for key in ("policy", "timezone"):
         if key in data and not isinstance(data[key], str):
             raise HomevisitsError(f'In {where}, {key} must be text in quotes, e.g. {key} = "...".')
-    typed = load_typed(data, where)
+    checked = check_config(data, where)
     base = path.resolve().parent if path else Path.cwd()
     values = {k: data[k] for k in TOP_LEVEL if k in data and k != "school"}
-    config = Config(path=path, base_dir=base, school=typed.school.name, typed=typed, **values)
+    school = checked["school"]
+    table = school if isinstance(data.get("school"), dict) else {}
+    config = Config(path=path, base_dir=base, school=school.get("name", ""), school_table=table, **values)
     check_timezone(config.timezone)
     return config
 

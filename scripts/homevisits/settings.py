@@ -1,19 +1,19 @@
 """Typed settings: every table of homevisits.toml and every rule parameter, declared once.
 
-A table of the config loads into a frozen dataclass whose fields declare what they take
-(:func:`setting`); a rule declares its parameters the same way (``params=`` in ``rules.rule``).
-An unknown key, a wrong type or a value out of range is one sentence naming the file, the table,
-the key and the closest valid key: ``homevisits.toml: [schedule] has no setting smt_after_minuts:
-did you mean smt_after_minutes?``. Standard library only, so ``validate`` starts fast.
+Each table of the config declares its keys as data (:data:`TABLES`: key -> :class:`Setting`); a
+rule declares its parameters the same way (``params=`` in ``rules.rule``). An unknown key, a wrong
+type or a value out of range is one sentence naming the file, the table, the key and the closest
+valid key: ``homevisits.toml: [schedule] has no setting smt_after_minuts: did you mean
+smt_after_minutes?``. ``config.typed`` gives the checked tables as frozen dataclasses, built on
+first use, so ``validate`` (which needs none of them) starts fast. Standard library only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import HomevisitsError
@@ -30,21 +30,11 @@ class Setting:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
-    table: type | None = None  # kind "table": the dataclass of the nested table
     example: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown setting kind {self.kind!r}")
-
-
-def setting(kind: str, default: Any = None, *, key: str | None = None, **options: Any) -> Any:
-    """A dataclass field declaring one key of a table (``key`` when the TOML name is not a Python name)."""
-    spec = Setting(kind, default, **options)
-    metadata = {"setting": spec, "key": key}
-    if isinstance(default, list | dict):
-        raise ValueError("use a tuple or None as a default")
-    return field(default=default, metadata=metadata)
 
 
 # ---------------------------------------------------------------- checking one value
@@ -74,7 +64,8 @@ def _shown(value: Any) -> str:
 
 
 def check_value(where: str, key: str, value: Any, spec: Setting) -> Any:
-    """``value`` as the setting takes it (a list of text as a tuple), or one sentence saying what to write."""
+    """``value`` as the setting takes it (a list of text as a tuple), or one sentence saying what to write.
+    (Nested tables, kind ``table``, are checked by :func:`check_table`.)"""
 
     def wrong(what: str) -> HomevisitsError:
         return HomevisitsError(
@@ -125,11 +116,6 @@ def check_value(where: str, key: str, value: Any, spec: Setting) -> Any:
         if not isinstance(value, str) or value not in spec.choices:
             raise wrong("one of " + ", ".join(f'"{c}"' for c in spec.choices))
         return value
-    if kind == "table":
-        if not isinstance(value, dict):
-            raise wrong("a table of settings")
-        assert spec.table is not None
-        return load_table(spec.table, value, where.rstrip("]") + f".{key}]" if where.endswith("]") else where)
     if kind == "mapping":
         if not isinstance(value, dict):
             raise wrong("a table of settings")
@@ -142,6 +128,8 @@ def check_value(where: str, key: str, value: Any, spec: Setting) -> Any:
 
 def closest(word: str, options: Iterable[str]) -> str | None:
     """The valid key a typo most likely meant, if any is close."""
+    import difflib
+
     options = list(options)
     found = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if not found:
@@ -173,156 +161,173 @@ def check_params(where: str, table: Mapping[str, Any], declared: Mapping[str, Se
     return {key: check_value(where, key, value, declared[key]) for key, value in table.items()}
 
 
-# ---------------------------------------------------------------- a table as a dataclass
-
-
-def keys_of(cls: type) -> dict[str, dataclasses.Field]:
-    """The TOML key of each field of a settings dataclass."""
-    return {f.metadata.get("key") or f.name: f for f in dataclasses.fields(cls) if "setting" in f.metadata}
-
-
-def load_table(cls: type, table: Mapping[str, Any], where: str) -> Any:
-    """``table`` (from TOML) as an instance of the settings dataclass ``cls``; ``where`` is e.g.
-    ``homevisits.toml: [schedule]``."""
-    fields = keys_of(cls)
-    check_keys(where, table, fields)
-    values = {
-        fields[key].name: check_value(where, key, value, fields[key].metadata["setting"])
-        for key, value in table.items()
-    }
-    return cls(**values)
-
-
 # ---------------------------------------------------------------- the config's tables
+#
+# Each table is declared once, as data: key -> Setting. Loading a config checks every key against
+# it (plain dictionaries, so ``validate`` starts fast); ``typed(config)`` gives the same tables as
+# frozen dataclasses (built on first use) for the code that wants attributes and types.
 
-
-@dataclass(frozen=True)
-class SourceSettings:
-    path: str | None = setting("text")
-    spreadsheet: str | None = setting("text")
-    drive_file: str | None = setting("text")  # issue 15: an Excel file on a Shared Drive
-    credentials: str | None = setting("text")
-    worksheet: str | None = setting("text")
-    name: str | None = setting("text")
-
-
-@dataclass(frozen=True)
-class MailSettings:
-    transport: str | None = setting("choice", choices=("smtp", "outbox"))
-    outbox: str | None = setting("text")
-    host: str | None = setting("text")
-    port: int | None = setting("integer", low=1, high=65535, example="port = 587")
-    security: str | None = setting("choice", choices=("starttls", "ssl", "none"))
-    ca_file: str | None = setting("text")
-    timeout: float | None = setting("number", low=1, high=600, example="timeout = 60")
-    helo: str | None = setting("text")
-    username: str | None = setting("text")
-    password_env: str | None = setting("text")
-    sender: str | None = setting("text", key="from", example='from = "homevisits@your-school.example"')
-    forms_to: tuple[str, ...] = setting("texts", ())
-    smt: tuple[str, ...] = setting("texts", ())
-    admin: tuple[str, ...] = setting("texts", ())
-    allowed_domains: tuple[str, ...] = setting(
-        "texts", (), example='allowed_domains = ["your-school.example"]'
-    )
-
-
-@dataclass(frozen=True)
-class StateSettings:
-    dir: str | None = setting("text")
-    ledger: str | None = setting("text")
-
-
-@dataclass(frozen=True)
-class ScheduleSettings:
-    window_days: float = setting("number", 14, low=0, high=366)
-    reminder_hours: float = setting("number", 24, low=0)
-    final_reminder_hours: float = setting("number", 6, low=0)
-    smt_after_minutes: float = setting("number", 30, low=0)
-    heartbeat_url: str | None = setting("url")  # issue 10 item 9: a dead-man's-switch service
-
-
-@dataclass(frozen=True)
-class FormsSettings:
-    out: str | None = setting("text")
-    window_days: float | None = setting("number", low=0, high=366)
-    template_dir: str | None = setting("text")
-    # passed to the form templates as they are (see templates/forms/*.html.j2)
-    sent_to: str | None = setting("text")
-    copy: str | None = setting("choice", choices=("school", "parent"))
-    signatures: bool | None = setting("bool")
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    out: str | None = setting("text")
-
-
-@dataclass(frozen=True)
-class Contact:
-    name: str | None = setting("text")
-    email: str | None = setting("text")
-
-
-@dataclass(frozen=True)
-class SchoolSettings:
-    """Who the school is, as forms and emails say it (issue 11 item 10)."""
-
-    name: str = setting("text", "")
-    safeguarding_contact: Contact | None = setting(  # noqa: RUF009 (setting() returns a dataclass field)
-        "table", table=Contact, example='safeguarding_contact = { name = "...", email = "..." }'
-    )
-    phone_wording: str | None = setting("text")
-
-
-TABLES: dict[str, type] = {
-    "source": SourceSettings,
-    "mail": MailSettings,
-    "state": StateSettings,
-    "schedule": ScheduleSettings,
-    "forms": FormsSettings,
-    "report": ReportSettings,
+TABLES: dict[str, dict[str, Setting]] = {
+    "source": {
+        "path": Setting("text"),
+        "spreadsheet": Setting("text"),
+        "drive_file": Setting("text"),  # issue 15: an Excel file on a Shared Drive
+        "credentials": Setting("text"),
+        "worksheet": Setting("text"),
+        "name": Setting("text"),
+    },
+    "mail": {
+        "transport": Setting("choice", choices=("smtp", "outbox")),
+        "outbox": Setting("text"),
+        "host": Setting("text"),
+        "port": Setting("integer", low=1, high=65535, example="port = 587"),
+        "security": Setting("choice", choices=("starttls", "ssl", "none")),
+        "ca_file": Setting("text"),
+        "timeout": Setting("number", low=1, high=600, example="timeout = 60"),
+        "helo": Setting("text"),
+        "username": Setting("text"),
+        "password_env": Setting("text"),
+        "from": Setting("text", example='from = "homevisits@your-school.example"'),
+        "forms_to": Setting("texts", ()),
+        "smt": Setting("texts", ()),
+        "admin": Setting("texts", ()),
+        "allowed_domains": Setting("texts", (), example='allowed_domains = ["your-school.example"]'),
+    },
+    "state": {"dir": Setting("text"), "ledger": Setting("text")},
+    "schedule": {
+        "window_days": Setting("number", 14, low=0, high=366),
+        "reminder_hours": Setting("number", 24, low=0),
+        "final_reminder_hours": Setting("number", 6, low=0),
+        "smt_after_minutes": Setting("number", 30, low=0),
+        "heartbeat_url": Setting("url"),  # issue 10 item 9: a dead-man's-switch service
+    },
+    "forms": {
+        "out": Setting("text"),
+        "window_days": Setting("number", low=0, high=366),
+        "template_dir": Setting("text"),
+        # passed to the form templates as they are (see templates/forms/*.html.j2)
+        "sent_to": Setting("text"),
+        "copy": Setting("choice", choices=("school", "parent")),
+        "signatures": Setting("bool"),
+    },
+    "report": {"out": Setting("text")},
 }
+CONTACT = {"name": Setting("text"), "email": Setting("text")}
+SCHOOL = {  # who the school is, as forms and emails say it (issue 11 item 10)
+    "name": Setting("text", ""),
+    "safeguarding_contact": Setting(
+        "table", example='safeguarding_contact = { name = "...", email = "..." }'
+    ),
+    "phone_wording": Setting("text"),
+}
+NESTED = {("school", "safeguarding_contact"): CONTACT}
+ATTRIBUTE = {"from": "sender"}  # a TOML key that is not a Python name
 
 
-@dataclass(frozen=True)
-class Typed:
-    """The config file as typed settings (``Config`` keeps plain tables for the code that reads them)."""
+def check_table(
+    spec: Mapping[str, Setting], table: Mapping[str, Any], where: str, name: str = ""
+) -> dict[str, Any]:
+    """``table`` from TOML with every key checked against ``spec`` (``where``: ``homevisits.toml: [mail]``)."""
+    check_keys(where, table, spec)
+    checked = {}
+    for key, value in table.items():
+        nested = NESTED.get((name, key))
+        if nested is not None:
+            if not isinstance(value, dict):
+                raise HomevisitsError(
+                    f"{where} {key} must be a table, e.g. {_example(key, spec[key])} (it is {_shown(value)})."
+                )
+            checked[key] = check_table(nested, value, where.rstrip("]") + f".{key}]")
+        else:
+            checked[key] = check_value(where, key, value, spec[key])
+    return checked
 
-    source: SourceSettings = field(default_factory=SourceSettings)
-    mail: MailSettings = field(default_factory=MailSettings)
-    state: StateSettings = field(default_factory=StateSettings)
-    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
-    forms: FormsSettings = field(default_factory=FormsSettings)
-    report: ReportSettings = field(default_factory=ReportSettings)
-    school: SchoolSettings = field(default_factory=SchoolSettings)
 
-
-def load_typed(data: Mapping[str, Any], where: str) -> Typed:
-    """Every table of the config checked and typed (``where`` is the file's name)."""
-    tables = {
-        name: load_table(cls, data.get(name) or {}, f"{where}: [{name}]") for name, cls in TABLES.items()
+def check_config(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Every table of the config checked (the first fault raised); the ``[school]`` table included."""
+    checked = {
+        name: check_table(spec, data.get(name) or {}, f"{where}: [{name}]", name)
+        for name, spec in TABLES.items()
     }
     school = data.get("school", "")
     if isinstance(school, str):
-        tables["school"] = SchoolSettings(name=school)
+        checked["school"] = {"name": school}
     elif isinstance(school, dict):
-        tables["school"] = load_table(SchoolSettings, school, f"{where}: [school]")
+        checked["school"] = check_table(SCHOOL, school, f"{where}: [school]", "school")
     else:
         raise HomevisitsError(
             f'{where}: school must be the school\'s name in quotes, e.g. school = "...", or a [school] table.'
         )
-    return Typed(**tables)
+    return checked
+
+
+# ---------------------------------------------------------------- typed views
+
+
+_VIEWS: dict[str, type] = {}
+
+
+def _view(name: str, spec: Mapping[str, Setting]) -> type:
+    """A frozen dataclass with one attribute per key (defaults from the spec), made once."""
+    if name not in _VIEWS:
+        fields = [
+            (ATTRIBUTE.get(key, key), object, dataclasses.field(default=setting.default))
+            for key, setting in spec.items()
+        ]
+        _VIEWS[name] = dataclasses.make_dataclass(name, fields, frozen=True)
+    return _VIEWS[name]
+
+
+def view(name: str, spec: Mapping[str, Setting], values: Mapping[str, Any]) -> Any:
+    cls = _view(name, spec)
+    converted = {}
+    for key, value in values.items():
+        setting = spec.get(key)
+        if setting is None:
+            continue  # a key the code itself added (never from a file: those are checked)
+        if setting.kind == "texts" and isinstance(value, str):
+            value = (value,)
+        elif setting.kind == "texts" and isinstance(value, list):
+            value = tuple(value)
+        nested = NESTED.get((name.removesuffix("Settings").lower(), key))
+        if nested is not None and isinstance(value, Mapping):
+            value = view("Contact", nested, value)
+        converted[ATTRIBUTE.get(key, key)] = value
+    return cls(**converted)
+
+
+@dataclass(frozen=True)
+class Typed:
+    """The config's tables as typed, read-only settings: ``config.typed.schedule.heartbeat_url``."""
+
+    source: Any
+    mail: Any
+    state: Any
+    schedule: Any
+    forms: Any
+    report: Any
+    school: Any
+
+
+def typed(config: Any) -> Typed:
+    """The config's tables (as loaded, with command-line overrides) as typed views."""
+    tables = {
+        name: view(f"{name.title()}Settings", spec, getattr(config, name) or {})
+        for name, spec in TABLES.items()
+    }
+    school = dict(getattr(config, "school_table", None) or {})
+    school.setdefault("name", config.school)
+    return Typed(**tables, school=view("SchoolSettings", SCHOOL, school))
 
 
 def problems(data: Mapping[str, Any], where: str, top_level: Iterable[str]) -> list[str]:
     """Every fault of the config at once, one sentence each (``check-setup`` lists them all)."""
     top_level = list(top_level)
     found = [str(unknown_key(where, key, top_level)) for key in data if key not in top_level]
-    tables: dict[str, type] = dict(TABLES)
+    tables: dict[str, dict[str, Setting]] = dict(TABLES)
     if isinstance(data.get("school"), dict):
-        tables["school"] = SchoolSettings
-    for name, cls in tables.items():
+        tables["school"] = SCHOOL
+    for name, spec in tables.items():
         table = data.get(name)
         if table is None:
             continue
@@ -331,7 +336,7 @@ def problems(data: Mapping[str, Any], where: str, top_level: Iterable[str]) -> l
             continue
         for key, value in table.items():
             try:
-                load_table(cls, {key: value}, f"{where}: [{name}]")
+                check_table(spec, {key: value}, f"{where}: [{name}]", name)
             except HomevisitsError as exc:
                 found.append(str(exc))
     return found
