@@ -181,6 +181,7 @@ def _user() -> str:
 def duplicated(mapping: Any, schema: Any, columns: dict[str, str]) -> list[str]:
     """A header that appears twice, or two headers for one field: the tool would read only one of them."""
     from .schema import fold_header
+    from .sheet_setup import column_letter
 
     index = schema.header_index()
     overrides = {fold_header(k): v for k, v in (columns or {}).items()}
@@ -194,7 +195,7 @@ def duplicated(mapping: Any, schema: Any, columns: dict[str, str]) -> list[str]:
             continue
         if name in seen:
             found.append(
-                f"Columns {_letter(seen[name])} '{mapping.all_headers[seen[name]]}' and {_letter(position)} "
+                f"Columns {column_letter(seen[name])} '{mapping.all_headers[seen[name]]}' and {column_letter(position)} "
                 f"'{text}' both hold {schema[name].header}: keep one, or rename the other."
             )
         else:
@@ -222,15 +223,6 @@ def unplaced_headers(mapping: Any, schema: Any, columns: dict[str, str]) -> list
         else:
             out.append(f"'{text}'")
     return out
-
-
-def _letter(position: int) -> str:
-    letters = ""
-    position += 1
-    while position:
-        position, rest = divmod(position - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
 
 
 def check_locale(source: Any, config: Any) -> Check:
