@@ -700,14 +700,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except OSError as exc:  # a file or folder the tool was asked to use: one sentence, never a traceback
-        if os.environ.get(DEBUG_ENV):
-            raise
-        print(f"homevisits: {os_problem(exc, args)}", file=sys.stderr)
-        return 2
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
+        if isinstance(exc, OSError) and exc.errno is not None:  # a file or folder: one sentence
+            print(f"homevisits: {os_problem(exc, args)}", file=sys.stderr)
+            return 2
         print(
             f"homevisits: stopped on an unexpected problem ({type(exc).__name__}: {str(exc)[:200]}); "
             f"run again with {DEBUG_ENV}=1 to see the details, and report it.",
