@@ -280,10 +280,14 @@ def test_overdue_alert_after_the_grace_period_then_smt_each_once(tmp_path, serve
         "Staff member: Sam Teacher",
         "Phone taken on the visit: 07700 900123",
         "Address: 1 Test Street, Birmingham, B23 6XX",
-        "Location details: Home - Front door, blue gate",
+        "Location type: Home",
+        "Location details: Front door, blue gate",
+        "Second member of staff: Alex Colleague",
+        "Line manager: Pat Manager",
         "Learner's phone: 07700 900456",
         "Parent/carer's phone: 0113 496 0000",
-        "They were expected back by Monday 23 November 2026 at 11:30, and 30 minutes have passed since.",
+        "They were expected back by Monday 23 November 2026 at 11:30: 31 minutes ago.",
+        'When the member of staff is safe, record the time in "Returned safely at" in row 2',
     ):
         assert line in text
     steps = load_policy("omg_education").param("HV022", "escalation")
@@ -292,7 +296,11 @@ def test_overdue_alert_after_the_grace_period_then_smt_each_once(tmp_path, serve
     assert place.cell("V1", "escalated_at") == dt.datetime(2026, 11, 23, 12, 1)
     smt = only(server, "smt_alert", "V1")
     assert smt.rcpt_tos == [SMT, MANAGER]
-    assert "the line manager\nwas alerted at Monday 23 November 2026 at 12:01" in body(smt)
+    assert (
+        "The line manager (Pat Manager) was alerted at Monday 23 November 2026 at 12:01 and the sheet "
+        "still shows no safe return." in body(smt)
+    )
+    assert "1. Call Pat Manager: have they heard from Sam Teacher?" in body(smt)
 
 
 def test_escalated_at_typed_by_staff_counts_as_the_first_stage(tmp_path, server):
@@ -317,13 +325,11 @@ def test_no_alert_for_cancelled_returned_or_long_past_visits(tmp_path, server):
 
 
 def test_a_policy_without_the_safe_return_rule_has_nothing_to_check(tmp_path, server):
-    place = school(tmp_path, [out_today(1)], server, policy="one_mat")
+    place = school(tmp_path, [out_today(1)], server, policy="attendance_academy")
     dry = place.run("check-returns", london(2026, 11, 23, 13, 0), "--dry-run")
     assert dry.status == 0
-    assert (
-        "The ONE MAT Academies Trust policy has no safe-return rule (HV022): check-returns has nothing to do."
-        in dry.out
-    )
+    name = load_policy("attendance_academy").name
+    assert f"The {name} policy has no safe-return rule (HV022): check-returns has nothing to do." in dry.out
     assert place.run("run-scheduled", london(2026, 11, 23, 13, 0)).status == 0
     assert server.messages == []
 
@@ -375,14 +381,18 @@ def test_a_fault_at_any_message_loses_none_and_repeats_none(tmp_path, fault, pos
         handler.data_replies.clear()
         handler.drop_after_data.clear()
         handler.cut_during_data.clear()
+        # The line manager's alert refused for good: SMT hears in the same run, and every run says so.
+        chain_broken = fault == "5xx" and position == 1
         second = place.run("run-scheduled", NOW + dt.timedelta(minutes=5))
-        assert second.status == 0
+        assert second.status == (1 if chain_broken else 0)
         third = place.run("run-scheduled", NOW + dt.timedelta(minutes=10))
-        assert (third.status, third.out) == (0, "")
+        assert (third.status, third.out) == (1 if chain_broken else 0, "")
     refused = ORDER[position - 1]
     if fault == "5xx":  # refused for good: never retried, and the admin is told once
         wanted = {key: 1 for key in EXPECTED if key[0] != refused}
         wanted[(refused, "admin_report")] = 1
+        if chain_broken:
+            wanted[(refused, "smt_alert")] = 1
         report = only(server, "admin_report")
         assert report.rcpt_tos == [ADMIN] and f"  - Visit {refused}, " in body(report)
     else:
@@ -660,12 +670,22 @@ def test_an_address_outside_the_allowed_domains_is_not_mailed_and_reported(tmp_p
 
 def test_without_the_usual_recipient_the_message_goes_to_the_next_in_line(tmp_path, server):
     rows = [
-        out_today(1, line_manager_email=None),  # the alert goes to SMT instead
+        out_today(1, line_manager_email=None),  # SMT is alerted at once, and told why
         not_ready(2, THURSDAY, staff_email=None),  # the reminder goes to the line manager
     ]
     place = school(tmp_path, rows, server)
-    assert place.run("run-scheduled", london(2026, 11, 23, 12, 1)).status == 0
-    assert only(server, "overdue_alert", "V1").rcpt_tos == [SMT]
+    result = place.run("run-scheduled", london(2026, 11, 23, 12, 1))
+    assert result.status == 1  # the line manager's stage reached nobody: every run says so
+    assert "V1 (row 2): the line manager's alert reached nobody" in result.err
+    assert not [m for m in server.messages if m.message["X-Homevisits-Kind"] == "overdue_alert"]
+    smt = only(server, "smt_alert", "V1")
+    assert smt.rcpt_tos == [SMT]
+    assert (
+        "The line manager (Pat Manager) could NOT be reached: nobody to send it to: the sheet has no line "
+        "manager email for this visit. You are the first to be told." in body(smt)
+    )
+    report = only(server, "admin_report")
+    assert report.rcpt_tos == [ADMIN] and "Visit V1" in body(report)
     reminder = only(server, "reminder", "V2")
     assert (reminder.rcpt_tos, reminder.message["Cc"]) == ([MANAGER], None)
 
@@ -768,7 +788,8 @@ def test_dry_run_prints_visit_ids_only_and_changes_nothing(tmp_path, server):
         "would send: V2 deadline_missed to 2 recipients",
         "would send: V3 form to 3 recipients",
         "would send: V4 reminder to 2 recipients",
-        "1 row(s) have no Visit ID: a run gives them one, and the run after handles them",
+        "1 row(s) have no Visit ID: a run gives them one (their alerts go meanwhile, by sheet row), "
+        "and the run after handles their forms",
     ]
     assert server.messages == [] and not (tmp_path / "state").exists()
     assert hashlib.sha256(place.workbook.read_bytes()).hexdigest() == before

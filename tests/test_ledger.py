@@ -191,7 +191,7 @@ def test_the_ledger_survives_reopening_in_wal_mode(tmp_path):
 def test_a_file_that_is_not_a_ledger_says_so(tmp_path):
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"this is a spreadsheet, honest" * 100)
-    with pytest.raises(HomevisitsError, match="not a homevisits ledger"):
+    with pytest.raises(HomevisitsError, match=r"is damaged \(file is not a database\)"):
         Ledger(path)
 
 

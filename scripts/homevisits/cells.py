@@ -422,9 +422,14 @@ def parse_duration(raw: Any, date1904: bool = False) -> Parsed:
     return _minutes(total)
 
 
+SHORTEST_VISIT = 5  # minutes: a shorter "duration" is hours typed in a minutes column
+
+
 def _minutes(value: float) -> Parsed:
     if not math.isfinite(value) or value <= 0:
         return None, "not a positive number of minutes"
+    if value < SHORTEST_VISIT:
+        return None, f"{value:g} minutes? write {value * 60:g} or {value:g} hours"
     if value > 7 * 24 * 60:
         return None, "longer than a week: not a visit duration"
     return round(value), None

@@ -14,6 +14,7 @@ A row without a Visit ID gets one in this run's write and is handled from the ne
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import sys
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import mail
 from .errors import HomevisitsError
+from .ledger import LedgerUnavailable
+from .state import CANCELLED
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from .visits import Visits
 
 JOBS = ("forms", "returns")
-CANCELLED = ("Cancelled", "Not carried out")
+UNNAMED = "unnamed-"  # the ledger's reference for a row with no Visit ID yet: unnamed-<fingerprint>
 BLOCKING = ("error", "alert")  # a finding of these severities (other than HV009) stops the form
 DEFAULT_STEPS = ("Call the staff member", "Call the school office", "Call the police")
 # A missed deadline is still worth telling the line manager until this long after the visit's start.
@@ -201,6 +204,7 @@ class Planned:
     html: str | None = None
     pages: tuple[tuple[str, str], ...] = ()  # (PDF file name, HTML page) rendered when sent
     not_mailed: tuple[tuple[str, str], ...] = ()  # (address as typed, why): reported, never mailed
+    due: dt.datetime | None = None  # an alert's due-back time: with the key, it gives the Message-ID
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -221,6 +225,9 @@ class Context:
     now: dt.datetime  # UTC
     problems: Mapping[int, tuple[dict[str, Any], ...]]  # sheet row -> blocking findings
     sheet: str = ""
+    overdue: Any = None  # safe_return.Overdue at now (None without the safe-return rule)
+    refs: tuple[str, ...] = ()  # each row's reference: its Visit ID, else unnamed-<fingerprint>
+    headers: Mapping[str, str] = field(default_factory=dict)  # field -> the sheet's own header
 
     @property
     def deadline_hours(self) -> float:
@@ -228,11 +235,25 @@ class Context:
 
     @property
     def grace_minutes(self) -> float:
-        return float(self.policy.param("HV022", "grace_minutes", 30))
+        return self.policy.timings.grace_minutes
 
     @property
     def alert_hours(self) -> float:
-        return float(self.policy.param("HV022", "alert_hours", 24))
+        return self.policy.timings.alert_hours
+
+    def position(self, ref: str) -> int | None:
+        """The first row whose reference (Visit ID, else fingerprint) is ``ref``."""
+        found = self._positions.get(ref)  # type: ignore[attr-defined]
+        return found
+
+    def __post_init__(self) -> None:
+        positions: dict[str, int] = {}
+        for i, ref in enumerate(self.refs):
+            positions.setdefault(ref, i)
+        object.__setattr__(self, "_positions", positions)
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name, name)
 
     @property
     def escalation(self) -> list[str]:
@@ -257,6 +278,9 @@ def context_for(
             problems.setdefault(finding.row, []).append(
                 {"column": finding.column, "message": finding.message, "fix": finding.fix}
             )
+    from . import safe_return
+
+    watched = policy.rule("HV022") is not None
     return Context(
         policy=policy,
         settings=settings,
@@ -264,7 +288,58 @@ def context_for(
         now=now.astimezone(dt.UTC),
         problems={row: tuple(items) for row, items in problems.items()},
         sheet=visits.worksheet or visits.source,
+        overdue=safe_return.overdue(visits, policy.timings, now) if watched else None,
+        refs=visit_refs(visits),
+        headers={name: visits.header(name) for name in visits.schema.fields},
     )
+
+
+FINGERPRINT = ("visit_date", "start_time", "lead_staff", "learner_key")
+
+
+def fingerprints(visits: Visits, positions: Iterable[int]) -> dict[int, str]:
+    """A stable reference for each row at ``positions``, whatever its Visit ID: its date, start, lead
+    staff and learner, hashed (so the ledger holds no names)."""
+    import hashlib
+
+    frame = visits.frame
+    columns = [frame[name].to_numpy() for name in FINGERPRINT]
+    found = {}
+    for i in positions:
+        parts = [columns[j][i] for j in range(len(FINGERPRINT))]
+        text = "|".join("" if _missing(p) else " ".join(str(p).lower().split()) for p in parts)
+        found[i] = UNNAMED + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
+    return found
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def visit_refs(visits: Visits) -> tuple[str, ...]:
+    """Each row's reference in the ledger: its Visit ID, else its fingerprint."""
+    ids = visits.frame["visit_id"].tolist()
+    unnamed = fingerprints(visits, [i for i, visit_id in enumerate(ids) if not visit_id])
+    return tuple(visit_id or unnamed[i] for i, visit_id in enumerate(ids))
+
+
+def visit_record(visits: Visits, ctx: Context, position: int) -> dict[str, Any]:
+    """One row as the messages see it: its reference as ``visit_id``, its label, the safe-return state."""
+    record = visits.record(position)
+    named = bool(record.get("visit_id"))
+    record["visit_id"] = ctx.refs[position] if ctx.refs else record.get("visit_id")
+    record["label"] = record["visit_id"] if named else f"row {record.get('row')}"
+    record["position"] = position
+    if ctx.overdue is not None:
+        from .safe_return import Cells
+
+        cells = Cells(visits)
+        record["due_back_at"] = ctx.overdue.due.when(position)
+        record["due_why"] = ctx.overdue.due.why(position, cells)
+        record["return_doubt"] = ctx.overdue.back.doubt(position, cells)
+    return record
 
 
 def split_recipients(
@@ -326,7 +401,7 @@ def _message(
         kind=kind,
         to=to_ok,
         cc=cc_ok,
-        subject=mail.subject(kind, str(visit["visit_id"]), visit.get("start_at")),
+        subject=mail.subject(kind, str(visit.get("label") or visit["visit_id"]), visit.get("start_at")),
         text=text,
         not_mailed=not_mailed,
         **extra,
@@ -391,26 +466,45 @@ def compose_chase(kind: str, visit: Mapping[str, Any], ctx: Context, key: str) -
 
 
 def compose_alert(
-    kind: str, visit: Mapping[str, Any], ctx: Context, key: str, escalated_at: dt.datetime | None = None
+    kind: str,
+    visit: Mapping[str, Any],
+    ctx: Context,
+    key: str,
+    escalated_at: dt.datetime | None = None,
+    unreachable: str | None = None,
 ) -> Planned:
-    """The overdue-return alert (to the line manager, else SMT) or its second stage (to SMT, else
-    the admin): everything needed to act from a phone, and the policy's escalation steps in order."""
-    location = " - ".join(
-        v for v in (_clean(visit.get("location_type")), _clean(visit.get("location_details"))) if v
-    )
+    """The overdue-return alert (to the line manager) or its second stage (to SMT, else the admin):
+    everything needed to act from a phone, the policy's escalation steps in order, what the sheet could
+    not tell (a fallback due time, a Returned safely at that is not a return) and, for SMT, whether the
+    line manager could be reached. ``unreachable``: why the first stage reached nobody."""
+    location = _clean(visit.get("location_details"))
     address = ", ".join(v for v in (_clean(visit.get("address")), _clean(visit.get("postcode"))) if v)
+    due = visit.get("due_back_at") or visit.get("return_due_at")
+    overdue_minutes = None
+    if due is not None:
+        overdue_minutes = max(0, int((ctx.now - due.astimezone(dt.UTC)).total_seconds() // 60))
     text_context = {
         **_base_context(visit, ctx),
-        "expected_return": visit.get("return_due_at"),
+        "visit_id": visit.get("label") or visit["visit_id"],
+        "expected_return": due,
+        "minutes_overdue": overdue_minutes,
         "grace_minutes": f"{ctx.grace_minutes:g}",
         "escalation_steps": ctx.escalation,
         "clause": ctx.clause("HV022"),
         "staff_phone": _clean(visit.get("phone_taken")),
+        "other_phone": _clean(visit.get("phone_taken_other")),
+        "second_staff": _clean(visit.get("second_staff")),
+        "line_manager": _clean(visit.get("line_manager")),
         "address": address or None,
+        "location_type": _clean(visit.get("location_type")),
         "location": location or None,
         "learner_phone": _clean(visit.get("learner_phone")),
         "parent_phone": _clean(visit.get("parent_phone")),
         "escalated_at": escalated_at,
+        "due_why": visit.get("due_why"),
+        "return_doubt": visit.get("return_doubt"),
+        "returned_header": ctx.header("returned_at"),
+        "unreachable": unreachable,
     }
     manager = visit.get("line_manager_email")
     if kind == "smt_alert":
@@ -423,8 +517,16 @@ def compose_alert(
             to=ctx.settings.smt,
             cc=[manager],
             fallback=ctx.settings.admin,
+            due=due,
         )
-    return _message(kind, key, visit, ctx, text_context, to=[manager], fallback=ctx.settings.smt)
+    return _message(kind, key, visit, ctx, text_context, to=[manager], due=due)
+
+
+def _manager_missing(visit: Mapping[str, Any], ctx: Context) -> str:
+    header = ctx.header("line_manager_email")
+    if visit.get("line_manager_email") in (None, ""):
+        return f"{header} is blank in the sheet"
+    return f"{header} in the sheet is not an email address homevisits can use"
 
 
 def compose_admin_report(
@@ -475,8 +577,12 @@ def compose(kind: str, visit: Mapping[str, Any], ctx: Context, key: str) -> Plan
     if kind in ("reminder", "final_reminder", "deadline_missed"):
         return compose_chase(kind, visit, ctx, key)
     if kind in ("overdue_alert", "smt_alert"):
-        escalated = _alert_time(visit, ctx) if kind == "smt_alert" else None
-        return compose_alert(kind, visit, ctx, key, escalated)
+        if kind == "overdue_alert":
+            return compose_alert(kind, visit, ctx, key)
+        alert = ctx.history.current(str(visit["visit_id"]), "overdue_alert")
+        if alert is not None and alert.status == "failed":
+            return compose_alert(kind, visit, ctx, key, unreachable=alert.error or "refused")
+        return compose_alert(kind, visit, ctx, key, _alert_time(visit, ctx))
     raise ValueError(f"no visit message of kind {kind!r}")
 
 
@@ -544,31 +650,32 @@ def form_candidates(visits: Visits, settings: Settings, now: dt.datetime) -> lis
     return _passing(form_conditions(visits, settings, now))
 
 
-def return_conditions(visits: Visits, policy: Policy, now: dt.datetime) -> list[Condition]:
-    """Past the expected return plus grace, no safe return (an unreadable one counts), not called off,
-    not too old. Empty without the safe-return rule (HV022)."""
+def return_conditions(visits: Visits, ctx: Context) -> list[Condition]:
+    """Not called off, no readable safe return (an unreadable, future or too-early one is none), due back
+    plus grace passed (a fallback due time when none can be read), started, not too old. Rows without a
+    Visit ID count too (by fingerprint). Empty without the safe-return rule (HV022)."""
     import pandas as pd
 
-    if policy.rule("HV022") is None:
+    if ctx.overdue is None:
         return []
-    frame = visits.frame
-    instant = pd.Timestamp(now.astimezone(dt.UTC))
-    grace = float(policy.param("HV022", "grace_minutes", 30))
-    limit = frame["return_due_at"] + pd.Timedelta(minutes=grace)
-    alert_hours = float(policy.param("HV022", "alert_hours", 24))
+    overdue = ctx.overdue
+    grace = overdue.due.timings.grace_minutes
+    limit = overdue.due.series + pd.Timedelta(minutes=grace)
+    instant = pd.Timestamp(ctx.now)
+    series = functools.partial(pd.Series, index=visits.frame.index)
     return [
-        Condition("no Visit ID", frame["visit_id"].notna()),
-        Condition("returned safely", frame["returned_at"].isna() & ~visits.unreadable("returned_at")),
-        *_not_called_off(frame["status"]),
-        Condition("no expected return", limit.notna()),
-        Condition("not overdue", limit < instant),  # only a later expected return makes a row fail it
-        Condition("overdue for too long", limit > instant - pd.Timedelta(hours=alert_hours), True),
+        Condition("returned safely", series(~overdue.back.confirmed)),
+        *_not_called_off(visits.frame["status"]),
+        Condition("no visit date", limit.notna()),
+        Condition("not overdue", (limit < instant).fillna(False)),  # only a later due time fails it
+        Condition("not started", series(overdue.started), True),
+        Condition("overdue for too long", limit > instant - pd.Timedelta(hours=ctx.alert_hours), True),
     ]
 
 
-def return_candidates(visits: Visits, policy: Policy, now: dt.datetime) -> list[int]:
+def return_candidates(visits: Visits, ctx: Context) -> list[int]:
     """The rows check-returns looks at (``return_conditions``)."""
-    conditions = return_conditions(visits, policy, now)
+    conditions = return_conditions(visits, ctx)
     return _passing(conditions) if conditions else []
 
 
@@ -623,25 +730,32 @@ def _escalated(visit: Mapping[str, Any]) -> bool:
 
 
 def _alert_time(visit: Mapping[str, Any], ctx: Context) -> dt.datetime | None:
-    """When the line manager was alerted: the ledger's acceptance time, else the sheet's Escalated at."""
+    """When the line manager's alert went (or was first queued, if it is still being retried: the SMT
+    stage never waits on a mail server), else the sheet's Escalated at."""
     alert = ctx.history.current(str(visit["visit_id"]), "overdue_alert")
     if alert is not None:
-        return alert.sent_at
+        return alert.sent_at or alert.queued_at
     return _utc(visit.get("escalated_at"))
 
 
 def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
-    """The overdue-return stage one visit is due: the alert to the line manager, then SMT, each once."""
+    """The overdue-return stage one visit is due: the alert to the line manager, then SMT, each once.
+
+    The chain never dead-ends: when the line manager's alert reached nobody (refused for good, or no
+    usable address), SMT is alerted at once and told why."""
     visit_id = str(visit["visit_id"])
     alert = ctx.history.current(visit_id, "overdue_alert")
     if alert is None and not _escalated(visit):
         return compose_alert("overdue_alert", visit, ctx, ctx.history.new_key(f"overdue_alert:{visit_id}"))
     if ctx.history.current(visit_id, "smt_alert") is not None:
         return None
+    key = ctx.history.new_key(f"smt_alert:{visit_id}")
+    if alert is not None and alert.status == "failed":
+        return compose_alert("smt_alert", visit, ctx, key, unreachable=alert.error or "refused")
     alerted = _alert_time(visit, ctx)
     if alerted is None or ctx.now - alerted <= dt.timedelta(minutes=ctx.settings.smt_after_minutes):
         return None
-    return compose_alert("smt_alert", visit, ctx, ctx.history.new_key(f"smt_alert:{visit_id}"), alerted)
+    return compose_alert("smt_alert", visit, ctx, key, alerted)
 
 
 VISIT_KINDS = ("form", "reminder", "final_reminder", "deadline_missed", "overdue_alert", "smt_alert")
@@ -655,14 +769,18 @@ def withdrawals(entries: Iterable[Entry], visits: Visits, ctx: Context) -> dict[
     ``_ready``, ``_escalated``, the deadline); only a change in the sheet withdraws a message, never
     the clock alone. A visit no longer in the sheet is left to ``rebuild`` (reported, not sent)."""
     forms = functools.cache(lambda: form_conditions(visits, ctx.settings, ctx.now))
-    returns = functools.cache(lambda: return_conditions(visits, ctx.policy, ctx.now))
+    returns = functools.cache(lambda: return_conditions(visits, ctx))
     found = {}
     for entry in entries:
-        position = visits.position_of(entry.visit_id)
+        position = ctx.position(entry.visit_id)
         if entry.kind not in VISIT_KINDS or position is None:
             continue
         conditions = returns() if entry.kind in ALERTS else forms()
-        reason = _failed(conditions, position) or _no_longer_due(entry.kind, visits.record(position), ctx)
+        if not conditions:
+            continue
+        reason = _failed(conditions, position) or _no_longer_due(
+            entry.kind, visit_record(visits, ctx, position), ctx
+        )
         if reason is not None:
             found[entry.key] = reason
     return found
@@ -687,12 +805,14 @@ def _no_longer_due(kind: str, visit: Mapping[str, Any], ctx: Context) -> str | N
 def forms_due(visits: Visits, ctx: Context) -> list[Planned]:
     if not ctx.policy.forms:
         return []
-    steps = (form_step(visits.record(i), ctx) for i in form_candidates(visits, ctx.settings, ctx.now))
+    steps = (
+        form_step(visit_record(visits, ctx, i), ctx) for i in form_candidates(visits, ctx.settings, ctx.now)
+    )
     return [step for step in steps if step is not None]
 
 
 def returns_due(visits: Visits, ctx: Context) -> list[Planned]:
-    steps = (return_step(visits.record(i), ctx) for i in return_candidates(visits, ctx.policy, ctx.now))
+    steps = (return_step(visit_record(visits, ctx, i), ctx) for i in return_candidates(visits, ctx))
     return [step for step in steps if step is not None]
 
 
@@ -812,6 +932,16 @@ def describe(planned: Planned) -> str:
     return f"{planned.visit_id} {planned.kind} to {count} recipient{'' if count == 1 else 's'}"
 
 
+def nobody(planned: Planned) -> str:
+    """Why a message has nobody to go to, naming what the sheet or the settings hold."""
+    if planned.not_mailed:
+        reasons = sorted({why for _, why in planned.not_mailed})
+        return f"nobody to send it to: the address in the sheet is {' or '.join(reasons)}"
+    if planned.kind == "overdue_alert":
+        return "nobody to send it to: the sheet has no line manager email for this visit"
+    return "nobody to send it to: no address in the sheet or the [mail] settings is inside allowed_domains"
+
+
 def _reply(exc: mail.MailError) -> str:
     return " ".join(part for part in (str(exc.code) if exc.code else "", exc.status) if part) or "no reply"
 
@@ -826,6 +956,7 @@ class Tally:
     not_mailed: int = 0
     partly_refused: int = 0  # accepted, but some recipients refused for good
     withdrawn: int = 0  # queued earlier, no longer applies: not sent (not a failure)
+    waiting: int = 0  # forms and reminders held back while the ledger cannot be used
     stopped: str | None = None  # why sending stopped early (the mail server cannot be used)
 
     @property
@@ -835,7 +966,9 @@ class Tally:
 
     @property
     def anything(self) -> bool:
-        return bool(self.sent or self.queued or self.refused or self.not_mailed or self.withdrawn)
+        return bool(
+            self.sent or self.queued or self.refused or self.not_mailed or self.withdrawn or self.waiting
+        )
 
     def summary(self) -> str:
         parts = [f"{self.sent} sent"]
@@ -843,6 +976,8 @@ class Tally:
             parts.append(f"{self.partly_refused} with recipient(s) refused for good")
         if self.withdrawn:
             parts.append(f"{self.withdrawn} withdrawn (no longer applied)")
+        if self.waiting:
+            parts.append(f"{self.waiting} form(s) and reminder(s) waiting for the ledger")
         if self.queued:
             parts.append(f"{self.queued} queued for the next run")
         if self.refused:
@@ -868,6 +1003,8 @@ class Run:
         self.ledger, self.transport, self.settings, self.now = ledger, transport, settings, now
         self.folder, self.out, self.err = folder, out, err
         self.tally = Tally()
+        self.problem: str | None = None  # the ledger failed during the run: why (exit 2)
+        self.accepted: str | None = None  # the key of the message the server accepted last
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -876,7 +1013,53 @@ class Run:
         print(f"homevisits: {text}", file=self.err, flush=True)
 
     def deliver(self, planned: Planned, entry: Entry | None = None) -> None:
-        """Queue (unless retrying), send, record. A ConnectionFailure stops the run's sending."""
+        """Queue (unless retrying), send, record. A ConnectionFailure stops the run's sending.
+
+        When the ledger fails, the run goes on with a ledger in memory: alerts still go (an alert the
+        server already accepted is not sent again), everything else waits for a working ledger."""
+        if self.problem is not None and planned.kind not in ALERTS:
+            self.tally.waiting += 1
+            return
+        try:
+            self._deliver(planned, entry)
+        except LedgerUnavailable as exc:
+            self.degrade(exc)
+            if planned.kind not in ALERTS:
+                self.tally.waiting += 1
+                return
+            if self.accepted == planned.key:  # the server has it: record it, do not send it again
+                held = self.ledger.queue(
+                    planned.key,
+                    planned.visit_id,
+                    planned.kind,
+                    planned.recipients,
+                    self.now,
+                    self.msgid(planned),
+                )
+                self.ledger.mark_sent(held.key, self.now)
+                return
+            self._deliver(planned, None)
+
+    def degrade(self, exc: LedgerUnavailable) -> None:
+        """Carry on without the ledger file (see ``deliver``)."""
+        from .ledger import Ledger
+
+        if self.problem is None:
+            self.problem = (
+                f"{exc.sentence()} Alerts were still sent; forms and reminders wait until it is fixed."
+            )
+            self.ledger = Ledger.in_memory(sender=self.settings.sender)
+            self.warn(f"the ledger failed during the run ({exc.cause}): sending alerts only.")
+
+    def msgid(self, planned: Planned) -> str | None:
+        """Alerts carry a Message-ID derived from their key and due time; other kinds get a new one."""
+        from .ledger import alert_message_id, msgid_domain
+
+        if planned.kind not in ALERTS:
+            return None
+        return alert_message_id(planned.key, planned.due, msgid_domain(self.settings.sender))
+
+    def _deliver(self, planned: Planned, entry: Entry | None = None) -> None:
         if entry is None:
             if planned.not_mailed:
                 self.tally.not_mailed += len(planned.not_mailed)
@@ -888,17 +1071,12 @@ class Run:
                     f"are outside allowed_domains or not email addresses and were not mailed ({told})."
                 )
             entry = self.ledger.queue(
-                planned.key, planned.visit_id, planned.kind, planned.recipients, self.now
+                planned.key, planned.visit_id, planned.kind, planned.recipients, self.now, self.msgid(planned)
             )
             if entry.status != "pending":
                 return
         if not planned.recipients:
-            self.refuse(
-                entry,
-                planned,
-                "nobody to send it to: no address in the sheet or the [mail] settings "
-                "is inside allowed_domains",
-            )
+            self.refuse(entry, planned, nobody(planned))
             return
         try:
             message = build(planned, entry.message_id, self.settings, self.now, self.folder)
@@ -914,6 +1092,7 @@ class Run:
         self.ledger.attempt(entry.key, self.now)
         try:
             refused = self.transport.send(message)
+            self.accepted = planned.key
         except mail.PermanentFailure as exc:
             self.refuse(entry, planned, str(exc), _reply(exc))
         except mail.TemporaryFailure as exc:
@@ -970,10 +1149,10 @@ def rebuild(entry: Entry, visits: Visits, ctx: Context) -> Planned | str:
         base_key = entry.key.removeprefix("admin_report:")
         if base_key.startswith("not_mailed:"):
             base = ctx.history.get(base_key.removeprefix("not_mailed:"))
-            position = visits.position_of(entry.visit_id)
+            position = ctx.position(entry.visit_id)
             if base is None or position is None:
                 return "the visit is no longer in the sheet"
-            again = compose(base.kind, visits.record(position), ctx, base.key)
+            again = compose(base.kind, visit_record(visits, ctx, position), ctx, base.key)
             planned = compose_admin_report(entry.key, entry.visit_id, ctx, not_mailed=again.not_mailed)
         elif base_key.startswith(REFUSED):
             sent = ctx.history.get(base_key.removeprefix(REFUSED))
@@ -986,10 +1165,10 @@ def rebuild(entry: Entry, visits: Visits, ctx: Context) -> Planned | str:
                 entry.key, entry.visit_id, ctx, failures=[failed] if failed else []
             )
     else:
-        position = visits.position_of(entry.visit_id)
+        position = ctx.position(entry.visit_id)
         if position is None:
             return "the visit is no longer in the sheet"
-        planned = compose(entry.kind, visits.record(position), ctx, entry.key)
+        planned = compose(entry.kind, visit_record(visits, ctx, position), ctx, entry.key)
     held = {a.lower() for a in entry.recipients}
     to = tuple(a for a in planned.to if a.lower() in held)
     cc = tuple(a for a in planned.cc if a.lower() in held)
@@ -1001,7 +1180,7 @@ def rebuild(entry: Entry, visits: Visits, ctx: Context) -> Planned | str:
 # ---------------------------------------------------------------- write-back
 
 
-def write_back(checked: Checked, ledger: Ledger, now: dt.datetime, err: TextIO) -> None:
+def write_back(checked: Checked, ledger: Ledger, now: dt.datetime, err: TextIO, sent: int = 0) -> None:
     """Form sent at / Escalated at from the ledger, and Visit IDs for rows without one: one write.
 
     Entries whose visit is not in the sheet are left for a later run; a failed write is redone
@@ -1024,7 +1203,8 @@ def write_back(checked: Checked, ledger: Ledger, now: dt.datetime, err: TextIO) 
     try:
         result = checked.source.write(updates)
     except HomevisitsError as exc:
-        print(f"homevisits: the messages went, but the sheet was not updated: {exc}", file=err, flush=True)
+        went = f"{sent} message(s) went, but " if sent else ""
+        print(f"homevisits: {went}the sheet was not updated: {exc}", file=err, flush=True)
         return
     done = {(id_key(p.update.visit_id), p.update.field) for p in result.written}
     ledger.mark_written_back(
@@ -1049,7 +1229,8 @@ def run(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """send-forms, check-returns or both: 0 all went (or nothing to do), 1 something was not sent."""
+    """send-forms, check-returns or both: 0 all went (or nothing to do), 1 something was not sent or an
+    alert could not be fully worked out, 2 the ledger could not be used (alerts went all the same)."""
     from .ledger import RunInProgress, run_lock
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -1060,16 +1241,21 @@ def run(
         )
     if dry_run:
         return _dry_run(config, now, jobs, settings, out, err)
-    try:
-        with run_lock(config.ledger_path):
-            if tuple(jobs) != JOBS:  # send-forms or check-returns by hand; run-scheduled is watched
-                return _run_locked(config, now, jobs, settings, out, err)
-            from .heartbeat import watched
+    with contextlib.ExitStack() as stack:
+        problem: LedgerUnavailable | None = None
+        try:
+            stack.enter_context(run_lock(config.ledger_path))
+        except RunInProgress as exc:
+            print(f"homevisits: {exc}", file=err, flush=True)
+            return 0
+        except LedgerUnavailable as exc:  # no lock can be taken there: the ledger cannot be used either
+            problem = exc
+        if tuple(jobs) != JOBS:  # send-forms or check-returns by hand; run-scheduled is watched
+            return _run_locked(config, now, jobs, settings, out, err, problem)
+        from .heartbeat import watched
 
-            return watched(config, now, lambda: _run_locked(config, now, jobs, settings, out, err), err)
-    except RunInProgress as exc:
-        print(f"homevisits: {exc}", file=err, flush=True)
-        return 0
+        return watched(config, now, lambda: _run_locked(config, now, jobs, settings, out, err, problem), err)
+    raise AssertionError("unreachable")
 
 
 def _nothing_to_do(
@@ -1125,7 +1311,7 @@ def _dry_run(
         ctx = replace(ctx, history=History(entries))
     for planned in plan_context(ctx, checked.visits, jobs):
         if not planned.recipients:
-            lines.append(f"would not send: {planned.visit_id} {planned.kind} (nobody to send it to)")
+            lines.append(f"would not send: {planned.visit_id} {planned.kind} ({nobody(planned)})")
             continue
         message = build(planned, DRY_RUN_ID, settings, now, None)
         lines.append(f"would send: {mail.describe(message)}")
@@ -1134,44 +1320,124 @@ def _dry_run(
                 f"would not mail: {len(planned.not_mailed)} address(es) of {planned.visit_id} {planned.kind} "
                 "(outside allowed_domains or not an email address)"
             )
+    if "returns" in jobs:
+        lines += [f"cannot tell: {line}" for line in doubts(checked.visits, ctx)]
     unnamed = int(checked.visits.frame["visit_id"].isna().sum())
     if unnamed:
         lines.append(
-            f"{unnamed} row(s) have no Visit ID: a run gives them one, and the run after handles them"
+            f"{unnamed} row(s) have no Visit ID: a run gives them one (their alerts go meanwhile, "
+            "by sheet row), and the run after handles their forms"
         )
     for line in lines or ["Nothing would be sent."]:
         print(line, file=out, flush=True)
     return 0
 
 
+def doubts(visits: Visits, ctx: Context) -> list[str]:
+    """What the safe-return loop could not read for visits it watches now or soon: a fallback due time
+    (each said, and the run exits 1 so cron's MAILTO sees it), or no visit date to place it in time."""
+    import numpy as np
+
+    from .safe_return import FALLBACKS, MINUTE, NAT, Cells
+
+    if ctx.overdue is None:
+        return []
+    overdue, moment = ctx.overdue, ctx.overdue.back.now
+    window = int(ctx.settings.window_days * 1440 * MINUTE)
+    since = moment - int(ctx.alert_hours * 60 * MINUTE)
+    at = overdue.due.at
+    soon = (at != NAT) & (at > since) & (at < moment + window)
+    fallback = overdue.live & ~overdue.back.confirmed & np.isin(overdue.due.basis, FALLBACKS) & soon
+    cells, lines = Cells(visits), []
+    for i in np.flatnonzero(fallback).tolist():
+        lines.append(f"{_where(visits, ctx, i)}: {overdue.due.why(i, cells)}")
+    for i in np.flatnonzero(overdue.unplaced).tolist():
+        date = visits.header("visit_date")
+        how = "is not a date" if visits.unreadable("visit_date")[i] else "is blank"
+        lines.append(f"{_where(visits, ctx, i)}: {date} {how}, so its safe return cannot be watched.")
+    return lines
+
+
+def _where(visits: Visits, ctx: Context, position: int) -> str:
+    row = int(visits.frame["row"].iat[position])
+    ref = ctx.refs[position]
+    return f"row {row}" if ref.startswith(UNNAMED) else f"{ref} (row {row})"
+
+
+STAGES = {"overdue_alert": "the line manager's alert", "smt_alert": "the SMT alert"}
+
+
+def undelivered(ctx: Context, visits: Visits) -> list[str]:
+    """Overdue visits with an alert stage that has reached nobody: refused for good, or still queued."""
+    lines = []
+    for i in return_candidates(visits, ctx):
+        for entry in ctx.history.of_visit(ctx.refs[i], ALERTS):
+            if entry.status == "failed":
+                why = f"reached nobody ({entry.error or 'refused'})"
+            elif entry.status == "pending":
+                why = "has not been accepted by the mail server yet"
+            else:
+                continue
+            lines.append(f"{_where(visits, ctx, i)}: {STAGES[entry.kind]} {why}.")
+    return lines
+
+
+def carry_over(ledger: Ledger, visits: Visits) -> None:
+    """Alerts sent for a row before it had a Visit ID now belong to that ID."""
+    kept = ledger.visit_ids(UNNAMED)
+    if not kept:
+        return
+    ids = visits.frame["visit_id"].tolist()
+    named = fingerprints(visits, [i for i, visit_id in enumerate(ids) if visit_id])
+    renames = {fp: ids[i] for i, fp in named.items() if fp in kept}
+    ledger.carry_over(renames)
+
+
 def _run_locked(
-    config: Config, now: dt.datetime, jobs: Sequence[str], settings: Settings, out: TextIO, err: TextIO
+    config: Config,
+    now: dt.datetime,
+    jobs: Sequence[str],
+    settings: Settings,
+    out: TextIO,
+    err: TextIO,
+    problem: LedgerUnavailable | None = None,
 ) -> int:
     from .forms import PROGRESS_MIN, Progress
-    from .ledger import open_ledger
+    from .ledger import Ledger, open_or_recover
     from .pipeline import load
 
     transport = mail.open_transport(config.mail, config.base_dir)  # settings checked before any read
     checked = load(config, now)
     _nothing_to_do(checked, settings, jobs, err, returns=tuple(jobs) == ("returns",))
-    with (
-        transport,
-        open_ledger(config.ledger_path, sender=settings.sender) as ledger,
-        tempfile.TemporaryDirectory(prefix="homevisits-") as folder,
-    ):
+    if problem is None:
+        ledger, trouble = open_or_recover(config.ledger_path, now, sender=settings.sender)
+        notice = None if ledger.in_memory_only else trouble  # moved aside: a new ledger, a full run
+    else:
+        notice = None
+        ledger = Ledger.in_memory(sender=settings.sender)
+        trouble = f"{problem.sentence()} Alerts were still sent this run; forms and reminders wait until it is fixed."
+    with transport, ledger, tempfile.TemporaryDirectory(prefix="homevisits-") as folder:
         run_ = Run(ledger, transport, settings, now, Path(folder), out, err)
-        history = History.of(ledger)
-        ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
-        work: list[tuple[Planned, Entry | None]] = []
+        if ledger.in_memory_only:
+            run_.problem = trouble
+        visits = checked.visits
         broken: Exception | None = None  # a broken form template must not hold up the alerts
-        pending = ledger.pending()
-        withdrawn = withdrawals(pending, checked.visits, ctx)
+        try:
+            carry_over(ledger, visits)
+            history = History.of(ledger)
+            pending = ledger.pending()
+        except LedgerUnavailable as exc:
+            run_.degrade(exc)
+            history, pending = History(), []
+        ctx = context_for(visits, checked.findings, checked.policy, settings, history, now)
+        work: list[tuple[Planned, Entry | None]] = []
+        withdrawn = withdrawals(pending, visits, ctx)
         for entry in pending:
             if entry.key in withdrawn:
                 run_.withdraw(entry, withdrawn[entry.key])
                 continue
             try:
-                again = rebuild(entry, checked.visits, ctx)
+                again = rebuild(entry, visits, ctx)
             except Exception as exc:  # stays pending; raised once the rest has gone
                 broken = broken or exc
                 continue
@@ -1180,12 +1446,10 @@ def _run_locked(
             else:
                 work.append((again, entry))
         if run_.tally.withdrawn:  # what was withdrawn may be planned anew (under a new key)
-            ctx = replace(ctx, history=History.of(ledger))
-        work += [(p, None) for p in plan_context(ctx, checked.visits, [j for j in jobs if j == "returns"])]
+            ctx = replace(ctx, history=History.of(run_.ledger))
+        work += [(p, None) for p in plan_context(ctx, visits, [j for j in jobs if j == "returns"])]
         try:
-            work += [
-                (p, None) for p in plan_context(ctx, checked.visits, [j for j in jobs if j != "returns"])
-            ]
+            work += [(p, None) for p in plan_context(ctx, visits, [j for j in jobs if j != "returns"])]
         except Exception as exc:
             broken = broken or exc
         work.sort(key=lambda item: item[0].priority)
@@ -1198,23 +1462,38 @@ def _run_locked(
                 bar.step()
         if bar:
             bar.done()
+        if "returns" in jobs and not run_.tally.stopped:
+            # A first stage that reached nobody this run: SMT is alerted now, not at the next run.
+            ctx = replace(ctx, history=History.of(run_.ledger))
+            for planned in plan_context(ctx, visits, ["returns"]):
+                if run_.tally.stopped:
+                    break
+                run_.deliver(planned)
         if not run_.tally.stopped:
-            ctx = replace(ctx, history=History.of(ledger))
+            ctx = replace(ctx, history=History.of(run_.ledger))
             for report in failure_reports(ctx):
                 if run_.tally.stopped:
                     break
                 run_.deliver(report)
-        write_back(checked, ledger, now, err)
+        ctx = replace(ctx, history=History.of(run_.ledger))
+        unsure = doubts(visits, ctx) if "returns" in jobs else []
+        unsent = undelivered(ctx, visits) if "returns" in jobs else []
+        write_back(checked, run_.ledger, now, err, run_.tally.sent)
     if broken is not None:
         raise broken
     tally = run_.tally
     if tally.stopped:
         print(f"homevisits: {tally.stopped}", file=err, flush=True)
+    for line in (*unsure, *unsent):
+        print(f"homevisits: {line}", file=err, flush=True)
     if tally.anything:
         print(tally.summary(), file=err, flush=True)
     elif err.isatty():
         print("Nothing to send.", file=err, flush=True)
-    return tally.status
+    if run_.problem is not None or notice is not None:
+        print(f"homevisits: {run_.problem or notice}", file=err, flush=True)
+        return 2
+    return 1 if (unsure or unsent) else tally.status
 
 
 def _placeholder(entry: Entry) -> Planned:

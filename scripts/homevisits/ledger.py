@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import hashlib
 import json
 import logging
 import os
@@ -41,8 +43,9 @@ KINDS = (
 WRITE_BACK_FIELDS = {"form": "form_sent_at", "overdue_alert": "escalated_at"}
 DEFAULT_LEDGER = "state/ledger.sqlite"
 SCHEMA_VERSION = 2  # 2: withdrawn_at, withdrawn_reason, refused (added to a version 1 file on opening)
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 5.0  # a short wait: runs never overlap (run lock), so a lock this long is another program
 FALLBACK_DOMAIN = "homevisits.invalid"
+MEMORY = ":memory:"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -75,6 +78,64 @@ COLUMNS = (
 
 class RunInProgress(HomevisitsError):
     """Another homevisits run holds the lock: this one did nothing (run-scheduled exits 0 quietly)."""
+
+
+class LedgerUnavailable(HomevisitsError):
+    """The ledger cannot be opened or written: ``cause`` is locked, read-only, full, corrupt or other.
+
+    The scheduled job still sends alerts without it (forms and reminders wait) and exits 2 with this
+    sentence."""
+
+    def __init__(self, path: Path, cause: str, detail: str) -> None:
+        self.path, self.cause, self.detail = Path(path), cause, detail
+        super().__init__(self.sentence())
+
+    def sentence(self) -> str:
+        where, folder = self.path, self.path.parent
+        return {
+            "locked": f"The ledger {where} is locked by another program ({self.detail}): close whatever "
+            "has it open (a database browser, a backup tool) so the next run can record what it sends.",
+            "read-only": f"The ledger {where} cannot be written ({self.detail}): let the account that runs "
+            f"homevisits write to {folder} (and the ledger files in it).",
+            "full": f"The disk holding the ledger {where} is full ({self.detail}): free some space on it.",
+            "corrupt": f"The ledger {where} is damaged ({self.detail}).",
+        }.get(self.cause, f"The ledger {where} could not be used ({self.detail}): check [state] ledger.")
+
+
+def ledger_problem(path: Path, exc: BaseException) -> LedgerUnavailable:
+    """What went wrong with the ledger, in one of the words the admin can act on."""
+    text = str(exc).lower()
+    number = getattr(exc, "errno", None)
+    detail = str(exc) or type(exc).__name__
+    if number == errno.ENOSPC or "full" in text:
+        return LedgerUnavailable(path, "full", detail)
+    if "locked" in text or "busy" in text:
+        return LedgerUnavailable(path, "locked", detail)
+    if number in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text:
+        return LedgerUnavailable(path, "read-only", detail)
+    if "unable to open" in text:
+        writable = os.access(Path(path).parent, os.W_OK) and _fs_writable(Path(path).parent)
+        return LedgerUnavailable(path, "other" if writable else "read-only", detail)
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return LedgerUnavailable(path, "corrupt", detail)
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return LedgerUnavailable(path, "corrupt", detail)
+    return LedgerUnavailable(path, "other", detail)
+
+
+def _fs_writable(folder: Path) -> bool:
+    try:
+        return not (os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def alert_message_id(key: str, due: dt.datetime | None, domain: str) -> str:
+    """A Message-ID derived from the alert's key and due time: the same whether or not a ledger holds it,
+    so a repeat sent while the ledger was broken is recognisable as the same alert."""
+    stamp = due.astimezone(dt.UTC).strftime("%Y%m%dT%H%M") if due is not None else "unknown"
+    digest = hashlib.sha256(f"{key}|{stamp}".encode()).hexdigest()[:24]
+    return f"<alert.{digest}@{domain}>"
 
 
 @dataclass(frozen=True)
@@ -163,22 +224,33 @@ class Ledger:
     def __init__(self, path: Path, *, sender: str | None = None) -> None:
         self.path = Path(path)
         self.domain = msgid_domain(sender)
+        memory = str(path) == MEMORY
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            if not memory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                MEMORY if memory else self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None
+            )
         except (OSError, sqlite3.Error) as exc:
-            raise HomevisitsError(
-                f"Could not open the ledger {self.path} ({exc}): check [state] ledger in the config "
-                "and that the folder can be written."
-            ) from exc
+            raise ledger_problem(self.path, exc) from exc
         self._db.row_factory = sqlite3.Row
         try:
             self._setup()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.Error, OSError) as exc:
             self._db.close()
-            raise HomevisitsError(
-                f"{self.path} is not a homevisits ledger ({exc}): move it aside and run again."
-            ) from exc
+            raise ledger_problem(self.path, exc) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def in_memory(cls, *, sender: str | None = None) -> Ledger:
+        """A ledger for this run only, when the file cannot be used: alerts still go, and are written back."""
+        return cls(Path(MEMORY), sender=sender)
+
+    @property
+    def in_memory_only(self) -> bool:
+        return str(self.path) == MEMORY
 
     def _setup(self) -> None:
         db = self._db
@@ -202,13 +274,24 @@ class Ledger:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (BEGIN IMMEDIATE) so concurrent writers queue up."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise ledger_problem(self.path, exc) from exc
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise ledger_problem(self.path, exc) from exc
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise ledger_problem(self.path, exc) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -222,11 +305,16 @@ class Ledger:
     # ------------------------------------------------------------ reading
 
     def get(self, key: str) -> Entry | None:
-        row = self._db.execute(f"SELECT {COLUMNS} FROM messages WHERE key = ?", (key,)).fetchone()
-        return _entry(row) if row else None
+        found = self._select("key = ?", (key,))
+        return found[0] if found else None
 
     def _select(self, where: str = "1", params: Sequence[object] = (), order: str = "id") -> list[Entry]:
-        rows = self._db.execute(f"SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY {order}", params)
+        try:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY {order}", params
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise ledger_problem(self.path, exc) from exc
         return [_entry(row) for row in rows]
 
     def entries(self, visit_id: str | None = None, kind: str | None = None) -> list[Entry]:
@@ -265,8 +353,17 @@ class Ledger:
 
     # ------------------------------------------------------------ writing
 
-    def queue(self, key: str, visit_id: str, kind: str, recipients: Iterable[str], now: dt.datetime) -> Entry:
-        """Record the intent to send; the existing entry (same Message-ID) if the key is already there."""
+    def queue(
+        self,
+        key: str,
+        visit_id: str,
+        kind: str,
+        recipients: Iterable[str],
+        now: dt.datetime,
+        message_id: str | None = None,
+    ) -> Entry:
+        """Record the intent to send; the existing entry (same Message-ID) if the key is already there.
+        ``message_id``: a given one (alerts derive theirs from key and due time), else a new one."""
         if not key or not visit_id:
             raise ValueError("a ledger entry needs a key and a visit ID")
         if kind not in KINDS:
@@ -276,7 +373,14 @@ class Ledger:
             db.execute(
                 "INSERT INTO messages (key, visit_id, kind, recipients, message_id, queued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-                (key, visit_id, kind, json.dumps(list(recipients)), make_msgid(domain=self.domain), stamp),
+                (
+                    key,
+                    visit_id,
+                    kind,
+                    json.dumps(list(recipients)),
+                    message_id or make_msgid(domain=self.domain),
+                    stamp,
+                ),
             )
             row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE key = ?", (key,)).fetchone()
         entry = _entry(row)
@@ -336,6 +440,29 @@ class Ledger:
             params = (error,)
         return self._update(key, sql, params)
 
+    def carry_over(self, renames: Mapping[str, str]) -> int:
+        """Entries kept under a row's fingerprint (no Visit ID yet) move to the ID the row now has."""
+        if not renames:
+            return 0
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(
+                "UPDATE messages SET visit_id = ? WHERE visit_id = ?",
+                [(new, old) for old, new in renames.items()],
+            )
+            return db.total_changes - before
+
+    def visit_ids(self, prefix: str) -> set[str]:
+        """The visit references in the ledger that start with ``prefix``."""
+        try:
+            rows = self._db.execute(
+                "SELECT DISTINCT visit_id FROM messages WHERE visit_id LIKE ? ESCAPE '!'",
+                (prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%",),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise ledger_problem(self.path, exc) from exc
+        return {row[0] for row in rows}
+
     def mark_written_back(self, keys: Iterable[str], now: dt.datetime) -> None:
         """The sheet now shows these messages' times."""
         stamp = _stamp(now)
@@ -350,6 +477,43 @@ def open_ledger(path: Path, *, sender: str | None = None) -> Ledger:
     """The ledger at ``path`` (config.ledger_path), created with its folder on first use.
     ``sender`` (the [mail] from address) gives Message-IDs their domain."""
     return Ledger(path, sender=sender)
+
+
+def move_aside(path: Path, now: dt.datetime) -> Path:
+    """Rename a damaged ledger (and its -wal and -shm files) out of the way, with a timestamped name."""
+    path = Path(path)
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("-wal", "-shm", ""):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, target.with_name(target.name + suffix))
+    return target
+
+
+def open_or_recover(path: Path, now: dt.datetime, *, sender: str | None = None) -> tuple[Ledger, str | None]:
+    """The ledger, and what went wrong with it (None: nothing). A damaged ledger is moved aside and a new
+    one started (the sheet's Form sent at and Escalated at keep what was sent from being sent again);
+    a ledger that cannot be used at all gives a ledger in memory for this run, so alerts still go."""
+    try:
+        return Ledger(path, sender=sender), None
+    except LedgerUnavailable as exc:
+        problem = exc
+    if problem.cause == "corrupt":
+        try:
+            moved = move_aside(path, now)
+            fresh = Ledger(path, sender=sender)
+        except (OSError, LedgerUnavailable) as exc:
+            problem = exc if isinstance(exc, LedgerUnavailable) else ledger_problem(path, exc)
+        else:
+            return fresh, (
+                f"{problem.sentence()} homevisits moved it aside to {moved.name} and started a new one; "
+                "what the sheet shows as sent (Form sent at, Escalated at) is not sent again."
+            )
+    log.warning("ledger unavailable: %s", problem.cause)
+    return Ledger.in_memory(sender=sender), (
+        f"{problem.sentence()} Alerts were still sent this run; forms and reminders wait until it is fixed."
+    )
 
 
 # ---------------------------------------------------------------- one run at a time
@@ -375,9 +539,7 @@ def run_lock(ledger_path: Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise HomevisitsError(
-            f"Could not create the lock file {path} ({exc.strerror}): check [state] ledger."
-        ) from exc
+        raise ledger_problem(Path(ledger_path), exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

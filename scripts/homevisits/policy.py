@@ -13,6 +13,7 @@ import pandas as pd
 from .errors import HomevisitsError
 from .findings import SEVERITIES, Finding, sort_key
 from .rules import RULES, Context
+from .safe_return import Timings
 from .settings import Setting, check_keys, check_params, check_value, closest, unknown_key
 from .visits import Visits
 
@@ -52,6 +53,12 @@ class Policy:
 
     def rule(self, rule_id: str) -> RuleConfig | None:
         return self.rules.get(rule_id)
+
+    @property
+    def timings(self) -> Timings:
+        """The safe-return loop's timings (HV022's grace, alert window, longest visit, day end)."""
+        config = self.rules.get("HV022")
+        return Timings.of(config.params if config else None)
 
     def param(self, rule_id: str, key: str, default: Any = None) -> Any:
         config = self.rules.get(rule_id)
@@ -170,6 +177,7 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
     ids = visits.frame["visit_id"].tolist()
     headers = {name: visits.header(name) for name in visits.schema.fields}
     columns: dict = {}  # shared by the rules: each column becomes an array once
+    timings = policy.timings
     for config in rules:
         context = Context(
             visits=visits,
@@ -177,6 +185,7 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
             now=instant,
             policy_name=policy.name,
             cache=columns,
+            timings=timings,
         )
         rule_id, severity, clause = config.id, config.severity, f"{policy.name} {config.clause}"
         findings.extend(

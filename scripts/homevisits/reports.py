@@ -21,12 +21,12 @@ from typing import Any
 import pandas as pd
 
 from .findings import SEVERITIES, SEVERITY_HELP, SEVERITY_RANK, Finding, Report, sort_key, summary
+from .state import CANCELLED
 from .visits import Visits
 from .wording import long_day, long_moment
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "reports"
 STATUSES = ("Planned", "Completed", "No answer", "Cancelled", "Not carried out")
-CANCELLED = ("Cancelled", "Not carried out")
 RISKS = ("LOW", "MEDIUM", "HIGH")
 NOT_RECORDED = "Not recorded"
 SEVERITY_LABELS = {"alert": "Alerts", "error": "Errors", "warning": "Warnings", "info": "Coming due"}

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import safe_return, state
+from .safe_return import Timings
 from .settings import Setting
 from .visits import Visits
-
-CANCELLED = ("Cancelled", "Not carried out")
-HAPPENED = ("Completed", "No answer")
 
 
 @dataclass(slots=True)
@@ -41,7 +40,8 @@ class Context:
     params: dict[str, Any]
     now: pd.Timestamp  # UTC
     policy_name: str = ""
-    cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    timings: Timings = field(default_factory=Timings)
 
     @property
     def f(self) -> pd.DataFrame:
@@ -75,6 +75,10 @@ class Context:
             return "an unknown time"
         if isinstance(instant, pd.Timestamp):
             nanoseconds = instant.value
+        elif isinstance(instant, int | np.integer):  # integer nanoseconds (safe_return)
+            if instant == np.iinfo(np.int64).min:
+                return "an unknown time"
+            nanoseconds = int(instant)
         else:
             nanoseconds = np.datetime64(instant, "ns").astype(np.int64).item()
         moment = dt.datetime.fromtimestamp(nanoseconds / 1e9, self.visits.tz)
@@ -93,14 +97,20 @@ class Context:
 
     def live(self) -> np.ndarray:
         """Visits that are planned or went ahead: not cancelled and not called off."""
-        return self._mask("visit is live", lambda: ~self.f["status"].isin(CANCELLED).to_numpy())
+        return self._mask("visit is live", lambda: state.live(self.f["status"]))
 
     def planned(self) -> np.ndarray:
-        status = self.f["status"]
-        return (status.isna() | (status == "Planned")).to_numpy()
+        return state.planned(self.f["status"])
 
     def happened(self) -> np.ndarray:
-        return self.f["status"].isin(HAPPENED).to_numpy()
+        return state.happened(self.f["status"])
+
+    def overdue(self) -> safe_return.Overdue:
+        """Due-back times, confirmed returns and who is overdue now (safe_return), made once per check."""
+        key = "safe return"
+        if key not in self.cache:
+            self.cache[key] = safe_return.overdue(self.visits, self.timings, self.now.to_pydatetime())
+        return self.cache[key]
 
     def started(self) -> np.ndarray:
         """The visit has begun by now, or is recorded as having happened."""
@@ -310,17 +320,36 @@ def medium_risk_not_public(ctx: Context) -> Iterator[Hit]:
 
 @rule("HV005", "No expected return", "error", needs=("expected_return|expected_duration",))
 def no_expected_return(ctx: Context) -> Iterator[Hit]:
-    """Without an expected return time (or duration) nobody can tell when the safe-return call is late."""
-    unknown = ctx.f["return_due_at"].isna().to_numpy()
+    """Without a usable expected return time (or duration) nobody can tell when the safe-return call is late.
+
+    An unreadable cell is HV002's; here: nothing filled in, or a duration longer than the longest visit.
+    Either way the safe-return alert still goes, at the time safe_return falls back to (said in the fix)."""
+    due = ctx.overdue().due
+    fallback = ctx.live() & np.isin(due.basis, safe_return.FALLBACKS)
     unreadable = ctx.unreadable("expected_return") | ctx.unreadable("expected_duration")
     has_start = ctx.f["start_at"].notna().to_numpy()
     field = "expected_return" if "expected_return" in ctx.visits.headers else "expected_duration"
-    for i in _positions(ctx.live() & unknown & ~unreadable & has_start):
+    minutes = ctx.f["expected_duration"].to_numpy(dtype=float)
+    too_long = np.nan_to_num(minutes) > ctx.timings.max_visit_minutes
+    blank = ctx.f["expected_return"].isna().to_numpy() & np.isnan(minutes)
+    for i in _positions(fallback & ~unreadable & has_start & (blank | too_long)):
+        due_at = ctx.when(due.at[i])
+        if too_long[i] and not blank[i]:
+            yield Hit(
+                i,
+                "expected_duration",
+                f"{ctx.header('expected_duration')} reads {minutes[i]:g} minutes, longer than the longest "
+                f"visit the policy expects ({ctx.timings.max_visit_minutes:g} minutes).",
+                f"Check the duration (minutes, e.g. 90, or 1h30). Until then the safe-return alert counts "
+                f"the visit as due back by {due_at}.",
+            )
+            continue
         yield Hit(
             i,
             field,
             "No expected return time or duration: the line manager cannot tell when to expect the safe-return call.",
-            f"Fill in {ctx.header(field)} (and tell the line manager).",
+            f"Fill in {ctx.header(field)} (and tell the line manager). Until then the safe-return alert counts "
+            f"the visit as due back by {due_at}.",
         )
 
 
@@ -643,7 +672,8 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     frame = ctx.f
     live = ctx.live()
     start, due = frame["start_at"], frame["return_due_at"]
-    backwards = live & (due <= start).fillna(False).to_numpy(dtype=bool)
+    next_day = ctx.overdue().due.basis == safe_return.NEXT_DAY  # 22:30 to 00:30 ends the next day
+    backwards = live & ~next_day & (due <= start).fillna(False).to_numpy(dtype=bool)
     limit = float(ctx.p("max_minutes", 240))
     too_long = live & ((due - start) > pd.Timedelta(minutes=limit)).fillna(False).to_numpy(dtype=bool)
     start, due = ctx.col("start_at"), ctx.col("return_due_at")
@@ -706,10 +736,6 @@ def no_outcome(ctx: Context) -> Iterator[Hit]:
         )
 
 
-def _due_with_grace(ctx: Context) -> pd.Series:
-    return ctx.f["return_due_at"] + pd.Timedelta(minutes=float(ctx.p("grace_minutes", 30)))
-
-
 @rule(
     "HV022",
     "Safe return not confirmed",
@@ -718,19 +744,24 @@ def _due_with_grace(ctx: Context) -> pd.Series:
     params=SAFE_RETURN,
 )
 def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
-    """Expected return plus the grace period has passed and nobody has confirmed the staff member is back safe."""
-    limit = _due_with_grace(ctx)
-    overdue = (limit < ctx.now).fillna(False).to_numpy(dtype=bool)
-    unconfirmed = ctx.live() & ctx.empty("returned_at") & ~ctx.unreadable("returned_at") & overdue
-    recent = (limit > ctx.now - pd.Timedelta(hours=float(ctx.p("alert_hours", 24)))).to_numpy(dtype=bool)
+    """Due back plus the grace period has passed and nothing readable confirms the staff member is back safe.
+
+    Fail safe (safe_return): an unreadable, future or too-early Returned safely at is not a return, and
+    a visit with no readable expected return is still due back at a fallback time; both are said."""
+    state_now = ctx.overdue()
     steps = list(ctx.p("escalation", ["Call the staff member", "Call the school office", "Call the police"]))
-    grace = float(ctx.p("grace_minutes", 30))
+    grace = ctx.timings.grace_minutes
     escalated = ctx.f["escalated_at"].notna().to_numpy()
-    for i in _positions(unconfirmed):
+    cells = safe_return.Cells(ctx.visits)
+    for i in _positions(state_now.past_grace):
         staff = _value(ctx, i, "lead_staff") or "the lead staff member"
         phone = _value(ctx, i, "phone_taken") or "no phone recorded"
-        due = ctx.when(ctx.col("return_due_at")[i])
-        if recent[i]:
+        due = ctx.when(state_now.due.at[i])
+        notes = " ".join(
+            n for n in (state_now.due.why(i, cells), state_now.back.doubt(i, cells)) if n is not None
+        )
+        notes = f" {notes}" if notes else ""
+        if state_now.recent[i]:
             step = steps[1] if escalated[i] and len(steps) > 1 else steps[0]
             later = (
                 "; then " + "; then ".join(s[0].lower() + s[1:] for s in steps[1:]) if len(steps) > 1 else ""
@@ -739,7 +770,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
                 i,
                 "returned_at",
                 f"{staff} (phone {phone}) was due back {due} and has not confirmed a safe return "
-                f"{grace:g} minutes later. Next step: {step}.",
+                f"{grace:g} minutes later. Next step: {step}.{notes}",
                 f"Act now: {steps[0][0].lower() + steps[0][1:]}{later}. Record the time in "
                 f"{ctx.header('returned_at')} once they are safe.",
             )
@@ -747,7 +778,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
             yield Hit(
                 i,
                 "returned_at",
-                f"{staff}'s safe return after the visit due back {due} was never recorded.",
+                f"{staff}'s safe return after the visit due back {due} was never recorded.{notes}",
                 f"Check with {staff} and record when they returned in {ctx.header('returned_at')}.",
                 severity="error",
             )
@@ -757,16 +788,20 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     "HV023", "Safe return confirmed late", "warning", needs=("returned_at",), params={"grace_minutes": GRACE}
 )
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
-    """A return confirmed after expected return plus grace: the escalation should have started."""
-    limit = _due_with_grace(ctx)
-    late = ctx.live() & (ctx.f["returned_at"] > limit).fillna(False).to_numpy(dtype=bool)
-    returned = ctx.col("returned_at")
+    """A return confirmed after due back plus grace: the escalation should have started."""
+    state_now = ctx.overdue()
+    grace = int(ctx.timings.grace_minutes * safe_return.MINUTE)
+    due = state_now.due.at
+    returned = state_now.back.returned
+    placed = due != safe_return.NAT
+    late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
     for i in _positions(late):
-        minutes = _minutes_between(ctx.col("return_due_at")[i], returned[i])
+        minutes = int((returned[i] - due[i]) // safe_return.MINUTE)
         yield Hit(
             i,
             "returned_at",
-            f"Safe return was confirmed {ctx.when(returned[i])}, {minutes} minutes after the expected return.",
+            f"Safe return was confirmed {ctx.when(returned[i])}, {minutes} minutes "
+            "after the expected return.",
             "Review with the staff member and manager why the call was late and whether escalation began.",
         )
 
@@ -819,7 +854,7 @@ def concern_not_logged(ctx: Context) -> Iterator[Hit]:
 @rule("HV026", "Cancelled without a reason", "error", needs=("status", "cancellation_reason"))
 def cancelled_without_reason(ctx: Context) -> Iterator[Hit]:
     """A visit called off records why; a safety reason is reported to the head teacher."""
-    called_off = ctx.f["status"].isin(CANCELLED).to_numpy()
+    called_off = state.cancelled(ctx.f["status"])
     for i in _positions(called_off & ctx.empty("cancellation_reason")):
         yield Hit(
             i,

@@ -173,8 +173,8 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
         elif column.type not in ("date", "time"):
             frame[column.field] = _each(cells, cells.distinct)
     table = pd.DataFrame(frame, copy=False)  # each column as built: no copy into blocks of one type
-    table["start_at"] = _localise(table["visit_date"] + table["start_time"], tz)
-    due = _localise(table["visit_date"] + table["expected_return"], tz)
+    table["start_at"] = localise(table["visit_date"] + table["start_time"], tz)
+    due = localise(table["visit_date"] + table["expected_return"], tz)
     minutes = table["expected_duration"].to_numpy()
     known = ~np.isnan(minutes)
     length = np.full(len(minutes), NAT, dtype=np.int64)
@@ -259,10 +259,10 @@ def _instants(cells: ParsedColumn, dates: pd.Series, tz: ZoneInfo) -> pd.Series:
         days = dates.to_numpy().astype("datetime64[s]").astype(np.int64)
         on_day = np.asarray(bare)[cells.codes] & (days != NAT)
         wall = np.where(on_day, days + of_day, wall)
-    return _localise(pd.Series(wall.astype("datetime64[s]").astype("datetime64[ns]")), tz)
+    return localise(pd.Series(wall.astype("datetime64[s]").astype("datetime64[ns]")), tz)
 
 
-def _localise(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
+def localise(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
     """School wall-clock times to UTC instants; the repeated autumn hour is read as summer time."""
     ambiguous = np.ones(len(naive), dtype=bool)
     # The zone by name: pandas' vectorised path (a ZoneInfo object is converted one value at a time).
