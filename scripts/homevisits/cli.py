@@ -144,8 +144,9 @@ def run_validate(args: argparse.Namespace) -> int:
     job = scheduled_job(config, now)
     if fmt == "text":
         text = to_text(report)
-        if job:
-            text += f"\n{'' if job[0] else 'WARNING: '}{job[1]}\n"
+        if job:  # under the heading: the summary stays the last line
+            heading, _, rest = text.partition("\n")
+            text = f"{heading}\n{'' if job[0] else 'WARNING: '}{job[1]}\n{rest}"
     elif fmt == "json":
         text = json_chunks(report)
     else:
