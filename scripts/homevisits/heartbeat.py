@@ -90,7 +90,10 @@ def describe(last: LastRun | None, now: dt.datetime, tz: dt.tzinfo) -> tuple[boo
         if minutes < 120
         else f"{minutes // 60} hours ago"
     )
-    outcome = "" if last.status == 0 else " (something was left queued for the next run)"
+    outcome = {
+        0: "",
+        1: " (something was left for the next run: see its log)",
+    }.get(last.status, " (it could not do everything, though alerts went: see its log)")
     if age > STALE_AFTER:
         return False, (
             f"The scheduled job last ran {when}, {ago}{outcome}: it should run every 5 minutes, so check the "
