@@ -273,6 +273,29 @@ def test_a_rehearsal_sends_nothing_and_writes_nothing(tmp_path, server, command,
         assert "would send:" in out  # the plan, as the real run would carry it out
 
 
+def test_a_rehearsal_leaves_an_existing_ledger_as_it_was(tmp_path, server):
+    place = school(tmp_path, [out_today(1)], server)
+    assert place.run("check-returns", london(2026, 11, 23, 12, 1)).status == 0  # the first stage, for real
+    before = place.ledger.read_bytes()
+    argv = ["run-scheduled", "--config", str(place.config), "--now", london(2026, 11, 23, 12, 40).isoformat()]
+    status, out, _ = run(argv)
+    assert status == 0 and "would send: V1 smt_alert to 2 recipients" in out
+    assert place.ledger.read_bytes() == before  # opened read-only (SQLite may add its empty -wal/-shm)
+    wal = place.ledger.with_name(place.ledger.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert not (tmp_path / "state" / heartbeat.FILE_NAME).exists()
+    assert [m.message["X-Homevisits-Kind"] for m in server.messages] == ["overdue_alert"]
+
+
+def test_demo_and_a_config_do_not_mix(tmp_path, server):
+    place = school(tmp_path, [out_today(1)], server)
+    status, _, err = run(["validate", "--demo", "--config", str(place.config)])
+    assert status == 2 and "--demo uses the bundled demo workbook and settings" in err
+    for command in ("status", "log"):
+        status, _, err = run([command, "--config", str(tmp_path / "missing.toml")])
+        assert status == 2 and "does not exist" in err
+
+
 def test_the_test_only_variable_lets_a_fake_clock_send(tmp_path, server):
     place = school(tmp_path, [out_today(1)], server)
     argv = ["check-returns", "--config", str(place.config), "--now", london(2026, 11, 23, 12, 1).isoformat()]

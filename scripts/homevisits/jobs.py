@@ -1280,16 +1280,13 @@ def _nothing_to_do(
 def _dry_run(
     config: Config, now: dt.datetime, jobs: Sequence[str], settings: Settings, out: TextIO, err: TextIO
 ) -> int:
-    from .ledger import open_ledger
+    from .activity import read_ledger
     from .pipeline import load
 
     checked = load(config, now)
     _nothing_to_do(checked, settings, jobs, out)
-    if config.ledger_path.exists():
-        with open_ledger(config.ledger_path, sender=settings.sender) as ledger:
-            history, pending = History.of(ledger), ledger.pending()
-    else:
-        history, pending = History(), []
+    entries = read_ledger(config.ledger_path) or []  # read-only: a rehearsal never writes the ledger
+    history, pending = History(tuple(entries)), [e for e in entries if e.status == "pending"]
     ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
     lines = []
     withdrawn = withdrawals(pending, checked.visits, ctx)
