@@ -8,7 +8,8 @@ Three processes, one after the other (in rounds), on the same workbook (bench/vi
 
 Wall time and peak memory of each process (with its children), measured with os.wait4 and /proc. Targets (issue 2): validation
 under 1/6 of the openpyxl read, under twice the calamine read, under 400 MB. Then the forms and Google
-Sheet benchmarks (bench/forms_bench.py, bench/gsheet_bench.py) when they exist.
+Sheet and Drive benchmarks (bench/forms_bench.py, bench/gsheet_bench.py, bench/drive_bench.py) when they
+exist.
 
 Usage: python bench/run.py [--rows N] [--seed S] [--skip-openpyxl] [--skip-extras] [--repeat K]
 
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{r.label} failed (exit {r.status}):\n{r.stderr[-2000:]}")
 
     if not args.skip_extras:
-        for name in ("forms_bench", "gsheet_bench"):
+        for name in ("forms_bench", "gsheet_bench", "drive_bench", "writeback_bench"):
             ok &= run_extra(name)
     return 0 if ok else 1
 

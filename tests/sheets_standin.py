@@ -9,6 +9,9 @@ setDataValidation, appendDimension...), atomically. It keeps cell values the way
 ``FORMULA`` and ``SERIAL_NUMBER`` / ``FORMATTED_STRING``, treats ``RAW`` and ``USER_ENTERED`` input
 differently, parses A1 ranges with quoted sheet names, answers errors in Google's JSON shape, counts
 every request, and lets a test inject failures or change the sheet between a read and a write.
+Every request is checked against Google's discovery document of the Sheets API v4 (see
+``discovery.py``): an unknown path, parameter or body field is answered 400, kept in
+``violations``, and fails the test when the stand-in stops.
 
 The real gspread client reaches it through homevisits' own session (``endpoint=api.url``), so the
 whole client stack runs: credentials, token refresh, HTTP, JSON and A1 ranges.
@@ -397,6 +400,7 @@ class _Failure:
     message: str | None
     applied: bool
     headers: dict[str, str]
+    reason: str | None = None
 
 
 # ---------------------------------------------------------------- the server
@@ -414,6 +418,7 @@ class SheetsStandIn:
         self._keys: dict[str, Any] = {}
         self._failures: deque[_Failure] = deque()
         self._hooks: list[tuple[str, Callable[[SheetsStandIn], None]]] = []
+        self.violations: list[str] = []  # requests Google's discovery document does not describe
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -442,6 +447,15 @@ class SheetsStandIn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        assert not self.violations, "requests Google would not recognise:\n" + "\n".join(self.violations)
+
+    def discovery_problems(
+        self, method: str, path: str, query: dict[str, list[str]], payload: Any
+    ) -> list[str]:
+        """What the Sheets API v4 discovery document does not describe in this request."""
+        from discovery import Discovery
+
+        return Discovery.load("sheets", "v4").check(method, path, query, payload)
 
     @property
     def url(self) -> str:
@@ -585,15 +599,17 @@ class SheetsStandIn:
         message: str | None = None,
         applied: bool = False,
         retry_after: int | None = None,
+        reason: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests (of ``kind``, e.g. "values.batchUpdate") with ``status``.
 
         ``applied=True`` carries the request out first and then answers with the error, as when a
-        gateway times out after Google did the work.
+        gateway times out after Google did the work. ``reason`` goes in the error's ``errors`` list,
+        as Drive words its rate limits (403 ``userRateLimitExceeded``).
         """
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         for _ in range(times):
-            self._failures.append(_Failure(status, kind, message, applied, headers))
+            self._failures.append(_Failure(status, kind, message, applied, headers, reason))
 
     def before(self, kind: str, hook: Callable[[SheetsStandIn], None]) -> None:
         """Run ``hook(self)`` once, just before the next request of ``kind`` is carried out."""
@@ -620,13 +636,24 @@ class SheetsStandIn:
             payload = json.loads(body) if body and "json" in (headers.get("Content-Type") or "") else None
         except json.JSONDecodeError:
             return 400, _error(400, "Invalid JSON payload received."), {}
-        kind, route = self._route(method, parts.path)
+        if payload is None and body:
+            payload = body  # media (an upload): the bytes as sent
+        kind, route = self._route(method, parts.path, query)
         with self._lock:
             self.counts[kind] += 1
             self.log.append(Request(kind, method, parts.path, query, payload))
+            if kind not in SIGN_IN:
+                problems = self.discovery_problems(method, parts.path, query, payload)
+                if problems:
+                    self.violations += problems
+                    return 400, _error(400, "; ".join(problems)), {}
             failure = self._take_failure(kind)
             if failure is not None and not failure.applied:
-                return failure.status, _error(failure.status, failure.message), failure.headers
+                return (
+                    failure.status,
+                    _error(failure.status, failure.message, failure.reason),
+                    failure.headers,
+                )
             for hook_kind, hook in list(self._hooks):
                 if hook_kind == kind:
                     self._hooks.remove((hook_kind, hook))
@@ -642,7 +669,11 @@ class SheetsStandIn:
             except ApiError as exc:
                 return exc.code, _error(exc.code, exc.message), {}
             if failure is not None:
-                return failure.status, _error(failure.status, failure.message), failure.headers
+                return (
+                    failure.status,
+                    _error(failure.status, failure.message, failure.reason),
+                    failure.headers,
+                )
             return status, answer, {}
 
     def _take_failure(self, kind: str) -> _Failure | None:
@@ -652,7 +683,9 @@ class SheetsStandIn:
                 return failure
         return None
 
-    def _route(self, method: str, path: str) -> tuple[str, Callable[..., Any]]:
+    def _route(
+        self, method: str, path: str, query: dict[str, list[str]] | None = None
+    ) -> tuple[str, Callable[..., Any]]:
         if path == "/token" and method == "POST":
             return "token", self._not_found
         if re.fullmatch(r"/v1/projects/-/serviceAccounts/[^/]+/allowedLocations", path):
@@ -1060,14 +1093,15 @@ def _update_reply(book: Book, text: str, changes: list[tuple[Grid, int, int, Cel
     }
 
 
-def _error(code: int, message: str | None) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": message or DEFAULT_MESSAGES.get(code, "Error"),
-            "status": STATUS_NAMES.get(code, "UNKNOWN"),
-        }
+def _error(code: int, message: str | None, reason: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message or DEFAULT_MESSAGES.get(code, "Error"),
+        "status": STATUS_NAMES.get(code, "UNKNOWN"),
     }
+    if reason:
+        error["errors"] = [{"domain": "usageLimits", "reason": reason, "message": error["message"]}]
+    return {"error": error}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1081,9 +1115,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, payload, headers = self.server.standin.handle(method, self.path, body, self.headers)  # type: ignore[attr-defined]
-        data = json.dumps(payload).encode()
+        media = isinstance(payload, bytes)  # a file's content (Drive's alt=media)
+        data = payload if media else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header(
+            "Content-Type", "application/octet-stream" if media else "application/json; charset=UTF-8"
+        )
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, value)
@@ -1098,6 +1135,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

@@ -29,7 +29,9 @@ def common_options() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="settings file (default: ./homevisits.toml or $HOMEVISITS_CONFIG)"
     )
     group.add_argument(
-        "--source", metavar="PATH|URL", help="the log: an .xlsx workbook, or a Google Sheet URL or key"
+        "--source",
+        metavar="PATH|URL",
+        help="the log: an .xlsx workbook, a Google Sheet URL or key, or the URL of an .xlsx on Google Drive",
     )
     group.add_argument(
         "--worksheet", metavar="NAME", help="worksheet (tab) name (default: from the config, else the first)"

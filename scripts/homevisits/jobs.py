@@ -515,18 +515,17 @@ def compose_alert(
             ctx,
             text_context,
             to=ctx.settings.smt,
-            cc=[manager],
+            cc=[manager] if _manager_reached(visit, ctx) else [],  # else their mailbox holds SMT's back
             fallback=ctx.settings.admin,
             due=due,
         )
     return _message(kind, key, visit, ctx, text_context, to=[manager], due=due)
 
 
-def _manager_missing(visit: Mapping[str, Any], ctx: Context) -> str:
-    header = ctx.header("line_manager_email")
-    if visit.get("line_manager_email") in (None, ""):
-        return f"{header} is blank in the sheet"
-    return f"{header} in the sheet is not an email address homevisits can use"
+def _manager_reached(visit: Mapping[str, Any], ctx: Context) -> bool:
+    """The line manager's alert was accepted (or the sheet shows the first stage done)."""
+    alert = ctx.history.current(str(visit["visit_id"]), "overdue_alert")
+    return alert.status == "sent" if alert is not None else _escalated(visit)
 
 
 def compose_admin_report(

@@ -549,12 +549,16 @@ def run_lock(ledger_path: Path) -> Iterator[Path]:
                 f"Another homevisits run is in progress{f' (process {holder})' if holder.isdigit() else ''}: "
                 "this run did nothing; the next one will catch up."
             ) from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with contextlib.suppress(
+            OSError
+        ):  # the process number only helps a person: a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
             yield path
         finally:
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

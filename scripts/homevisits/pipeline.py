@@ -77,9 +77,13 @@ def apply_overrides(
             config = Config(
                 path=None, base_dir=config.base_dir, policy=config.policy, timezone=config.timezone
             )
-        key = "spreadsheet" if is_spreadsheet(source) else "path"
-        config.source = {k: v for k, v in config.source.items() if k not in ("path", "spreadsheet")}
-        config.source[key] = source if key == "spreadsheet" else str(Path(source).expanduser().resolve())
+        from .sources.drive import is_drive_url
+
+        key = "drive_file" if is_drive_url(source) else "spreadsheet" if is_spreadsheet(source) else "path"
+        config.source = {
+            k: v for k, v in config.source.items() if k not in ("path", "spreadsheet", "drive_file")
+        }
+        config.source[key] = source if key != "path" else str(Path(source).expanduser().resolve())
     if worksheet:
         config.source["worksheet"] = worksheet
     if policy:

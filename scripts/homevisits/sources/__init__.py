@@ -1,4 +1,4 @@
-"""Where the log lives: an Excel workbook or a Google Sheet, behind one small interface.
+"""Where the log lives: an Excel workbook, a Google Sheet or a workbook on Google Drive, behind one interface.
 
 A source reads the whole worksheet as raw cells (:class:`RawSheet`) and writes back only the
 tool's own cells, locating each row by its Visit ID at write time.
@@ -28,7 +28,7 @@ class RawSheet:
 
 
 class Source(Protocol):
-    """What every source offers (see sources/excel.py and sources/gsheet.py).
+    """What every source offers (see sources/excel.py, sources/gsheet.py and sources/drive.py).
 
     ``read()`` takes one snapshot of the whole worksheet; ``write(updates)`` writes the tool's own
     cells (a list of ``writeback.CellUpdate``), locating each row again by its Visit ID, and returns a
@@ -54,7 +54,8 @@ def open_source(
     columns: dict[str, str] | None = None,
     timezone: str = "Europe/London",
 ) -> Source:
-    """The source the config's [source] table names: ``path`` (Excel) or ``spreadsheet`` (Google Sheet).
+    """The source the config's [source] table names: ``path`` (Excel), ``spreadsheet`` (Google Sheet) or
+    ``drive_file`` (an Excel workbook on Google Drive; a Sheets URL in Office mode counts as one).
 
     ``columns`` is the config's [columns] table (header -> field), used to find the tool's own
     columns when writing; ``timezone`` is the school's, for the times the tool writes.
@@ -62,6 +63,15 @@ def open_source(
     from ..errors import HomevisitsError
 
     worksheet = worksheet or source_cfg.get("worksheet")
+    named = [key for key in ("path", "spreadsheet", "drive_file") if source_cfg.get(key)]
+    if len(named) > 1:
+        raise HomevisitsError(
+            f"[source] sets both {named[0]} and {named[1]}: keep only the one where the log is."
+        )
+    credentials = source_cfg.get("credentials")
+    if credentials:
+        key = Path(str(credentials)).expanduser()
+        credentials = key if key.is_absolute() else base_dir / key
     if source_cfg.get("path"):
         from .excel import ExcelSource
 
@@ -69,22 +79,34 @@ def open_source(
         return ExcelSource(
             path if path.is_absolute() else base_dir / path, worksheet, columns=columns, timezone=timezone
         )
+    drive_file = source_cfg.get("drive_file")
     if source_cfg.get("spreadsheet"):
-        from .gsheet import GoogleSheet
+        from .drive import is_office_mode
 
-        credentials = source_cfg.get("credentials")
-        if credentials:
-            key = Path(str(credentials)).expanduser()
-            credentials = key if key.is_absolute() else base_dir / key
-        return GoogleSheet(
-            str(source_cfg["spreadsheet"]),
-            worksheet,
-            credentials,
-            name=source_cfg.get("name"),
-            columns=columns,
-            timezone=timezone,
-        )
+        if is_office_mode(str(source_cfg["spreadsheet"])):  # an .xlsx opened in Sheets: the Drive file
+            drive_file = source_cfg["spreadsheet"]
+        else:
+            from .drive import DriveSource, SheetOrDriveFile
+            from .gsheet import GoogleSheet
+
+            spreadsheet = str(source_cfg["spreadsheet"])
+            sheet = GoogleSheet(
+                spreadsheet,
+                worksheet,
+                credentials,
+                name=source_cfg.get("name"),
+                columns=columns,
+                timezone=timezone,
+            )
+            return SheetOrDriveFile(  # an .xlsx named like a Sheet is found out by the Sheets API's answer
+                sheet,
+                lambda: DriveSource(spreadsheet, worksheet, credentials, columns=columns, timezone=timezone),
+            )
+    if drive_file:
+        from .drive import DriveSource
+
+        return DriveSource(str(drive_file), worksheet, credentials, columns=columns, timezone=timezone)
     raise HomevisitsError(
-        "No sheet to check: set [source] path (an Excel workbook) or spreadsheet (a Google Sheet) in the config, "
-        "or pass --source."
+        "No sheet to check: set [source] path (an Excel workbook), spreadsheet (a Google Sheet) or drive_file "
+        "(an Excel workbook on Google Drive) in the config, or pass --source."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,15 +108,14 @@ def _short(exc: Exception) -> str:
     return text[:160]
 
 
-# ---------------------------------------------------------------- writing back (openpyxl)
+# ---------------------------------------------------------------- init-sheet on an existing log (openpyxl)
 #
-# The workbook is written whole by openpyxl to a temporary file beside it, flushed to disk and moved
+# init-sheet (headers, dropdowns, formats, notes) still saves the workbook whole through openpyxl to a temporary file beside it, flushed to disk and moved
 # into place in one step, so an error leaves the original as it was. The tool refuses to write
 # when Excel has the file open, when it changed since it was read, or when openpyxl would drop
 # something the school's workbook has (extended dropdowns and formats, shapes, sparklines...).
 
 LOCK_NAMES = ("~${name}", ".~lock.{name}#")  # Excel's owner file; LibreOffice's lock file
-DATE_FORMATS = {"datetime": "dd/mm/yyyy hh:mm", "date": "dd/mm/yyyy", "time": "hh:mm"}
 
 # (what a person calls it, zip part pattern, element pattern counted in those parts)
 _FEATURES: tuple[tuple[str, str, bytes | None], ...] = (
@@ -146,7 +146,19 @@ _FEATURES: tuple[tuple[str, str, bytes | None], ...] = (
     ("ActiveX controls", r"xl/activeX/.+", None),
     ("macros", r"xl/vbaProject\.bin", None),
     ("links to other workbooks", r"xl/externalLinks/[^/]+\.xml", None),
+    ("data connections (Power Query)", r"xl/connections\.xml", None),
+    ("custom XML parts", r"customXml/.+", None),
+    ("printer settings", r"xl/printerSettings/.+", None),
+    ("dynamic array formulas (cell metadata)", r"xl/metadata\.xml", None),
+    ("ignored error markers", r"xl/worksheets/[^/]+\.xml", rb"<(?:\w+:)?ignoredError[\s>]"),
+    ("custom views", r"xl/worksheets/[^/]+\.xml", rb"<(?:\w+:)?customSheetView[\s>]"),
+    (
+        "formula results (openpyxl keeps formulas but not the values Excel calculated)",
+        r"xl/worksheets/[^/]+\.xml",
+        rb"<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*<(?:\w+:)?v>",
+    ),
 )
+_IN_CELLS = ("formula results (openpyxl keeps formulas but not the values Excel calculated)",)
 # What openpyxl 3.1 is known to drop on load; everything else is checked after saving.
 _DROPPED_ON_LOAD = (
     "dropdown lists in Excel's newer format (x14 data validation)",
@@ -158,6 +170,13 @@ _DROPPED_ON_LOAD = (
     "timelines",
     "form controls",
     "ActiveX controls",
+    "data connections (Power Query)",
+    "custom XML parts",
+    "printer settings",
+    "dynamic array formulas (cell metadata)",
+    "ignored error markers",
+    "custom views",
+    "formula results (openpyxl keeps formulas but not the values Excel calculated)",
 )
 
 
@@ -216,7 +235,7 @@ def feature_counts(path: Path) -> dict[str, int]:
                 continue
             for name in matching:
                 data = archive.read(name)
-                if name.startswith("xl/worksheets/"):
+                if name.startswith("xl/worksheets/") and feature not in _IN_CELLS:
                     data = data[data.rfind(b"</sheetData>") :]  # features follow the cells
                 counts[feature] += len(re.findall(element, data))
     standard = "dropdown lists (data validation)"
@@ -287,55 +306,52 @@ def sheet_named(book: Any, worksheet: str | None, *, create: bool = False) -> An
     )
 
 
-def set_cell(cell: Any, value: Any, tz: Any) -> None:
-    """Put a value the tool writes into an openpyxl cell: a value, never a formula."""
-    import datetime as dt
-
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-    from ..formula_guard import neutralise
-    from .writeback import wall_clock
-
-    if value is None or isinstance(value, bool | int | float):
-        cell.value = value
-    elif isinstance(value, dt.datetime):
-        cell.value = wall_clock(value, tz)
-        cell.number_format = DATE_FORMATS["datetime"]
-    elif isinstance(value, dt.date):
-        cell.value = value
-        cell.number_format = DATE_FORMATS["date"]
-    elif isinstance(value, dt.time):
-        cell.value = value.replace(microsecond=0)
-        cell.number_format = DATE_FORMATS["time"]
-    else:
-        cell.value = neutralise(ILLEGAL_CHARACTERS_RE.sub("", str(value)))
-        cell.data_type = "s"
-    if cell.data_type == "f":  # never: every branch above writes a plain value
-        raise ValueError("homevisits never writes a formula")
-
-
 def save_atomically(book: Any, path: Path, stamp: FileStamp | None, before: dict[str, int]) -> FileStamp:
-    """Save to a temporary file beside the workbook, check nothing was lost, then move it into place."""
+    """Save the openpyxl ``book`` beside the workbook, check nothing was lost, then move it into place."""
+
+    def check(temporary: Path) -> None:
+        lost = lost_features(before, feature_counts(temporary))
+        if lost:
+            raise _refuse(path, lost)
+
+    return replace_atomically(path, stamp, book.save, check)
+
+
+def replace_atomically(path: Path, stamp: FileStamp | None, write: Any, check: Any) -> FileStamp:
+    """``write(stream)`` a new workbook into a temporary file beside ``path``, ``check(temporary)`` it,
+    then move it into place in one step: the original stays as it was on every failure.
+
+    The temporary file is ``.<name>.homevisits-*`` (mode 0600, locked while this process lives, so a
+    later run's :func:`remove_stale_copies` leaves it alone), removed on every exit path; just before
+    the move the workbook is checked again (not opened in Excel, not changed since ``stamp``).
+    """
+    import contextlib
+    import fcntl
     import os
     import stat
     import tempfile
 
-    handle, name = tempfile.mkstemp(
-        prefix=f".{path.stem[:40]}.homevisits-", suffix=path.suffix, dir=path.parent
-    )
+    from .xlsx_package import PackageError
+
+    handle, name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
     temporary = Path(name)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            book.save(stream)
+        with contextlib.suppress(OSError):  # a folder without locks: the age check still protects the copy
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        with os.fdopen(handle, "wb", closefd=False) as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        lost = lost_features(before, feature_counts(temporary))
-        if lost:
-            raise _refuse(path, lost)
+        check(temporary)
         if path.exists():
             check_writable(path, stamp)  # again: nobody opened or saved it meanwhile
             os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
+    except PackageError as exc:
+        temporary.unlink(missing_ok=True)
+        raise HomevisitsError(
+            f"Could not write to {path.name} ({exc}): nothing was written; save it again in Excel and retry."
+        ) from exc
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise HomevisitsError(
@@ -345,6 +361,8 @@ def save_atomically(book: Any, path: Path, stamp: FileStamp | None, before: dict
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(handle)
     _sync_folder(path.parent)
     return file_stamp(path)
 
@@ -364,8 +382,216 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+# ---------------------------------------------------------------- writing back (surgical)
+#
+# The tool's cells are written into the worksheet part's XML in place (sources/xlsx_sheet.py) and
+# the package is copied member by member (sources/xlsx_package.py): every other part, and every
+# other byte of the changed part, stays as it was. The copy is made in a temporary file beside the
+# workbook (mode 0600, locked while it is written), checked, and moved into place in one step.
+
+TEMPORARY_MARK = ".homevisits-"
+_STARTED = time.time()  # a copy older than this process, that no live process holds, is stale
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.stem[:40]}{TEMPORARY_MARK}"
+
+
+def remove_stale_copies(path: Path) -> list[Path]:
+    """Remove the temporary copies of ``path`` a killed run left beside it; returns those removed.
+
+    A copy is removed only when it is ours (named ``.<name>.homevisits-*``, a regular file owned by
+    this user, mode 0600), older than this process, and no live process holds its lock.
+    """
+    import fcntl
+    import os
+    import stat
+
+    removed = []
+    prefix = _temporary_prefix(path)
+    try:
+        candidates = [
+            p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.suffix == path.suffix
+        ]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        try:
+            info = candidate.lstat()
+            if (
+                not stat.S_ISREG(info.st_mode)
+                or info.st_uid != os.getuid()
+                or stat.S_IMODE(info.st_mode) & 0o077
+                or info.st_mtime >= _STARTED
+            ):
+                continue
+            descriptor = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            continue  # a run that is still writing it
+        try:
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+    return removed
+
+
+def _members(path: Path) -> tuple[list[str], Any]:
+    """The package's member names and a function reading one member's bytes."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise HomevisitsError(f"Could not open {path.name} as an Excel workbook ({_short(exc)}).") from exc
+    return archive.namelist(), archive
+
+
+def _surgery(path: Path, stamp: FileStamp | None, change: Any) -> FileStamp:
+    """Apply ``change(names, read) -> (replaced, added)`` to a copy of the package, then move it into place."""
+    from .xlsx_book import BookError
+    from .xlsx_package import rewrite
+    from .xlsx_sheet import SheetError
+
+    check_path(path)
+    check_writable(path, stamp)
+    stamp = stamp or file_stamp(path)  # whatever happens to the file from now on is noticed before the move
+    remove_stale_copies(path)
+    names, archive = _members(path)
+    with archive:
+        try:
+            replaced, added = change(names, archive.read)
+            if not replaced and not added:
+                return stamp or file_stamp(path)
+        except (BookError, SheetError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, HomevisitsError):
+                raise
+            raise HomevisitsError(
+                f"Could not write to {path.name}: its worksheet is not laid out as Excel writes one ({_short(exc)}); "
+                "nothing was written."
+            ) from exc
+    with path.open("rb") as source:
+        return replace_atomically(
+            path,
+            stamp,
+            lambda target: rewrite(source, target, replaced, added),
+            lambda t: _check_copy(t, replaced, added),
+        )
+
+
+def _check_copy(temporary: Path, replaced: dict[str, bytes], added: list[tuple[str, bytes]]) -> None:
+    """The copy opens as a zip and holds exactly the new parts (their checksums are verified on read)."""
+    from .xlsx_package import PackageError
+
+    try:
+        with zipfile.ZipFile(temporary) as copy:
+            for name, data in [*replaced.items(), *added]:
+                if copy.read(name) != data:
+                    raise PackageError(f"the copy's {name} is not what was written")
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise PackageError(f"the copy does not read back ({_short(exc)})") from exc
+
+
+def _tab_part(path: Path, names: list[str], read: Any, worksheet: str | None) -> tuple[Any, Any]:
+    from .xlsx_book import read_book
+
+    book = read_book(read, names)
+    try:
+        tab = book.tab(worksheet)
+    except KeyError:
+        raise HomevisitsError(
+            f"{path.name} has no worksheet called '{worksheet}'; it has: {', '.join(t.name for t in book.tabs)}."
+        ) from None
+    if tab.kind != "worksheet" or tab.part not in names:
+        raise HomevisitsError(f"The tab '{tab.name}' of {path.name} is not a worksheet: nothing was written.")
+    return book, tab
+
+
+def write_cells(
+    path: Path | str,
+    worksheet: str | None,
+    cells: dict[tuple[int, int], Any],
+    *,
+    stamp: FileStamp | None = None,
+    timezone: str = "Europe/London",
+) -> tuple[FileStamp, dict[tuple[int, int], str]]:
+    """Write ``cells`` ((1-based row, 0-based column) -> value) into one tab of the workbook at ``path``.
+
+    The one entry point for a write-back to an .xlsx/.xlsm file (the Drive source uses it on its
+    download): surgical and atomic, refused while the file is open in Excel or LibreOffice, or when
+    it is no longer the file ``stamp`` describes. Values are written as the tool writes them
+    (``xlsx_book.cell_renderer``). Returns the file's new stamp and the cells not written, with why
+    (a cell that holds a formula is never overwritten).
+    """
+    from zoneinfo import ZoneInfo
+
+    from .xlsx_book import cell_renderer, date_styles
+    from .xlsx_sheet import write_cells as patch
+
+    path = Path(path)
+    refused: dict[tuple[int, int], str] = {}
+
+    def change(names: list[str], read: Any) -> tuple[dict[str, bytes], list]:
+        book, tab = _tab_part(path, names, read, worksheet)
+        styles = date_styles(read("xl/styles.xml") if "xl/styles.xml" in names else None)
+        render = cell_renderer(styles, book.date1904, ZoneInfo(timezone))
+        xml, skipped = patch(read(tab.part), cells, render)
+        refused.update(skipped)
+        return ({tab.part: xml} if len(skipped) < len(cells) else {}), []
+
+    new_stamp = _surgery(path, stamp, change) if cells else (stamp or file_stamp(path))
+    return new_stamp, refused
+
+
+def write_tab(
+    path: Path | str,
+    title: str,
+    rows: list[list[Any]],
+    *,
+    stamp: FileStamp | None = None,
+    widths: list[float] | None = None,
+) -> FileStamp:
+    """Replace the tool's own tab ``title`` (found ignoring case) with ``rows``, or add it after the others.
+
+    Adding it adds one worksheet part and its entries in the workbook, its rels, [Content_Types].xml
+    and docProps/app.xml; replacing it changes only its part. Text is cleaned and typed as text,
+    so nothing in the tab can run as a formula.
+    """
+    from .xlsx_book import add_tab_entries, cell_renderer, new_part_name, read_book, tab_sheet
+
+    path = Path(path)
+
+    def change(names: list[str], read: Any) -> tuple[dict[str, bytes], list]:
+        book = read_book(read, names)
+        render = cell_renderer({}, book.date1904, None, marker=False)
+        sheet = tab_sheet(rows, render, widths or [])
+        try:
+            tab = book.tab(title)
+        except KeyError:
+            tab = None
+        if tab is not None:
+            if tab.kind != "worksheet" or tab.part not in names:
+                raise HomevisitsError(
+                    f"The tab '{tab.name}' of {path.name} is not a worksheet: rename it so homevisits can add its own."
+                )
+            return {tab.part: sheet}, []
+        part = new_part_name(names)
+        wanted = [book.workbook_part, book.rels_part, "[Content_Types].xml", "docProps/app.xml"]
+        current = {name: (read(name) if name in names else None) for name in wanted}
+        if current[book.rels_part] is None:
+            raise HomevisitsError(f"{path.name} has no workbook relationships part: nothing was written.")
+        return add_tab_entries(current, book, title, part), [(part, sheet)]
+
+    return _surgery(path, stamp, change)
+
+
 class ExcelSource:
-    """An Excel workbook: read with calamine; the tool's cells written back with openpyxl, by Visit ID."""
+    """An Excel workbook: read with calamine; the tool's cells written back in place (surgically), by Visit ID."""
 
     def __init__(
         self,
@@ -390,6 +616,7 @@ class ExcelSource:
     def read(self) -> RawSheet:
         """The whole worksheet (see :func:`read`), remembering exactly which file it came from."""
         check_path(self.path)
+        remove_stale_copies(self.path)
         stamp = file_stamp(self.path)
         raw = read(self.path, self.worksheet)
         now = self.path.stat()
@@ -401,7 +628,7 @@ class ExcelSource:
     def write(self, updates: Any) -> Any:
         """Write the tool's cells, each located by Visit ID; one atomic save, or nothing at all."""
         from ..schema import load_schema
-        from .writeback import WriteResult, header_names, layout, locate, tool_fields
+        from .writeback import Skipped, WriteResult, header_names, layout, locate, tool_fields
 
         updates = list(updates)
         if not updates:
@@ -424,36 +651,32 @@ class ExcelSource:
             row_unchanged=lambda row: True,  # the file is checked unchanged since the read before saving
         )
         if placed:
-            book, before, stamp = open_for_write(self.path, self.stamp)
-            sheet = sheet_named(book, raw.worksheet)
-            for cell in placed:
-                set_cell(sheet.cell(row=cell.row, column=cell.column + 1), cell.update.value, self.tz)
-            self.stamp = save_atomically(book, self.path, stamp, before)
+            cells = {(cell.row, cell.column): cell.update.value for cell in placed}
+            self.stamp, refused = write_cells(
+                self.path, raw.worksheet, cells, stamp=self.stamp, timezone=self.tz.key
+            )
+            header = raw.rows[header_pos] if header_pos < len(raw.rows) else []
+            for cell in [c for c in placed if (c.row, c.column) in refused]:
+                name = header[cell.column] if cell.column < len(header) else cell.update.field
+                reason = f"row {cell.row}'s '{name}' cell holds a formula, which homevisits never overwrites"
+                skipped.append(Skipped(cell.update, reason))
+            placed = [c for c in placed if (c.row, c.column) not in refused]
             for cell in placed:  # the snapshot now matches the saved file for the next write
-                cells = raw.rows[cell.row - raw.first_row]
-                cells.extend([None] * (cell.column + 1 - len(cells)))
-                cells[cell.column] = cell.update.value
+                cells_now = (
+                    raw.rows[cell.row - raw.first_row] if cell.row - raw.first_row < len(raw.rows) else None
+                )
+                if cells_now is None:
+                    continue
+                cells_now.extend([None] * (cell.column + 1 - len(cells_now)))
+                cells_now[cell.column] = cell.update.value
         return WriteResult(placed, skipped)
 
     def write_findings(self, header: list[str], rows: list[list[Any]]) -> None:
-        """Replace the 'Policy check' worksheet (created if missing) with the findings."""
-        from openpyxl.styles import Font
-
+        """Replace the 'Policy check' tab (found ignoring case; added after the others when missing)."""
         from .writeback import FINDINGS_TAB
 
-        book, before, stamp = open_for_write(self.path, self.stamp)
-        if FINDINGS_TAB in book.sheetnames:
-            sheet = book[FINDINGS_TAB]
-            sheet.delete_rows(1, sheet.max_row)
-        else:
-            sheet = book.create_sheet(FINDINGS_TAB)
-        for row, values in enumerate([header, *rows], start=1):
-            for column, value in enumerate(values, start=1):
-                set_cell(sheet.cell(row=row, column=column), value, self.tz)
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        sheet.freeze_panes = "A2"
-        self.stamp = save_atomically(book, self.path, stamp, before)
+        widths = [12, 6, 10, 18, 7, 60, 60, 40, 17][: len(header)]
+        self.stamp = write_tab(self.path, FINDINGS_TAB, [header, *rows], stamp=self.stamp, widths=widths)
 
     def init_sheet(self, schema: Any = None) -> Any:
         """Set the log up from the column catalogue (a new workbook when the file does not exist)."""

@@ -29,9 +29,14 @@ from requests.adapters import HTTPAdapter
 from ..errors import HomevisitsError
 
 SHEETS_ROOT = "https://sheets.googleapis.com"
+DRIVE_ROOT = "https://www.googleapis.com"  # Drive v3: drive/v3/... and upload/drive/v3/...
 SCOPES = (
     "https://www.googleapis.com/auth/spreadsheets",
 )  # the sheets the account is shared on, nothing else
+# Only when [source] drive_file is set: a service account may replace the content of a file it did not
+# create (the school's workbook on a Shared Drive) only with the full drive scope; drive.file covers only
+# files the app itself created or was handed by a picker. Access stays limited to what is shared with it.
+DRIVE_SCOPES = (*SCOPES, "https://www.googleapis.com/auth/drive")
 CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 ENDPOINT_ENV = "HOMEVISITS_SHEETS_ENDPOINT"  # tests only: a loopback stand-in of the Sheets API
 
@@ -123,17 +128,28 @@ def retry_mode(method: str, url: str, body: Mapping[str, Any] | None) -> str:
     return REFUSED_ONLY
 
 
+RATE_LIMITED = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})  # Drive answers these with 403
+
+
+def rate_limited(exc: APIError) -> bool:
+    """Throttled: a 429, or Drive's 403 whose reason is a rate limit (Google did nothing)."""
+    if exc.code == 429:
+        return True
+    reasons = {e.get("reason") for e in exc.error.get("errors", []) if isinstance(e, dict)}
+    return exc.code == 403 and bool(reasons & RATE_LIMITED)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """A failure worth trying again: 408, 429, 5xx, or the connection dropping."""
+    """A failure worth trying again: 408, 429 (or Drive's rate-limit 403), 5xx, or the connection dropping."""
     if isinstance(exc, APIError):
-        return exc.code in (408, 429) or 500 <= exc.code <= 599
+        return exc.code == 408 or rate_limited(exc) or 500 <= exc.code <= 599
     return isinstance(exc, requests.ConnectionError | requests.Timeout)
 
 
 def _refused(exc: BaseException) -> bool:
     """Google did nothing: rate-limited, or the connection never opened."""
     if isinstance(exc, APIError):
-        return exc.code == 429
+        return rate_limited(exc)
     if isinstance(exc, requests.ConnectTimeout):
         return True
     return isinstance(exc, requests.ConnectionError) and "NewConnectionError" in repr(exc)
@@ -209,7 +225,9 @@ class ServiceAccount:
     path: Path
 
 
-def load_service_account(path: str | os.PathLike[str] | None) -> ServiceAccount:
+def load_service_account(
+    path: str | os.PathLike[str] | None, scopes: tuple[str, ...] = SCOPES
+) -> ServiceAccount:
     """The service-account key named in the config, else by GOOGLE_APPLICATION_CREDENTIALS."""
     from google.oauth2 import service_account
 
@@ -244,7 +262,7 @@ def load_service_account(path: str | os.PathLike[str] | None) -> ServiceAccount:
             + ": create a service account in Google Cloud and download its JSON key."
         )
     try:
-        credentials = service_account.Credentials.from_service_account_info(info, scopes=list(SCOPES))
+        credentials = service_account.Credentials.from_service_account_info(info, scopes=list(scopes))
     except (ValueError, KeyError) as exc:
         raise HomevisitsError(
             f"The service-account key {key} is damaged or incomplete ({exc.__class__.__name__}): "
@@ -253,9 +271,14 @@ def load_service_account(path: str | os.PathLike[str] | None) -> ServiceAccount:
     return ServiceAccount(credentials, info.get("client_email", ""), key)
 
 
-# Every Google host the client stack may call: the Sheets API, and google-auth's token endpoint and its
-# background "allowed locations" lookup. In loopback mode (tests) all of them go to the stand-in.
-GOOGLE_HOSTS = (SHEETS_ROOT, "https://oauth2.googleapis.com", "https://iamcredentials.googleapis.com")
+# Every Google host the client stack may call: the Sheets and Drive APIs, and google-auth's token endpoint
+# and its background "allowed locations" lookup. In loopback mode (tests) all of them go to the stand-in.
+GOOGLE_HOSTS = (
+    SHEETS_ROOT,
+    DRIVE_ROOT,
+    "https://oauth2.googleapis.com",
+    "https://iamcredentials.googleapis.com",
+)
 
 
 class _LoopbackAdapter(HTTPAdapter):
@@ -314,6 +337,10 @@ def make_session(credentials: Any, endpoint: str | None = None) -> requests.Sess
 # ---------------------------------------------------------------- what a failure means
 
 
+class NotAGoogleSheet(HomevisitsError):
+    """The Sheets API answered that the document is not a Google Sheet: an Excel file stored on Drive."""
+
+
 @dataclass(frozen=True)
 class Context:
     """What the tool was doing, for the sentence a person sees."""
@@ -340,9 +367,7 @@ def explain(exc: BaseException, context: Context) -> HomevisitsError:
         return HomevisitsError(
             f"Could not reach Google to sign in ({_first_line(exc)}): check the internet connection."
         )
-    tries = getattr(exc, "homevisits_tries", 1)
-    waited = getattr(exc, "homevisits_waited", 0.0)
-    after = f" after {tries} tries over {waited:.0f} seconds" if tries > 1 else ""
+    after = tried(exc)
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return HomevisitsError(
             f"Could not reach Google Sheets{after} ({exc.__class__.__name__}): check the internet connection; "
@@ -366,6 +391,11 @@ def explain(exc: BaseException, context: Context) -> HomevisitsError:
             f"There is no Google Sheet with the key {context.spreadsheet}: check [source] spreadsheet in the "
             f"config (the sheet's full URL, or the long key between /d/ and /edit).{unwritten}"
         )
+    if code == 400 and "not supported for this document" in message:
+        return NotAGoogleSheet(
+            f"{context.spreadsheet} is an Excel file stored on Google Drive, not a Google Sheet: set [source] "
+            "drive_file to its URL or id instead of spreadsheet (see the README's Shared Drive steps)."
+        )
     if code == 401:
         return HomevisitsError(
             "Google did not accept the service account's sign-in: create a new JSON key for the service account "
@@ -384,6 +414,13 @@ def explain(exc: BaseException, context: Context) -> HomevisitsError:
     return HomevisitsError(
         f"Google Sheets refused to {context.action} {sheet} ({code}: {message[:200]}).{unwritten}"
     )
+
+
+def tried(exc: BaseException) -> str:
+    """`` after 7 tries over 95 seconds`` when the request was retried, else nothing."""
+    tries = getattr(exc, "homevisits_tries", 1)
+    waited = getattr(exc, "homevisits_waited", 0.0)
+    return f" after {tries} tries over {waited:.0f} seconds" if tries > 1 else ""
 
 
 def _first_line(exc: BaseException) -> str:
