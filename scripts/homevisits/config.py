@@ -16,8 +16,7 @@ CONFIG_ENV = "HOMEVISITS_CONFIG"
 SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report")
 TOP_LEVEL = ("policy", "timezone", "school", *SECTIONS)
 SECRET_KEYS = ("password", "secret", "private_key")
-# [source]: one of path / spreadsheet / drive_file, and how to reach it
-SOURCE_KEYS = ("path", "spreadsheet", "drive_file", "worksheet", "credentials", "name")
+# [source]: one of path / spreadsheet / drive_file, and how to reach it (every key: settings.TABLES)
 
 
 @dataclass
@@ -104,12 +103,6 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
                     f"{where} holds a {key} under [{section}]: secrets belong in an environment variable "
                     "(see password_env in homevisits.example.toml), never in the config file."
                 )
-    unknown = sorted(set(data.get("source", {})) - set(SOURCE_KEYS))
-    if unknown:
-        raise HomevisitsError(
-            f"{where} has unknown [source] setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-            f"the settings are {', '.join(SOURCE_KEYS)} (see homevisits.example.toml)."
-        )
     columns = data.get("columns", {})
     bad = [k for k, v in columns.items() if not isinstance(v, str)]
     if bad:

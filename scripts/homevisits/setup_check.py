@@ -141,7 +141,9 @@ def check_sheet(config: Any, policy: Any) -> Iterator[Check]:
 def writable(source: Any) -> str:
     """Can the tool write the sheet? Asked without changing a cell."""
     from .sources.excel import ExcelSource, lock_file
+    from .sources.gsheet import GoogleSheet
 
+    source = getattr(source, "drive", None) or getattr(source, "sheet", None) or source  # SheetOrDriveFile
     if isinstance(source, ExcelSource):
         path = Path(source.path)
         lock = lock_file(path)
@@ -161,11 +163,12 @@ def writable(source: Any) -> str:
                 "to both, as the tool saves the workbook beside itself and moves it into place."
             ) from exc
         return f"{path.name} and its folder can be written."
-    http = getattr(source, "http", None)
-    if http is None:
-        return "not checked for this kind of source."
+    if not isinstance(source, GoogleSheet):
+        return "not checked for a workbook on Google Drive: the first run-scheduled says if it cannot write."
     with source._errors("write to"):
-        http.batch_update(source.key, {"requests": []})  # Google checks edit access and changes nothing
+        source.http.batch_update(
+            source.key, {"requests": []}
+        )  # Google checks edit access and changes nothing
     return "the service account may edit the spreadsheet (checked with an empty update)."
 
 
@@ -227,14 +230,16 @@ def unplaced_headers(mapping: Any, schema: Any, columns: dict[str, str]) -> list
 
 def check_locale(source: Any, config: Any) -> Check:
     expected = str((config.source or {}).get("locale") or EXPECTED_LOCALE)
-    http = getattr(source, "http", None)
-    if http is None:
+    from .sources.gsheet import GoogleSheet
+
+    source = getattr(source, "drive", None) or getattr(source, "sheet", None) or source  # SheetOrDriveFile
+    if not isinstance(source, GoogleSheet):
         return Check(
             True, "locale", "an Excel workbook stores dates as dates: no spreadsheet locale to check."
         )
     try:
         with source._errors("read the settings of"):
-            meta = http.fetch_sheet_metadata(source.key, params={"fields": "properties.locale"})
+            meta = source.http.fetch_sheet_metadata(source.key, params={"fields": "properties.locale"})
     except HomevisitsError as exc:
         return Check(False, "locale", str(exc))
     locale = (meta.get("properties") or {}).get("locale") or "unknown"
