@@ -135,7 +135,7 @@ def check_sheet(config: Any, policy: Any) -> Iterator[Check]:
         yield Check(
             True, "headers", f"{len(mapping.positions)} columns placed, every one the policy needs.{note}"
         )
-    yield check_locale(source, config)
+    yield check_locale(source, policy)
 
 
 def writable(source: Any) -> str:
@@ -228,21 +228,19 @@ def unplaced_headers(mapping: Any, schema: Any, columns: dict[str, str]) -> list
     return out
 
 
-def check_locale(source: Any, config: Any) -> Check:
-    expected = str((config.source or {}).get("locale") or EXPECTED_LOCALE)
+def check_locale(source: Any, policy: Any) -> Check:
     from .sources.gsheet import GoogleSheet
 
+    expected = str(policy.param("HV030", "locale", EXPECTED_LOCALE))
     source = getattr(source, "drive", None) or getattr(source, "sheet", None) or source  # SheetOrDriveFile
     if not isinstance(source, GoogleSheet):
         return Check(
             True, "locale", "an Excel workbook stores dates as dates: no spreadsheet locale to check."
         )
     try:
-        with source._errors("read the settings of"):
-            meta = source.http.fetch_sheet_metadata(source.key, params={"fields": "properties.locale"})
+        locale = source.spreadsheet_locale() or "unknown"
     except HomevisitsError as exc:
         return Check(False, "locale", str(exc))
-    locale = (meta.get("properties") or {}).get("locale") or "unknown"
     if locale == expected:
         return Check(
             True, "locale", f"the spreadsheet's locale is {locale}: dates typed 03/04/2026 are 3 April."

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ..a1 import column_index, column_letters
+
 _ATTRIBUTE = re.compile(rb"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _ROW_NUMBER = re.compile(rb"""\sr\s*=\s*["'](\d+)["']""")
 _REFERENCE = re.compile(rb"\$?([A-Za-z]{1,3})\$?(\d+)")
@@ -24,25 +26,6 @@ class SheetError(ValueError):
 # A cell's new XML from its reference (b"G5"), its style (the cell's, else the row's or the
 # column's), the tags' namespace prefix (b"" or b"x:"), and the value; or None to refuse the cell.
 Render = Callable[[bytes, "int | None", bytes, object], "bytes | None"]
-
-
-def column_letters(index: int) -> str:
-    """0-based column index -> Excel letters: 0 -> A, 26 -> AA."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
-
-
-def column_index(letters: bytes | str) -> int:
-    """Excel letters -> 0-based column index: A -> 0."""
-    text = letters.decode() if isinstance(letters, bytes) else letters
-    index = 0
-    for char in text.upper():
-        index = index * 26 + ord(char) - 64
-    return index - 1
 
 
 def attributes(tag: bytes) -> dict[bytes, bytes]:
