@@ -117,7 +117,6 @@ def test_a_broken_setup_names_each_fault(tmp_path, monkeypatch):
 
 def test_sheet_mail_state_and_job_faults_each_get_a_line(tmp_path, monkeypatch):
     headers = [h if h != HEADERS["expected_return"] else "Back by" for h in HEADERS.values()]
-    headers.append(HEADERS["status"])  # a second Status column
     place = School(tmp_path)
     from workbooks import write_workbook
 
@@ -146,7 +145,12 @@ def test_sheet_mail_state_and_job_faults_each_get_a_line(tmp_path, monkeypatch):
     assert headers_line.startswith("✗ headers:")
     assert "Not placed (kept, never read): 'Back by' (is it " in headers_line
     assert 'add "Back by" = "' in headers_line and " under [columns])" in headers_line
-    assert "both hold Status" in headers_line
+    headers.append(HEADERS["status"])  # a second Status column: one sentence naming both
+    write_workbook(place.workbook, [out_today(1)], columns=headers)
+    (tmp_path / "~$home_visits.xlsx").unlink()
+    _, out = check_setup(place.config)
+    assert line(out, "headers").startswith("✗ headers: Two columns hold Status")
+    assert line(out, "sheet writable").startswith("✓ sheet writable:")
     assert line(out, "mail").startswith("✗ mail: Could not connect to the mail server 127.0.0.1:")
     assert line(out, "state folder").startswith("✗ state folder:")
     assert line(out, "scheduled job").startswith(

@@ -129,6 +129,8 @@ def check_sheet(config: Any, policy: Any) -> Iterator[Check]:
         return
     unplaced = unplaced_headers(mapping, schema, config.columns)
     note = (" Not placed (kept, never read): " + "; ".join(unplaced) + ".") if unplaced else ""
+    if any(" (is it " in header for header in unplaced):  # looks like a column homevisits reads: map it
+        problems.append("A header that looks like one of homevisits' columns is not read.")
     if problems:
         yield Check(False, "headers", " ".join(problems) + note)
     else:
