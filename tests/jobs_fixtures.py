@@ -85,6 +85,20 @@ def smtp_mail(server: Any, **overrides: Any) -> dict[str, Any]:
     return settings
 
 
+@contextlib.contextmanager
+def send_at_now():
+    """Let --now really send for the length of the block (tests only: cli.SEND_AT_NOW_ENV)."""
+    before = os.environ.get(cli.SEND_AT_NOW_ENV)
+    os.environ[cli.SEND_AT_NOW_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[cli.SEND_AT_NOW_ENV]
+        else:
+            os.environ[cli.SEND_AT_NOW_ENV] = before
+
+
 @dataclass
 class School:
     """A school's folder: the log, homevisits.toml, state/ (ledger), run the commands against it."""
@@ -125,9 +139,10 @@ class School:
         return [command, "--config", str(self.config), "--now", now.isoformat(), *extra]
 
     def run(self, command: str, now: dt.datetime, *extra: str) -> Result:
-        """The command as cron or an admin runs it: exit status, stdout, stderr."""
+        """The command as cron or an admin runs it, on a fake clock that really sends
+        (HOMEVISITS_SEND_AT_NOW=1; without it --now only rehearses): exit status, stdout, stderr."""
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with send_at_now(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = cli.main(self.argv(command, now, *extra))
         return Result(status, out.getvalue(), err.getvalue())
 
@@ -203,6 +218,7 @@ def _child(argv: list[str], kill_at: int | None, barrier: Any, log: str) -> None
         if barrier is not None:
             barrier.wait()
         out, err = io.StringIO(), io.StringIO()
+        os.environ[cli.SEND_AT_NOW_ENV] = "1"  # a fake clock that really sends, as in School.run
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = cli.main(argv)
         Path(log).write_text(out.getvalue() + err.getvalue(), encoding="utf-8")

@@ -63,6 +63,9 @@ DEFAULT_MESSAGES = {
 DATE_TYPES = ("DATE", "TIME", "DATE_TIME")
 SIGN_IN = ("token", "allowedLocations")  # google-auth's own calls, not Sheets API requests
 
+# The handlers that change a spreadsheet: a viewer is refused them.
+WRITES = frozenset({"_batch_update", "_values_batch_update", "_append", "_values_update"})
+
 
 class ApiError(Exception):
     def __init__(self, code: int, message: str) -> None:
@@ -142,6 +145,7 @@ class Book:
     sheets: list[Grid]
     editors: set[str] | None = None  # None: every service account may edit
     locale: str = "en_GB"
+    viewers: set[str] = field(default_factory=set)  # may read, and are refused every write, as Google does
 
     def sheet(self, title: str) -> Grid | None:
         return next((s for s in self.sheets if s.title == title), None)
@@ -488,6 +492,7 @@ class SheetsStandIn:
         *,
         title: str = "Home visits log",
         editors: Iterable[str] | None = None,
+        viewers: Iterable[str] = (),
         rows: int = 1000,
         cols: int = 26,
         locale: str = "en_GB",
@@ -510,6 +515,7 @@ class SheetsStandIn:
                 title=title,
                 sheets=grids,
                 editors=set(editors) if editors is not None else None,
+                viewers=set(viewers),
                 locale=locale,
             )
             self.books[key] = book
@@ -731,7 +737,10 @@ class SheetsStandIn:
         book = self.books.get(key)
         if book is None:
             raise ApiError(404, "Requested entity was not found.")
-        if book.editors is not None and email not in book.editors:
+        viewer = email in book.viewers
+        if book.editors is not None and email not in book.editors and not viewer:
+            raise ApiError(403, "The caller does not have permission")
+        if viewer and handler.__name__ in WRITES:
             raise ApiError(403, "The caller does not have permission")
         return handler(book, *args, query=query, payload=payload)
 

@@ -29,7 +29,7 @@ from homevisits.sources.drive import (
 from homevisits.sources.excel import read as read_excel
 from homevisits.sources.gsheet import GoogleSheet
 from homevisits.sources.writeback import CellUpdate, assign_ids
-from jobs_fixtures import DOMAINS, DSL, SENDER, SMT, planned, toml_value
+from jobs_fixtures import DOMAINS, DSL, SENDER, SMT, planned, send_at_now, toml_value
 from workbooks import ALL_HEADERS, NOW, found, visit, write_workbook
 
 FILE_ID = "1XlsxOnTheSharedDrive0123456789abcdefghij"
@@ -124,7 +124,9 @@ def test_the_config_and_source_option_pick_the_drive_source(tmp_path):
     for url in (DRIVE_URL, OFFICE_URL):
         overridden = apply_overrides(config, source=url, worksheet=None, policy=None)
         assert overridden.source == {"drive_file": url}
-    with pytest.raises(HomevisitsError, match=r"unknown \[source\] setting drive_fle"):
+    with pytest.raises(
+        HomevisitsError, match=r"\[source\] has no setting drive_fle: did you mean drive_file\?"
+    ):
         from_mapping({"source": {"drive_fle": FILE_ID}}, tmp_path / "homevisits.toml")
 
 
@@ -169,7 +171,9 @@ def test_an_office_mode_url_given_as_the_source_is_read_from_drive(api, key_file
     api.add_file(FILE_ID, workbook_bytes(tmp_path, log_rows()))
     monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
-    code, out, err = run(["validate", "--source", OFFICE_URL, "--worksheet", TAB, "--now", NOW.isoformat()])
+    code, out, err = run(
+        ["validate", "--source", OFFICE_URL, "--worksheet", TAB, "--now", NOW.isoformat(), "--format", "json"]
+    )
     report = json.loads(out)
     assert code == 0, err
     assert report["rows"] == 4 and report["source"] == "Home Visits Excel Sheet.xlsx (Home Visits)"
@@ -370,8 +374,9 @@ def school_config(tmp_path: Path, key_file: Path) -> Path:
 
 
 def run(argv: list[str]) -> tuple[int, str, str]:
+    """The command; a sending one with --now really sends, on the fake clock (HOMEVISITS_SEND_AT_NOW)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with send_at_now(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv)
     return code, out.getvalue(), err.getvalue()
 
@@ -466,7 +471,9 @@ def test_the_id_or_a_plain_sheets_url_of_an_xlsx_is_found_out_and_read_from_driv
     api.add_file(FILE_ID, workbook_bytes(tmp_path, [planned(2, THURSDAY)]))
     monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
-    code, out, err = run(["validate", "--source", given, "--worksheet", TAB, "--now", NOW.isoformat()])
+    code, out, err = run(
+        ["validate", "--source", given, "--worksheet", TAB, "--now", NOW.isoformat(), "--format", "json"]
+    )
     assert code == 0, err
     assert json.loads(out)["source"] == "Home Visits Excel Sheet.xlsx (Home Visits)"
     # The Sheets API's refusal, then the Drive source with its own sign-in (the drive scope).

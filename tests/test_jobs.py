@@ -849,7 +849,7 @@ def test_a_queued_message_whose_visit_left_the_sheet_is_reported_not_sent(tmp_pa
 def test_settings_that_cannot_work_say_what_to_fix(tmp_path, server):
     place = school(tmp_path, batch(), server, schedule={"reminder_hours": "daily"})
     result = place.run("run-scheduled", NOW)
-    assert result.status == 2 and "reminder_hours in [schedule] must be a number" in result.err
+    assert result.status == 2 and "[schedule] reminder_hours must be a number" in result.err
     place.configure({"transport": "outbox", "from": "homevisits@school.example"})
     result = place.run("run-scheduled", NOW)
     assert result.status == 2 and "allowed_domains" in result.err

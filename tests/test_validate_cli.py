@@ -212,7 +212,7 @@ def assert_one_sentence(done: subprocess.CompletedProcess, *needles: str) -> str
     err = done.stderr.strip()
     assert "Traceback" not in err and "unexpected problem" not in err
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("homevisits: ") and err.endswith("."), err
+    assert err.startswith("homevisits: ") and err.endswith((".", "?")), err
     for needle in needles:
         assert needle in err, err
     return err

@@ -39,20 +39,44 @@ def common_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--policy", metavar="NAME|PATH", help="policy profile: a name in policies/ or a .toml file"
     )
-    group.add_argument("--now", metavar="ISO", help="check as if it were this time, e.g. 2026-11-23T09:00")
+    group.add_argument(
+        "--now",
+        metavar="ISO",
+        help="check as if it were this time, e.g. 2026-11-23T09:00 (sending commands only rehearse: nothing is sent)",
+    )
+    group.add_argument(
+        "--demo",
+        action="store_true",
+        help="the bundled demo: invented visits in demo/, whatever homevisits.toml or $HOMEVISITS_CONFIG say",
+    )
     return common
+
+
+DEMO_FALLBACK = (
+    "DEMO DATA: there is no homevisits.toml here and no --source, so this is the invented demo workbook "
+    "{workbook}; run homevisits init to set up your school."
+)
 
 
 def settings(args: argparse.Namespace):
     """The config with command-line overrides applied, and the moment of the check."""
     from zoneinfo import ZoneInfo
 
-    from .config import load_config
+    from .config import demo_config, load_config
     from .pipeline import apply_overrides, parse_now
 
-    config = apply_overrides(
-        load_config(args.config), source=args.source, worksheet=args.worksheet, policy=args.policy
-    )
+    if getattr(args, "demo", False):
+        if args.config or args.source:
+            raise HomevisitsError(
+                "--demo uses the bundled demo workbook and settings: leave out --config and --source, "
+                "or leave out --demo to check your own sheet."
+            )
+        config = demo_config()
+    else:
+        config = load_config(args.config)
+    config = apply_overrides(config, source=args.source, worksheet=args.worksheet, policy=args.policy)
+    if config.demo and not getattr(args, "demo", False):
+        print(f"homevisits: {DEMO_FALLBACK.format(workbook=config.source.get('path'))}", file=sys.stderr)
     return config, parse_now(args.now, ZoneInfo(config.timezone))
 
 
@@ -97,7 +121,8 @@ def add_validate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     parser.add_argument(
         "--format",
         choices=("text", "json", "html"),
-        help="text (default on a terminal), json (default otherwise) or html",
+        help="text (the default, also in cron logs and pipes), json or html; with --output FILE.json or "
+        "FILE.html, the file's suffix",
     )
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of the screen")
     parser.add_argument(
@@ -116,21 +141,161 @@ def run_validate(args: argparse.Namespace) -> int:
     checked = load(config, now)
     keep_until_exit(checked)
     report = checked.report()
-    fmt = args.format or ("text" if sys.stdout.isatty() and not args.output else "json")
+    suffix = Path(args.output).suffix.lower() if args.output else ""
+    fmt = args.format or {".json": "json", ".html": "html", ".htm": "html"}.get(suffix, "text")
+    job = scheduled_job(config, now)
     if fmt == "text":
         text = to_text(report)
+        if job:  # under the heading: the summary stays the last line
+            heading, _, rest = text.partition("\n")
+            text = f"{heading}\n{'' if job[0] else 'WARNING: '}{job[1]}\n{rest}"
     elif fmt == "json":
         text = json_chunks(report)
     else:
         from .reports import validation_page
         from .rules import rule_titles
 
-        text = validation_page(report, visits=checked.visits, rule_titles=rule_titles())
+        notes = [(job[0], job[1] if job[0] else f"Warning: {job[1]}")] if job else []
+        text = validation_page(report, visits=checked.visits, rule_titles=rule_titles(), notes=notes)
     with bulk_work():
         write_output(text, args.output)
     if args.write_findings:
         write_findings_tab(checked.source, report)
     return exit_status(report.findings)
+
+
+def scheduled_job(config, now, *, demo: bool = False) -> tuple[bool, str] | None:
+    """(fine, sentence) on when run-scheduled last ran: for a school's own config (and the demo's if asked)."""
+    if config.path is None and not (demo and config.demo):
+        return None
+    from zoneinfo import ZoneInfo
+
+    from . import heartbeat
+
+    return heartbeat.describe(heartbeat.read(config.state_dir), now, ZoneInfo(config.timezone))
+
+
+# ---------------------------------------------------------------- status
+
+
+def add_status(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "status",
+        parents=[common],
+        help="when the scheduled job last ran, and what the ledger still holds",
+        description="Say when run-scheduled last ran (a warning when more than 15 minutes ago) and how many "
+        "messages the ledger holds as queued or refused. Exit status 1 when the job is not running.",
+    )
+    parser.set_defaults(run=run_status, command="status")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    need_config(args)
+    config, now = settings(args)
+    fine, sentence = scheduled_job(config, now, demo=True)
+    print(sentence if fine else f"WARNING: {sentence}")
+    held = _ledger_counts(config.ledger_path)
+    if held is None:
+        print(f"No ledger yet at {config.ledger_path}: run-scheduled creates it on its first run.")
+    else:
+        print(
+            f"Ledger {config.ledger_path}: {held['sent']} sent, {held['pending']} queued for the next run, "
+            f"{held['failed']} refused for good, {held['withdrawn']} withdrawn (homevisits log lists them)."
+        )
+    return 0 if fine else 1
+
+
+def _ledger_counts(path: Path) -> dict[str, int] | None:
+    from collections import Counter
+
+    from .activity import read_ledger
+
+    entries = read_ledger(path)
+    if entries is None:
+        return None
+    counts = Counter(e.status for e in entries)
+    return {k: counts.get(k, 0) for k in ("sent", "pending", "failed", "withdrawn")}
+
+
+# ---------------------------------------------------------------- check-setup
+
+
+def add_check_setup(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "check-setup",
+        parents=[common],
+        help="check the settings, the sheet, the mail server, the state folder and the scheduled job",
+        description="One line per check, ✓ or ✗ with the fix: the config and the policy profile; the sheet reads "
+        "and can be written (asked without changing a cell); every header placed; the spreadsheet's locale; the "
+        "mail server reached with verified TLS and the login accepted (no message unless --send-test); the state "
+        "folder writable; the scheduled job's last run. Exit status 0 only when every check passes.",
+    )
+    parser.add_argument("--send-test", metavar="ADDRESS", help="also send one test message to ADDRESS")
+    parser.set_defaults(run=run_check_setup, command="check-setup")
+
+
+def run_check_setup(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from .config import find_config
+    from .pipeline import parse_now
+    from .setup_check import check_setup
+
+    if args.demo or args.source:
+        raise HomevisitsError(
+            "check-setup checks a school's own settings: give --config FILE (or none), not --demo or --source."
+        )
+    checks = check_setup(
+        find_config(args.config), parse_now(args.now, ZoneInfo("Europe/London")), send_test=args.send_test
+    )
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = sum(not c.ok for c in checks)
+    print(
+        f"\n{'Every check passed.' if not failed else f'{failed} check(s) failed: fix them and run check-setup again.'}"
+    )
+    return 0 if not failed else 1
+
+
+# ---------------------------------------------------------------- log
+
+
+def add_log(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "log",
+        parents=[common],
+        help="the ledger as a table: every message queued, sent, refused or withdrawn",
+        description="List the ledger's messages, oldest first: when queued and sent, the visit ID, kind, alert "
+        "stage, how many recipients, status, and why a message was withdrawn or refused. Visit IDs only: no names "
+        "and no addresses. Reads the ledger without changing it.",
+    )
+    parser.add_argument("--since", metavar="DATE", help="only messages queued on or after this day")
+    parser.add_argument("--visit", metavar="ID", help="only this visit's messages")
+    parser.add_argument("--format", choices=("text", "csv"), default="text", help="text (default) or csv")
+    parser.add_argument("--output", metavar="FILE", help="write to FILE instead of the screen")
+    parser.set_defaults(run=run_log, command="log")
+
+
+def run_log(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from . import activity
+    from .reports import parse_day
+
+    since = parse_day(args.since, "--since")
+    need_config(args)
+    config, _ = settings(args)
+    entries = activity.read_ledger(config.ledger_path)
+    if entries is None:
+        print(
+            f"homevisits: there is no ledger at {config.ledger_path} yet: run-scheduled creates it on its first run.",
+            file=sys.stderr,
+        )
+        return 0
+    tz = ZoneInfo(config.timezone)
+    table = activity.rows(activity.select(entries, since=since, visit=args.visit, tz=tz), tz)
+    write_output(activity.as_csv(table) if args.format == "csv" else activity.as_text(table), args.output)
+    return 0
 
 
 # ---------------------------------------------------------------- report
@@ -148,7 +313,10 @@ def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "--from", dest="start", metavar="DATE", help="first day (default: 1 September of this academic year)"
     )
     parser.add_argument(
-        "--to", dest="end", metavar="DATE", help="last day (default: the following 31 August)"
+        "--to",
+        dest="end",
+        metavar="DATE",
+        help="last day (default: the next 31 August, or 12 months after --from if sooner)",
     )
     parser.add_argument(
         "--out",
@@ -160,10 +328,12 @@ def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def run_report(args: argparse.Namespace) -> int:
     from .pipeline import load
-    from .reports import build_summary, parse_day, write_report
+    from .reports import build_summary, parse_day, period_end, write_report
     from .rules import rule_titles
 
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
+    if start is not None and end is None:
+        end = period_end(start)  # 12 months on, or the next 31 August if sooner
     config, now = settings(args)
     checked = load(config, now)
     keep_until_exit(checked)
@@ -178,7 +348,7 @@ def run_report(args: argparse.Namespace) -> int:
         deadline_hours=float(policy.param("HV009", "deadline_hours", 24)),
         grace_minutes=float(grace),
         rule_titles=rule_titles(),
-        policy=policy.name,
+        policy=f"DEMO DATA (invented visits): {policy.name}" if config.demo else policy.name,
     )
     out_dir = (
         Path(args.out).expanduser() if args.out else config.resolve(config.report.get("out", "state/reports"))
@@ -305,6 +475,42 @@ def _word_pdf_missing(written: list[Path]) -> bool:
     return True
 
 
+# ---------------------------------------------------------------- init
+
+
+def add_init(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "init",
+        help="write a starter homevisits.toml from the documented example",
+        description="Write homevisits.toml (or --config FILE) from homevisits.example.toml, every key documented; "
+        "--policy and --source fill in those two. An existing file is never overwritten.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="where to write it (default: ./homevisits.toml)")
+    parser.add_argument("--policy", metavar="NAME|PATH", help="the policy profile to start from")
+    parser.add_argument(
+        "--source", metavar="PATH|URL", help="the log: an .xlsx workbook, or a Google Sheet URL"
+    )
+    parser.set_defaults(run=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from .config import CONFIG_NAME, starter_config
+
+    target = Path(args.config or CONFIG_NAME).expanduser()
+    if target.exists():
+        raise HomevisitsError(
+            f"{target} already exists and is left as it is: edit it, or pass --config NEW_FILE to write another."
+        )
+    text = starter_config(policy=args.policy, source=args.source)
+    try:
+        with target.open("x", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise HomevisitsError(f"Could not write {target} ({exc.strerror or exc}).") from exc
+    print(f"Wrote {target}. Set policy, [source] and [mail] in it, then run: homevisits check-setup")
+    return 0
+
+
 # ---------------------------------------------------------------- init-sheet (and the "Policy check" tab)
 
 
@@ -374,6 +580,7 @@ def _job_parser(
     sub: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str, help: str, description: str
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, parents=[common], help=help, description=description)
+    parser.set_defaults(command=name)
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -382,11 +589,34 @@ def _job_parser(
     return parser
 
 
+SEND_AT_NOW_ENV = "HOMEVISITS_SEND_AT_NOW"  # tests only: =1 lets --now really send, on a fake clock
+
+
+def need_config(args: argparse.Namespace, why: str = "") -> None:
+    """Refuse, before anything is read or created, to run this command without a school's config."""
+    from .config import find_config
+
+    if getattr(args, "demo", False) or find_config(args.config) is not None:
+        return
+    raise HomevisitsError(
+        f"{args.command} needs your school's settings and there is no homevisits.toml here: run homevisits init "
+        f"to write one, or pass --config FILE{'; ' + why if why else ''}."
+    )
+
+
 def run_jobs(args: argparse.Namespace, jobs: tuple[str, ...]) -> int:
     from .jobs import run
 
+    need_config(args, "it never sends from the demo workbook (make demo shows that on invented data)")
     config, now = settings(args)
-    return run(config, now, jobs, dry_run=args.dry_run)
+    rehearsal = args.now is not None and os.environ.get(SEND_AT_NOW_ENV) != "1"
+    if rehearsal and not args.dry_run:
+        print(
+            f"homevisits: --now {args.now} is a rehearsal: nothing is sent and nothing is written to the sheet "
+            "or the ledger; this is what a run at that moment would send.",
+            file=sys.stderr,
+        )
+    return run(config, now, jobs, dry_run=args.dry_run or rehearsal)
 
 
 def add_send_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -442,7 +672,11 @@ def run_run_scheduled(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
+    add_init,
     add_validate,
+    add_check_setup,
+    add_status,
+    add_log,
     add_report,
     add_forms,
     add_init_sheet,
@@ -494,6 +728,20 @@ def command() -> None:
     os._exit(status)
 
 
+def os_problem(exc: OSError, args: argparse.Namespace) -> str:
+    """An unexpected file-system error as one sentence: ``cannot write to /proc/nope: No such file...``."""
+    where = str(exc.filename) if exc.filename else ""
+    outputs = [
+        str(Path(v).expanduser()) for v in (getattr(args, "out", None), getattr(args, "output", None)) if v
+    ]
+    reason = exc.strerror or str(exc)
+    if where and any(where.startswith(o) or o.startswith(where) for o in outputs):
+        return f"cannot write to {where}: {reason}."
+    if where:
+        return f"cannot use {where}: {reason}; check the path and that this user may read and write there."
+    return f"a file or folder could not be used: {reason}."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -510,6 +758,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
+        if isinstance(exc, OSError) and exc.errno is not None:  # a file or folder: one sentence
+            print(f"homevisits: {os_problem(exc, args)}", file=sys.stderr)
+            return 2
         print(
             f"homevisits: stopped on an unexpected problem ({type(exc).__name__}: {str(exc)[:200]}); "
             f"run again with {DEBUG_ENV}=1 to see the details, and report it.",

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HomevisitsError
+from .settings import check_config, unknown_key
 
 CONFIG_NAME = "homevisits.toml"
 CONFIG_ENV = "HOMEVISITS_CONFIG"
 SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report")
 TOP_LEVEL = ("policy", "timezone", "school", *SECTIONS)
 SECRET_KEYS = ("password", "secret", "private_key")
-# [source]: one of path / spreadsheet / drive_file, and how to reach it
-SOURCE_KEYS = ("path", "spreadsheet", "drive_file", "worksheet", "credentials", "name")
+# [source]: one of path / spreadsheet / drive_file, and how to reach it (every key: settings.TABLES)
 
 
 @dataclass
@@ -36,6 +36,14 @@ class Config:
     forms: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     demo: bool = False  # the bundled demo: builds its workbook when missing, writes under demo/
+    school_table: dict[str, Any] = field(default_factory=dict)  # [school], when given as a table
+
+    @property
+    def typed(self) -> Any:
+        """The tables as typed, read-only settings (``config.typed.schedule.heartbeat_url``)."""
+        from .settings import typed
+
+        return typed(self)
 
     def resolve(self, value: str | os.PathLike[str]) -> Path:
         path = Path(value).expanduser()
@@ -82,12 +90,9 @@ def load_config(explicit: str | None = None) -> Config:
 
 def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
     where = path.name if path else "the config"
-    unknown = sorted(set(data) - set(TOP_LEVEL))
-    if unknown:
-        raise HomevisitsError(
-            f"{where} has unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-            f"the settings are {', '.join(TOP_LEVEL)} (see homevisits.example.toml)."
-        )
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise unknown_key(where, key, TOP_LEVEL)
     for name in SECTIONS:
         if name in data and not isinstance(data[name], dict):
             raise HomevisitsError(f"In {where}, [{name}] must be a table of settings, not a single value.")
@@ -98,23 +103,21 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
                     f"{where} holds a {key} under [{section}]: secrets belong in an environment variable "
                     "(see password_env in homevisits.example.toml), never in the config file."
                 )
-    unknown = sorted(set(data.get("source", {})) - set(SOURCE_KEYS))
-    if unknown:
-        raise HomevisitsError(
-            f"{where} has unknown [source] setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-            f"the settings are {', '.join(SOURCE_KEYS)} (see homevisits.example.toml)."
-        )
     columns = data.get("columns", {})
     bad = [k for k, v in columns.items() if not isinstance(v, str)]
     if bad:
         raise HomevisitsError(
             f'In {where}, [columns] maps your header to a field name, e.g. "Date of visit" = "visit_date".'
         )
-    for key in ("policy", "timezone", "school"):
+    for key in ("policy", "timezone"):
         if key in data and not isinstance(data[key], str):
             raise HomevisitsError(f'In {where}, {key} must be text in quotes, e.g. {key} = "...".')
+    checked = check_config(data, where)
     base = path.resolve().parent if path else Path.cwd()
-    config = Config(path=path, base_dir=base, **{k: data[k] for k in TOP_LEVEL if k in data})
+    values = {k: data[k] for k in TOP_LEVEL if k in data and k != "school"}
+    school = checked["school"]
+    table = school if isinstance(data.get("school"), dict) else {}
+    config = Config(path=path, base_dir=base, school=school.get("name", ""), school_table=table, **values)
     check_timezone(config.timezone)
     return config
 
@@ -128,6 +131,33 @@ def check_timezone(name: str) -> None:
         raise HomevisitsError(f"'{name}' is not a time zone: use timezone = \"Europe/London\".") from exc
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "homevisits.example.toml"
+
+
+def starter_config(policy: str | None = None, source: str | None = None) -> str:
+    """homevisits.example.toml as a school's first homevisits.toml, with their policy and sheet if given."""
+    import json
+    import re
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    if policy:
+        text = re.sub(r'(?m)^policy = "[^"]*"', lambda _: f"policy = {json.dumps(policy)}", text, count=1)
+    if source:
+        from .pipeline import is_spreadsheet
+
+        if is_spreadsheet(source):
+            text = re.sub(r'(?m)^path = "[^"]*"', lambda _: '# path = "..."', text, count=1)
+            text = re.sub(
+                r'(?m)^# spreadsheet = "[^"]*"',
+                lambda _: f"spreadsheet = {json.dumps(source)}",
+                text,
+                count=1,
+            )
+        else:
+            text = re.sub(r'(?m)^path = "[^"]*"', lambda _: f"path = {json.dumps(source)}", text, count=1)
+    return text
+
+
 DEMO_WORKBOOK = "demo/home_visits.xlsx"
 
 
@@ -138,7 +168,7 @@ def demo_config() -> Config:
         base_dir=Path.cwd(),
         demo=True,
         policy="omg_education",
-        school="Demo College (invented data)",
+        school="DEMO DATA: Demo College (invented visits)",
         source={"path": DEMO_WORKBOOK, "worksheet": "Home Visits"},
         mail={
             "transport": "outbox",

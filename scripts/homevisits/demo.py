@@ -1,7 +1,8 @@
 """``make demo``: the whole pipeline on the bundled demo workbook, exactly as an admin would run it.
 
 Starts afresh in demo/: builds demo/home_visits.xlsx (invented visits dated around today), then runs
-each command on it with no config file, so every output lands under demo/.
+each command on it with ``--demo``: the demo's own settings, whatever homevisits.toml or
+$HOMEVISITS_CONFIG say, so every output lands under demo/ and no mail leaves the machine.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def run() -> int:
     for title, argv in STEPS:
         print(f"== {title}: homevisits {' '.join(argv)}", flush=True)
         sent_before = len(list(OUTBOX.glob("*.eml")))
-        status = homevisits(argv)
+        status = homevisits([*argv, "--demo"])  # sealed: never a homevisits.toml or $HOMEVISITS_CONFIG
         if status not in (0, 1):  # 1 only says the demo sheet has problems to fix, as it should
             print(f"homevisits demo: step failed with exit status {status}.", file=sys.stderr)
             return status

@@ -1270,7 +1270,11 @@ def run(
             return 0
         except LedgerUnavailable as exc:  # no lock can be taken there: the ledger cannot be used either
             problem = exc
-        return _run_locked(config, now, jobs, settings, out, err, problem)
+        if tuple(jobs) != JOBS:  # send-forms or check-returns by hand; run-scheduled is watched
+            return _run_locked(config, now, jobs, settings, out, err, problem)
+        from .heartbeat import watched
+
+        return watched(config, now, lambda: _run_locked(config, now, jobs, settings, out, err, problem), err)
     raise AssertionError("unreachable")
 
 
@@ -1296,18 +1300,15 @@ def _nothing_to_do(
 def _dry_run(
     config: Config, now: dt.datetime, jobs: Sequence[str], settings: Settings, out: TextIO, err: TextIO
 ) -> int:
-    from .ledger import open_ledger
+    from .activity import read_ledger
     from .pipeline import load
 
     checked = load(config, now)
     if "returns" in jobs:
         checked.require_return_columns()  # never watch returns blind (issue 11, item 4)
     _nothing_to_do(checked, settings, jobs, out)
-    if config.ledger_path.exists():
-        with open_ledger(config.ledger_path, sender=settings.sender) as ledger:
-            history, pending = History.of(ledger), ledger.pending()
-    else:
-        history, pending = History(), []
+    entries = read_ledger(config.ledger_path) or []  # read-only: a rehearsal never writes the ledger
+    history, pending = History(tuple(entries)), [e for e in entries if e.status == "pending"]
     ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
     lines = []
     withdrawn = withdrawals(pending, checked.visits, ctx)

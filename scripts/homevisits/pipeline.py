@@ -51,10 +51,12 @@ class Checked:
         from .cells import printable
         from .findings import Report
 
-        return Report(  # the spreadsheet's and tab's titles are the school's text too
-            source=printable(
-                self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})"
-            ),
+        # the spreadsheet's and tab's titles are the school's text too
+        source = printable(
+            self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})"
+        )
+        return Report(
+            source=f"DEMO DATA, invented visits: {source}" if self.config.demo else source,
             policy=self.policy.name,
             checked_at=self.now.isoformat(timespec="seconds"),
             rows=len(self.visits),
@@ -193,7 +195,8 @@ def _load(config: Config, now: dt.datetime) -> Checked:
         if not any(name in mapping.positions for name in group):
             headers = " or ".join(f"'{schema[name].header}'" for name in group)
             raise HomevisitsError(
-                f"{where} needs a column {headers} for the policy's checks: add one of them."
+                f"{where} needs a column {headers} for the policy's checks: add one of them "
+                "(homevisits init-sheet adds it), or map yours under [columns]."
             )
     visits = build_visits(raw, schema, mapping, header_pos, tz)
     findings = check(visits, policy, now)

@@ -14,6 +14,7 @@ from .errors import HomevisitsError
 from .findings import SEVERITIES, Finding, sort_key
 from .rules import RULES, Context
 from .safe_return import Timings
+from .settings import Setting, check_keys, check_params, check_value, closest, unknown_key
 from .visits import Visits
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
@@ -97,19 +98,48 @@ def load_policy(name_or_path: str) -> Policy:
     return _from_mapping(data, path)
 
 
+PROFILE_SETTINGS = {
+    "name": Setting("text"),
+    "source": Setting("text"),
+    "summary": Setting("text"),
+    "forms": Setting("texts"),
+    "template_dir": Setting("text"),
+    "required_columns": Setting("texts"),
+    "rules": Setting("mapping"),
+    "forms_to_label": Setting("text"),
+}
+RULE_KEYS = ("clause", "severity", "enabled")  # every rule's table takes these besides its parameters
+
+
 def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
     where = path.name
+    check_keys(where, data, PROFILE_SETTINGS)
+    for key, value in data.items():
+        check_value(f"{where}:", key, value, PROFILE_SETTINGS[key])
     rules: dict[str, RuleConfig] = {}
     for rule_id, table in (data.get("rules") or {}).items():
         if rule_id not in RULES:
+            near = closest(rule_id, RULES)
             raise HomevisitsError(
-                f"{where} enables rule {rule_id}, which does not exist (rules: {min(RULES)} to {max(RULES)})."
+                f"{where} enables rule {rule_id}, which does not exist"
+                + (f": did you mean {near}?" if near else f" (rules: {min(RULES)} to {max(RULES)}).")
             )
         if not isinstance(table, dict) or not str(table.get("clause", "")).strip():
             raise HomevisitsError(
                 f"In {where}, rule {rule_id} needs a clause: the part of the policy it enforces."
             )
-        params = {k: v for k, v in table.items() if k not in ("clause", "severity", "enabled")}
+        declared = RULES[rule_id].params
+        table_where = f"{where}: [rules.{rule_id}]"
+        if "enabled" in table and not isinstance(table["enabled"], bool):
+            raise HomevisitsError(
+                f"{table_where} enabled must be true or false (it is {table['enabled']!r})."
+            )
+        params = {k: v for k, v in table.items() if k not in RULE_KEYS}
+        for key in params:
+            if key not in declared:
+                raise unknown_key(table_where, key, [*declared, *RULE_KEYS], "parameter")
+        params = check_params(table_where, params, declared)
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
         if table.get("enabled", True) is False:
             continue
         severity = table.get("severity", RULES[rule_id].severity)

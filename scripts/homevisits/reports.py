@@ -113,9 +113,14 @@ PAGE_VISITS = 500  # visits listed on the page; the counts and the JSON report c
 
 
 def validation_page(
-    report: Report, *, visits: Visits | None = None, rule_titles: Mapping[str, str] | None = None
+    report: Report,
+    *,
+    visits: Visits | None = None,
+    rule_titles: Mapping[str, str] | None = None,
+    notes: Sequence[tuple[bool, str]] = (),
 ) -> str:
-    """The whole check as one self-contained HTML page: counts, then findings grouped by visit."""
+    """The whole check as one self-contained HTML page: counts, then findings grouped by visit.
+    ``notes``: (fine, sentence) shown under the heading, e.g. when the scheduled job last ran."""
     titles = dict(rule_titles or {})
     counts = summary(report.findings)
     groups = _group_by_visit(report.findings, titles, visits)
@@ -137,6 +142,7 @@ def validation_page(
         total=len(report.findings),
         visits_with_findings=sum(1 for g in groups if g.row is not None),
         rules=[{"id": r, "title": titles.get(r, r), "count": rules[r]} for r in sorted(rules)],
+        notes=[{"fine": fine, "text": text} for fine, text in notes],
     )
 
 
@@ -291,6 +297,18 @@ def academic_year(now: dt.date | dt.datetime) -> tuple[dt.date, dt.date]:
     """The English school year containing ``now``: 1 September to 31 August."""
     first = now.year if now.month >= 9 else now.year - 1
     return dt.date(first, 9, 1), dt.date(first + 1, 8, 31)
+
+
+def period_end(start: dt.date) -> dt.date:
+    """The end of a period given only its start: 12 months on, or the next 31 August if sooner."""
+    try:
+        year_on = start.replace(year=start.year + 1) - dt.timedelta(days=1)
+    except ValueError:  # 29 February
+        year_on = dt.date(start.year + 1, 2, 28)
+    august = dt.date(start.year, 8, 31)
+    if august < start:
+        august = dt.date(start.year + 1, 8, 31)
+    return min(year_on, august)
 
 
 def build_summary(

@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import safe_return, state
 from .safe_return import Timings
+from .settings import Setting
 from .visits import Visits
 
 
@@ -130,16 +131,41 @@ class Rule:
     severity: str
     needs: tuple[str, ...]  # columns the sheet must have; "a|b" means either will do
     func: Callable[[Context], Iterator[Hit]]
+    params: dict[str, Setting] = field(default_factory=dict)  # what a profile may set under [rules.<id>]
+
+
+# Parameters more than one rule declares.
+GRACE = Setting("number", 30, low=0, high=24 * 60)
+EXEMPT_REASONS = Setting("texts", ())
+PAIRS = Setting("choice", "always", choices=("always", "first_visit", "out_of_hours_or_little_info"))
+OFFICE_HOURS = {
+    "office_start": Setting("time", "08:00"),
+    "office_end": Setting("time", "18:00"),
+    "weekends": Setting("bool", True),
+}
+SAFE_RETURN = {
+    "grace_minutes": GRACE,
+    "alert_hours": Setting("number", 24, low=1, high=24 * 28),
+    "escalation": Setting("texts", ()),
+    "max_visit_minutes": Setting("number", 120, low=5, high=24 * 60),  # issue 10: no readable return time
+    "day_end": Setting("time", "17:00"),  # issue 10: no readable start either
+}
 
 
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, title: str, severity: str, needs: tuple[str, ...] = ()) -> Callable:
-    """Register a rule function under its id."""
+def rule(
+    rule_id: str,
+    title: str,
+    severity: str,
+    needs: tuple[str, ...] = (),
+    params: dict[str, Setting] | None = None,
+) -> Callable:
+    """Register a rule function under its id, with the parameters a profile may set for it."""
 
     def register(func: Callable[[Context], Iterator[Hit]]) -> Callable[[Context], Iterator[Hit]]:
-        RULES[rule_id] = Rule(rule_id, title, severity, needs, func)
+        RULES[rule_id] = Rule(rule_id, title, severity, needs, func, dict(params or {}))
         return func
 
     return register
@@ -188,7 +214,7 @@ def _folded_names(names: pd.Series) -> np.ndarray:
 # ---------------------------------------------------------------- the sheet itself
 
 
-@rule("HV001", "Required information missing", "error")
+@rule("HV001", "Required information missing", "error", params={"fields": Setting("texts", ())})
 def required_value_missing(ctx: Context) -> Iterator[Hit]:
     """A column the profile requires is empty on a visit that is planned or went ahead."""
     live = ctx.live()
@@ -349,7 +375,13 @@ def _exempt(ctx: Context) -> np.ndarray:
     return _each_distinct(ctx.f["reason"], lambda reason: any(w in reason.lower() for w in words), bool)
 
 
-@rule("HV006", "No parent/carer consent", "error", needs=("parent_consent", "reason"))
+@rule(
+    "HV006",
+    "No parent/carer consent",
+    "error",
+    needs=("parent_consent", "reason"),
+    params={"exempt_reasons": EXEMPT_REASONS},
+)
 def no_parent_consent(ctx: Context) -> Iterator[Hit]:
     """Parents/carers agree to the visit beforehand, except safe-and-well or emergency safeguarding checks."""
     consent = ctx.f["parent_consent"]
@@ -406,7 +438,13 @@ def not_authorised(ctx: Context) -> Iterator[Hit]:
 # ---------------------------------------------------------------- the form and its deadline
 
 
-@rule("HV009", "Risk assessment form deadline", "error", needs=("form_sent_at", "visit_date", "start_time"))
+@rule(
+    "HV009",
+    "Risk assessment form deadline",
+    "error",
+    needs=("form_sent_at", "visit_date", "start_time"),
+    params={"deadline_hours": Setting("number", 24, low=0, high=24 * 28)},
+)
 def form_deadline(ctx: Context) -> Iterator[Hit]:
     """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
     hours = float(ctx.p("deadline_hours", 24))
@@ -501,7 +539,13 @@ def _first_visits(ctx: Context) -> np.ndarray:
     return np.array(first, dtype=bool)
 
 
-@rule("HV010", "No second member of staff", "error", needs=("second_staff",))
+@rule(
+    "HV010",
+    "No second member of staff",
+    "error",
+    needs=("second_staff",),
+    params={"pairs": PAIRS, "information_field": Setting("text", "risk_notes"), **OFFICE_HOURS},
+)
 def no_second_staff(ctx: Context) -> Iterator[Hit]:
     """Visits go in pairs where the policy says so: always, on a first visit, out of hours or when little is known."""
     mode = ctx.p("pairs", "always")
@@ -531,7 +575,13 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@rule("HV011", "Evening or out-of-hours visit", "warning", needs=("start_time", "visit_date"))
+@rule(
+    "HV011",
+    "Evening or out-of-hours visit",
+    "warning",
+    needs=("start_time", "visit_date"),
+    params=OFFICE_HOURS,
+)
 def out_of_hours(ctx: Context) -> Iterator[Hit]:
     """Visits outside office hours (default before 08:00, after 18:00, or at the weekend)."""
     outside, why = _out_of_hours(ctx)
@@ -610,7 +660,13 @@ def no_phone(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@rule("HV017", "Inconsistent times", "error", needs=("start_time", "visit_date"))
+@rule(
+    "HV017",
+    "Inconsistent times",
+    "error",
+    needs=("start_time", "visit_date"),
+    params={"max_minutes": Setting("number", 240, low=1, high=24 * 60)},
+)
 def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     """Times that cannot all be true: return before start, departure before arrival, a visit far too long."""
     frame = ctx.f
@@ -685,6 +741,7 @@ def no_outcome(ctx: Context) -> Iterator[Hit]:
     "Safe return not confirmed",
     "alert",
     needs=("returned_at", "status", "lead_staff", "phone_taken", "expected_return|expected_duration"),
+    params=SAFE_RETURN,
 )
 def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     """Due back plus the grace period has passed and nothing readable confirms the staff member is back safe.
@@ -727,7 +784,9 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("HV023", "Safe return confirmed late", "warning", needs=("returned_at",))
+@rule(
+    "HV023", "Safe return confirmed late", "warning", needs=("returned_at",), params={"grace_minutes": GRACE}
+)
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after due back plus grace: the escalation should have started."""
     state_now = ctx.overdue()
@@ -762,7 +821,13 @@ def no_answer_no_note(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@rule("HV025", "Safeguarding concern not logged", "error", needs=("safeguarding_concern", "logged_on"))
+@rule(
+    "HV025",
+    "Safeguarding concern not logged",
+    "error",
+    needs=("safeguarding_concern", "logged_on"),
+    params={"systems": Setting("texts", ())},
+)
 def concern_not_logged(ctx: Context) -> Iterator[Hit]:
     """A safeguarding concern from a visit is logged on the school's safeguarding system."""
     systems = list(ctx.p("systems", []))
@@ -799,7 +864,13 @@ def cancelled_without_reason(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@rule("HV027", "Stale status", "warning", needs=("status", "visit_date"))
+@rule(
+    "HV027",
+    "Stale status",
+    "warning",
+    needs=("status", "visit_date"),
+    params={"stale_days": Setting("integer", 2, low=0, high=366)},
+)
 def stale_status(ctx: Context) -> Iterator[Hit]:
     """Still Planned (or no status at all) well after the visit date, or Completed with a date in the future."""
     today = ctx.now.tz_convert(ctx.visits.tz).tz_localize(None).normalize()
@@ -826,7 +897,13 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@rule("HV028", "No prior contact attempts", "error", needs=("prior_contact", "location_type"))
+@rule(
+    "HV028",
+    "No prior contact attempts",
+    "error",
+    needs=("prior_contact", "location_type"),
+    params={"exempt_reasons": EXEMPT_REASONS},
+)
 def no_prior_contact(ctx: Context) -> Iterator[Hit]:
     """A home visit is not the first option: phone calls or meetings in school come first."""
     home = (ctx.f["location_type"].isna() | (ctx.f["location_type"] == "Home")).to_numpy()
@@ -888,7 +965,7 @@ LOCALE_NAMES = {"en_GB": "United Kingdom", "en_US": "United States", "en_IE": "I
 MONTH_FIRST_LOCALES = ("en_US", "en_PH", "en_CA", "es_US", "fil_PH")
 
 
-@rule("HV030", "Spreadsheet locale not the school's", "error")
+@rule("HV030", "Spreadsheet locale not the school's", "error", params={"locale": Setting("text", "en_GB")})
 def spreadsheet_locale(ctx: Context) -> Iterator[Hit]:
     """A Google Sheet reads what staff type by its locale: in a US-English sheet 03/04/2026 is stored as
     4 March, a real date the tool cannot tell from one typed correctly."""

@@ -231,7 +231,8 @@ def require_columns(mapping: HeaderMap, needed: Iterable[str], schema: Schema, s
     raise HomevisitsError(
         f"{sheet} is missing {len(missing)} column{'s' if len(missing) > 1 else ''} the policy needs: "
         + ", ".join(parts)
-        + ". Add them, or map your own headers under [columns] in the config."
+        + ". Add them (homevisits init-sheet adds the missing columns after your last one), or map your own "
+        "headers under [columns] in the config."
     )
 
 

@@ -28,6 +28,31 @@ def check_path(path: Path) -> None:
         )
 
 
+OLE2_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an encrypted .xlsx (or an old .xls renamed)
+
+
+def check_readable(path: Path) -> None:
+    """A password-protected or damaged workbook is one plain sentence with the fix, never a zip error."""
+    try:
+        with path.open("rb") as stream:
+            start = stream.read(8)
+    except OSError as exc:
+        raise HomevisitsError(
+            f"Could not read {path} ({exc.strerror or exc}): check its permissions."
+        ) from exc
+    if start == OLE2_SIGNATURE:
+        raise HomevisitsError(
+            f"{path.name} is password-protected (encrypted), so it cannot be read: in Excel, File → Info → Protect "
+            "Workbook → Encrypt with Password, clear the password and save; keep the file in a folder only staff "
+            "can open instead."
+        )
+    if not zipfile.is_zipfile(path):
+        raise HomevisitsError(
+            f"{path.name} is damaged or incomplete (it is not a whole .xlsx file, perhaps copied while it was being "
+            "saved): open it in Excel and save it again, or restore the last good copy from the drive's version history."
+        )
+
+
 def uses_1904_dates(path: Path) -> bool:
     """True when the workbook counts dates from 1904 (old Mac Excel), so serial numbers shift."""
     try:
@@ -326,6 +351,7 @@ def read(path: Path | str, worksheet: str | None = None) -> RawSheet:
 
     path = Path(path)
     check_path(path)
+    check_readable(path)
     if (used_rows(path, worksheet) or 0) > COMPACT_ABOVE_ROWS:
         compact = _read_compact(path, worksheet)
         if compact is not None:
