@@ -31,7 +31,7 @@ from homevisits.visits import build_visits
 LONDON = ZoneInfo("Europe/London")
 NOW = dt.datetime(2026, 3, 24, 11, 20, tzinfo=LONDON)  # a Tuesday; the clocks go forward on the 29th
 LATER_NOW = dt.datetime(2026, 11, 23, 14, 5, tzinfo=LONDON)
-ALL_RULES = [f"HV{n:03d}" for n in range(1, 29) if n != 18]
+ALL_RULES = [f"HV{n:03d}" for n in (*range(1, 29), 31) if n != 18]
 HAVE_POLICY = importlib.util.find_spec("homevisits.policy") is not None
 
 

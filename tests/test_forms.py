@@ -514,26 +514,32 @@ def test_write_forms_names_files_by_visit_id_or_row(visits, tmp_path):
     assert names == [
         "HV-0042-home_visit_record.html",
         "HV-0042-risk_assessment.html",
-        "row3-home_visit_record.html",
-        "row3-risk_assessment.html",
+        "row-3-home_visit_record.html",
+        "row-3-risk_assessment.html",
     ]
     assert "Ava Example" in (tmp_path / "out" / "HV-0042-risk_assessment.html").read_text(encoding="utf-8")
 
 
 def test_write_forms_with_pdf_and_awkward_or_repeated_ids(tmp_path):
     rows = [
-        {**FULL, "visit_id": "HV/7 <a>"},
-        {**FULL, "visit_id": "HV/7 <a>", "learner_name": "Bea Example"},
+        {**FULL, "visit_id": "HV/7.a"},
+        {**FULL, "visit_id": "HV/7.a", "learner_name": "Bea Example"},
+        {**FULL, "visit_id": "HV/7 <a> Cara Example", "learner_name": "Cara Example"},
     ]
     table = read_visits(write_workbook(tmp_path / "log.xlsx", rows))
-    paths = forms.write_forms(table, [0, 1], ["generic"], tmp_path / "out", school="X", now=NOW, pdf=True)
+    paths = forms.write_forms(table, [0, 1, 2], ["generic"], tmp_path / "out", school="X", now=NOW, pdf=True)
     assert [p.name for p in paths] == [
-        "HV_7_a-generic.html",
-        "HV_7_a-generic.pdf",
-        "HV_7_a-row3-generic.html",
-        "HV_7_a-row3-generic.pdf",
+        "HV_7.a-generic.html",
+        "HV_7.a-generic.pdf",
+        "HV_7.a-row3-generic.html",
+        "HV_7.a-row3-generic.pdf",
+        # not a header-safe ID (a space, <>, a name): the file is named by the row, never the cell
+        "row-4-generic.html",
+        "row-4-generic.pdf",
     ]
     assert "Bea Example" in paths[2].read_text(encoding="utf-8")
+    page = paths[4].read_text(encoding="utf-8")
+    assert "<title>row-4 – " in page and "HV/7 &lt;a&gt; Cara Example" in page  # shown as text
 
 
 def test_write_forms_checks_the_form_names_before_writing(visits, tmp_path):

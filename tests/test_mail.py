@@ -184,11 +184,55 @@ def test_non_ascii_names_and_text_travel_7bit_clean():
         {"message_id": "no-angle-brackets@school.example"},
         {"message_id": "<two words@school.example>"},
         {"message_id": "<x@school.example>\r\nBcc: thief@evil.example"},
+        {"message_id": "<=?utf-8?q?=0D=0ABcc:_x@evil.example?=@school.example>"},
+        {"message_id": "<HV 7.1@school.example>"},
+        {"to": ["pat%evil.example@school.example"]},
+        {"to": ["evil!pat@school.example"]},
     ],
 )
 def test_build_message_refuses_bad_addresses_and_ids(fields):
     with pytest.raises(ValueError):
         msg(**fields)
+
+
+def test_only_whitelisted_text_reaches_a_header():
+    message = msg(
+        visit="row-14",
+        subject=mail.subject("overdue_alert", "HV 7 =?utf-8?q?=0D=0AReply-To:_x@evil.example?=", NOW, row=14),
+    )
+    assert message["Subject"] == "URGENT: no safe return confirmed for home visit row 14 on Mon 23 Nov 2026"
+    assert message["X-Homevisits-Visit"] == "row-14"
+    assert describe(message) == "row-14 form to 3 recipients"
+    forged = msg(  # a caller that forgot visit_ref
+        visit="HV-7 =?utf-8?q?=0D=0AReply-To:_x@evil.example?=", message_id="<1@school.example>"
+    )
+    assert forged["X-Homevisits-Visit"].startswith("id-") and forged["Reply-To"] is None
+    assert mail.header_text('Ann "=?utf-8?q?x?=" <a@b> \\ Smith') == "Ann utf-8 q x a@b Smith"
+
+
+def test_a_header_that_would_not_fold_to_one_line_is_refused():
+    from email.message import EmailMessage
+
+    message = EmailMessage(policy=mail.SMTP_POLICY)
+    message["Subject"] = "Hello =?utf-8?q?=0D=0AReply-To:_x@evil.example?="  # what 3.11.7 lets through
+    message.set_content("body")
+    with pytest.raises(ValueError, match="Subject header"):
+        mail.check_headers(message)
+    message = EmailMessage(policy=mail.SMTP_POLICY)
+    message["X-Other"] = "fine"
+    with pytest.raises(ValueError, match="X-Other"):
+        mail.check_headers(message)  # a header this module never writes
+    mail.check_headers(msg())
+
+
+def test_outbox_file_names_carry_only_a_header_safe_visit(tmp_path):
+    transport = OutboxTransport(tmp_path, DOMAINS)
+    assert transport.file_for(msg(visit="row-14", kind="overdue_alert")).name.startswith(
+        "row-14_overdue-alert_"
+    )
+    assert transport.file_for(msg(visit="HV/7.a")).name.startswith("HV-7-a_form_")
+    unsafe = msg(visit="Ava Example\r\nBcc: x@evil.example", message_id="<1@school.example>")
+    assert transport.file_for(unsafe).name.startswith(unsafe["X-Homevisits-Visit"] + "_form_")
 
 
 def test_describe_names_visit_kind_and_count_only():

@@ -1,4 +1,4 @@
-"""Every rule HV001-HV030 under every profile, on real workbooks run through the real pipeline.
+"""Every rule HV001-HV031 under every profile, on real workbooks run through the real pipeline.
 
 Each case is a small sheet: a clean visit on row 2 plus rows that break (or nearly break) one rule.
 A case runs under all five profiles; its expected findings are filtered to the rules that profile
@@ -316,6 +316,24 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[tuple]]] = {
         ],
         [("HV029", "info", 1, None, None), ("HV029", "info", None, None, None)],
     ),
+    "HV031": (
+        [
+            visit(2, visit_id="HV-0042/b.1_x"),
+            visit(3, visit_id="HV-0007 =?utf-8?q?=0D=0A=0D=0AFalse_alarm?="),
+            visit(4, visit_id="V 4"),
+            visit(5, visit_id="V" * 41),
+            visit(6, "cancelled", visit_id="Sam's visit"),
+            visit(7, visit_id="V" * 40),
+            visit(8, visit_id="Visite-à-7"),
+        ],
+        [
+            ("HV031", None, 3, "HV-0007 =?utf-8?q?=0D=0A=0D=0AFalse_alarm?=", "Visit ID"),
+            ("HV031", None, 4, "V 4", "Visit ID"),
+            ("HV031", None, 5, "V" * 41, "Visit ID"),
+            ("HV031", None, 6, "Sam's visit", "Visit ID"),
+            ("HV031", None, 8, "Visite-à-7", "Visit ID"),
+        ],
+    ),
 }
 # HV030 reads a Google Sheet's locale: Excel has none, so its cases are in test_gsheet.py.
 SHEET_ONLY = {"HV030"}
@@ -375,6 +393,27 @@ def test_hv001_each_required_field(tmp_path, policy, field):
 def test_placeholder_in_authorised_by_is_not_an_authorisation(tmp_path, placeholder):
     rows = [visit(2), visit(3, authorised_by=placeholder)]
     assert check(tmp_path, "one_mat", rows) == [("HV008", "error", 3, "V3", "Authorised by (Principal/DSL)")]
+
+
+# ---------------------------------------------------------------- HV031
+
+
+def test_hv029_quotes_the_id_as_clean_text_and_names_the_row(tmp_path):
+    rows = [
+        visit(2),
+        visit(3, visit_id="HV-1 =?utf-8?q?=0D=0A=0D=0AFalse_alarm:_Sam_is_back_safe_and_has_phoned_in?="),
+    ]
+    assert messages(tmp_path, "omg_education", rows, "HV031") == {
+        3: "Visit ID 'HV-1 =?utf-8?q?=0D=0A=0D=0AFalse_alarm:_Sam_is_back_safe_...' can hold only "
+        "letters, digits and - _ / . (at most 40 characters): emails about this visit name it as row 3 instead."
+    }
+
+
+def test_two_rules_under_one_id_fail_at_import():
+    from homevisits.rules import rule
+
+    with pytest.raises(ValueError, match="HV031 is registered twice"):
+        rule("HV031", "Another rule", "error")(lambda ctx: iter(()))
 
 
 # ---------------------------------------------------------------- HV002

@@ -221,7 +221,7 @@ def test_a_nearly_empty_row_prints_blank_lines_to_fill_in(visits, form):
     document = fill(form, visits.record(1))
     beside = cells_beside(document)
     text = all_text(document)
-    assert "Visit ID: row3" in text
+    assert "Visit ID: row-3" in text
     assert "Noor Example" in text or form == "one_mat_appendix_1_lone_working.docx"  # it names the staff only
     assert BLANK in text and "None" not in text.split()
     blanks = [label for label, _ in EXPECTED[form][1] if beside.get(label) == BLANK]

@@ -143,6 +143,20 @@ def test_a_new_id_goes_only_into_an_unchanged_row_without_one():
     assert "already used (row 5)" in skipped[2].reason
 
 
+def test_a_new_id_its_emails_could_not_carry_is_never_written():
+    ids = {2: None, 3: None}
+    updates = [
+        CellUpdate("HV 2", "visit_id", "HV 2", row=2),
+        CellUpdate("x", "visit_id", "=?utf-8?q?=0D=0A?=", row=3),
+    ]
+    placed, skipped = _locate(updates, ids)
+    assert placed == []
+    assert [s.reason for s in skipped] == [
+        "'HV 2' is not a Visit ID",
+        "'=?utf-8?q?=0D=0A?=' is not a Visit ID",
+    ]
+
+
 def test_only_the_tools_own_columns_can_be_written():
     with pytest.raises(ValueError, match="learner_name"):
         _locate([CellUpdate("HV-0001", "learner_name", "Someone Else")], {2: "HV-0001"})

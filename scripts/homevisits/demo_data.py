@@ -1,7 +1,7 @@
 """An invented home-visits log that shows the product: about 40 visits dated around ``now``.
 
 :func:`build_demo_workbook` writes it the way a school's shared-drive log looks (a title row, a
-blank row, then the headers; messy cells people type). Every rule HV001-HV028 is broken by at
+blank row, then the headers; messy cells people type). Every rule HV001-HV031 is broken by at
 least one visit (:data:`DEMO_CASES`), a few cells cannot be read at all (:data:`BAD_CELLS`), and
 some visits break nothing (:data:`DEMO_CLEAN`). Every name, address, phone number and email is
 invented: Ofcom drama numbers, ``XX`` postcodes, ``school.example`` addresses.
@@ -61,6 +61,7 @@ DEMO_CASES: dict[str, list[str]] = {
     "HV026": ["V-108"],  # cancelled with no reason
     "HV027": ["V-129", "V-141"],  # still booked 10 days on; "done" but dated in the future
     "HV028": ["V-126"],  # no prior contact before a home visit
+    "HV031": ["V-144 (moved)"],  # a Visit ID no email header or file name can carry
 }
 # Cells nobody can read: (visit id, field).
 BAD_CELLS: frozenset[tuple[str, str]] = frozenset(
@@ -443,6 +444,7 @@ def demo_visits(now: dt.datetime) -> list[DemoVisit | None]:
     visit("V-120", past(-6, 10), 60, laptop_taken=True)
     visit("V-122", past(-5, 13, 30), 45, phone_taken=None)
     visit("V-123", past(-4, 10), 60, arrived_at=None, departed_at=None)
+    visit("V-144", past(-4, 14), 45, visit_id="V-144 (moved)")  # emails name its row instead
     visit("V-124", past(-4, 14), 45, outcome=None)
     visit(
         "V-125",

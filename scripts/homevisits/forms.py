@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound, Undefined, select_autoescape
 from markupsafe import Markup, escape
 
+from . import visit_ids
 from .errors import HomevisitsError
 from .wording import clock_time, long_day, on_clock
 
@@ -206,12 +207,10 @@ def available_forms(template_dirs: Sequence[Path | str] | None = None) -> list[s
 
 
 def visit_ref(visit: Mapping[str, Any]) -> str:
-    """The visit's ID, or ``row<N>`` (its sheet row) when it has none yet. Never a name."""
+    """The visit's ID when it is header-safe (``visit_ids``), else ``row-<N>`` (its sheet row): what
+    file names, page titles and footers carry. Never a name, never other cell text."""
     visit_id = visit.get("visit_id")
-    if not is_missing(visit_id):
-        return str(visit_id).strip()
-    row = visit.get("row")
-    return f"row{row}" if row is not None else "row"
+    return visit_ids.visit_ref(None if is_missing(visit_id) else str(visit_id).strip(), visit.get("row"))
 
 
 def visit_facts(visit: Mapping[str, Any], evening_from: dt.time = EVENING_FROM) -> dict[str, Any]:
@@ -362,7 +361,7 @@ def render_pdf(html: str, out_path: Path, *, visit_id: str, base_dir: Path | Non
 
 
 def file_stem(ref: str) -> str:
-    """A visit reference made safe as a file name."""
+    """A visit reference (``visit_ref``) as a file name: ``/`` and anything else unsafe becomes ``_``."""
     return _UNSAFE_FILE_CHARS.sub("_", ref).strip("._") or "visit"
 
 

@@ -28,6 +28,7 @@ from . import mail
 from .errors import HomevisitsError
 from .ledger import LedgerUnavailable
 from .state import CANCELLED
+from .visit_ids import visit_ref
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -212,6 +213,12 @@ class Planned:
     documents: tuple[tuple[str, bytes], ...] = ()  # (.docx file name, filled Word form): PDF made when sent
     not_mailed: tuple[tuple[str, str], ...] = ()  # (address as typed, why): reported, never mailed
     due: dt.datetime | None = None  # an alert's due-back time: with the key, it gives the Message-ID
+    row: int | None = None  # the visit's sheet row, named instead of an ID that is not header-safe
+
+    @property
+    def label(self) -> str:
+        """The visit as headers, file names and logs name it: its ID if header-safe, else ``row-14``."""
+        return visit_ref(self.visit_id, self.row)
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -337,7 +344,9 @@ def visit_record(visits: Visits, ctx: Context, position: int) -> dict[str, Any]:
     record = visits.record(position)
     named = bool(record.get("visit_id"))
     record["visit_id"] = ctx.refs[position] if ctx.refs else record.get("visit_id")
-    record["label"] = record["visit_id"] if named else f"row {record.get('row')}"
+    record["label"] = (
+        mail.visit_text(record["visit_id"], record.get("row")) if named else f"row {record.get('row')}"
+    )
     record["position"] = position
     if ctx.overdue is not None:
         from .safe_return import Cells
@@ -374,7 +383,7 @@ def _clean(value: Any) -> str | None:
 
 def _base_context(visit: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     return {
-        "visit_id": visit["visit_id"],
+        "visit_id": mail.visit_text(visit["visit_id"], visit.get("row")),
         "visit_start": visit.get("start_at"),
         "policy_name": ctx.policy.name,
         "school": ctx.settings.school or ctx.policy.name,
@@ -408,9 +417,12 @@ def _message(
         kind=kind,
         to=to_ok,
         cc=cc_ok,
-        subject=mail.subject(kind, str(visit.get("label") or visit["visit_id"]), visit.get("start_at")),
+        subject=mail.subject(
+            kind, visit.get("label") or visit.get("visit_id"), visit.get("start_at"), row=visit.get("row")
+        ),
         text=text,
         not_mailed=not_mailed,
+        row=visit.get("row"),
         **extra,
     )
 
@@ -421,7 +433,6 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
     from .forms import file_stem, form_settings, pdf_title, policy_template_dirs, render_form
     from .word_forms import check_form_names, word_documents
 
-    visit_id = str(visit["visit_id"])
     template_dirs = policy_template_dirs(ctx.policy, ctx.settings.forms.get("template_dir"))
     extra = form_settings(ctx.policy, ctx.settings.forms)
     school = ctx.settings.school or ctx.policy.name
@@ -429,7 +440,7 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
     words = check_form_names(chosen, template_dirs)
     pages = tuple(
         (
-            f"{file_stem(visit_id)}-{form}.pdf",
+            f"{file_stem(visit_ref(visit.get('visit_id'), visit.get('row')))}-{form}.pdf",
             render_form(form, visit, school=school, now=ctx.now, template_dirs=template_dirs, extra=extra),
         )
         for form in chosen
@@ -559,7 +570,7 @@ def compose_admin_report(
         "school": ctx.settings.school or ctx.policy.name,
         "failures": [
             {
-                "visit_id": e.visit_id,
+                "visit_id": mail.visit_text(e.visit_id),
                 "kind": e.kind,
                 "failed_at": e.failed_at,
                 "error": e.error or "refused",
@@ -567,10 +578,12 @@ def compose_admin_report(
             }
             for e in failures
         ],
-        "not_mailed": [{"visit_id": visit_id, "address": a, "reason": r} for a, r in not_mailed],
+        "not_mailed": [
+            {"visit_id": mail.visit_text(visit_id), "address": a, "reason": r} for a, r in not_mailed
+        ],
         "partly_refused": [
             {
-                "visit_id": e.visit_id,
+                "visit_id": mail.visit_text(e.visit_id),
                 "kind": e.kind,
                 "sent_at": e.sent_at,
                 "refused": [f"{address} ({reply or 'refused'})" for address, reply in e.refused],
@@ -925,7 +938,7 @@ def build(
         from .forms import render_pdf
 
         for name, page in planned.pages:
-            path = render_pdf(page, folder / name, visit_id=planned.visit_id)
+            path = render_pdf(page, folder / name, visit_id=planned.label)
             attachments.append((name, path.read_bytes(), "application/pdf"))
         if planned.documents:
             from .word_forms import word_attachments
@@ -940,7 +953,7 @@ def build(
         html=planned.html,
         attachments=attachments,
         message_id=message_id,
-        visit_id=planned.visit_id,
+        visit_id=planned.label,
         kind=planned.kind,
         date=now,
     )
@@ -949,7 +962,7 @@ def build(
 def describe(planned: Planned) -> str:
     """``HV-0042 form to 3 recipients``: visit ID, kind and count only."""
     count = len(planned.recipients)
-    return f"{planned.visit_id} {planned.kind} to {count} recipient{'' if count == 1 else 's'}"
+    return f"{planned.label} {planned.kind} to {count} recipient{'' if count == 1 else 's'}"
 
 
 def nobody(planned: Planned) -> str:
@@ -1087,7 +1100,7 @@ class Run:
                     "the admin is told" if self.settings.admin else "set admin in [mail] to be told by email"
                 )
                 self.warn(
-                    f"{planned.visit_id} {planned.kind}: {len(planned.not_mailed)} address(es) from the sheet "
+                    f"{planned.label} {planned.kind}: {len(planned.not_mailed)} address(es) from the sheet "
                     f"are outside allowed_domains or not email addresses and were not mailed ({told})."
                 )
             entry = self.ledger.queue(
@@ -1138,7 +1151,7 @@ class Run:
         replies = ", ".join(sorted(set(refused.values())))
         told = "the admin is told" if self.settings.admin else "set admin in [mail] to be told by email"
         self.warn(
-            f"{planned.visit_id} {planned.kind}: the mail server refused {len(refused)} of "
+            f"{planned.label} {planned.kind}: the mail server refused {len(refused)} of "
             f"{len(planned.recipients)} recipients for good ({replies}); the others received it ({told})."
         )
 
@@ -1146,7 +1159,7 @@ class Run:
         """A pending message that no longer applies: recorded as withdrawn, never sent."""
         self.ledger.mark_withdrawn(entry.key, self.now, reason)
         self.tally.withdrawn += 1
-        self.say(f"withdrawn: {entry.visit_id} {entry.kind} ({reason})")
+        self.say(f"withdrawn: {visit_ref(entry.visit_id)} {entry.kind} ({reason})")
 
     def refuse(self, entry: Entry, planned: Planned, error: str, reply: str = "") -> None:
         self.ledger.mark_failed(entry.key, self.now, error, permanent=True)
@@ -1154,7 +1167,7 @@ class Run:
         self.say(f"refused for good: {describe(planned)}{f' ({reply})' if reply else ''}")
         if not self.settings.admin and planned.kind != "admin_report":
             self.warn(
-                f"{planned.visit_id} {planned.kind} will not be retried: {error} (set admin in [mail] "
+                f"{planned.label} {planned.kind} will not be retried: {error} (set admin in [mail] "
                 "to be told by email)."
             )
 
@@ -1314,13 +1327,13 @@ def _dry_run(
     withdrawn = withdrawals(pending, checked.visits, ctx)
     for entry in pending:
         if entry.key in withdrawn:
-            lines.append(f"would withdraw: {entry.visit_id} {entry.kind} ({withdrawn[entry.key]})")
+            lines.append(f"would withdraw: {visit_ref(entry.visit_id)} {entry.kind} ({withdrawn[entry.key]})")
             continue
         again = rebuild(entry, checked.visits, ctx)
         lines.append(
             f"would send again: {describe(again)}"
             if isinstance(again, Planned)
-            else f"would report: {entry.visit_id} {entry.kind} ({again})"
+            else f"would report: {visit_ref(entry.visit_id)} {entry.kind} ({again})"
         )
     if withdrawn:  # planned as the run would, after withdrawing
         entries = tuple(
@@ -1330,13 +1343,13 @@ def _dry_run(
         ctx = replace(ctx, history=History(entries))
     for planned in plan_context(ctx, checked.visits, jobs):
         if not planned.recipients:
-            lines.append(f"would not send: {planned.visit_id} {planned.kind} ({nobody(planned)})")
+            lines.append(f"would not send: {planned.label} {planned.kind} ({nobody(planned)})")
             continue
         message = build(planned, DRY_RUN_ID, settings, now, None)
         lines.append(f"would send: {mail.describe(message)}")
         if planned.not_mailed:
             lines.append(
-                f"would not mail: {len(planned.not_mailed)} address(es) of {planned.visit_id} {planned.kind} "
+                f"would not mail: {len(planned.not_mailed)} address(es) of {planned.label} {planned.kind} "
                 "(outside allowed_domains or not an email address)"
             )
     if "returns" in jobs:

@@ -1,8 +1,15 @@
 """Email: build messages safely, keep recipients inside the school, hand them to SMTP or an outbox folder.
 
-Messages are built with the standard ``email`` package (``policy=email.policy.SMTP``): a CR or LF
-typed into a name or subject becomes a space, never a new header. Subjects carry the visit ID and
-date only. Recipients outside ``allowed_domains`` are never mailed. Transports share one small
+Messages are built with the standard ``email`` package, but nothing relies on it to stop header
+injection: this Python (3.11.7) lacks the CVE-2024-6923 fix, and the package decodes encoded words
+(``=?utf-8?q?=0D=0A...?=``) in any header value it is given, then writes the decoded line breaks
+out raw. So every header is built from whitelisted text only: visit IDs that pass
+``visit_ids.is_header_safe_id`` (any other is named by its sheet row), subjects from our own
+templates, display names and file names reduced to a whitelist of characters, addresses that match
+a strict address pattern (no ``%`` or ``!`` routing, no ``?``). Each header is then folded as it
+will go on the wire and checked to be exactly one header line of the expected name, or the message
+is not built. Bodies are cleaned of control characters and lone surrogates, so any cell can be
+sent. Recipients outside ``allowed_domains`` are never mailed. Transports share one small
 interface (``open_transport``): one connection per run, made on the first message; ``send`` either
 returns (the server accepted the message) or raises ``TemporaryFailure`` (try again next run) or
 ``PermanentFailure`` (5xx: do not retry, tell the admin). Logs name visit IDs only.
@@ -27,7 +34,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from . import cleaning
 from .errors import HomevisitsError
+from .visit_ids import is_header_safe_id, visit_ref
 from .wording import clock_time, long_day, long_moment, on_clock
 
 log = logging.getLogger(__name__)
@@ -79,13 +88,40 @@ DEFAULT_OUTBOX = "state/outbox"
 DEFAULT_PASSWORD_ENV = "HOMEVISITS_SMTP_PASSWORD"
 DEFAULT_TIMEOUT = 60.0
 
+# RFC 5322 dot-atoms, less ``%`` and ``!`` (source routing: ``x%evil.example@school.example`` can be
+# relayed outside the school) and ``?`` (which, after ``=``, starts an encoded word the email
+# package would decode inside a header).
 _ADDR_SPEC = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"[A-Za-z0-9#$&'*+/=^_`{|}~-]+(?:\.[A-Za-z0-9#$&'*+/=^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 _BRACKETED = re.compile(r"(?P<name>[^<>]*)<(?P<addr>[^<>]+)>")
-_MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+_MESSAGE_ID = re.compile(r"<[A-Za-z0-9._/+-]+@[A-Za-z0-9.-]+>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What a display name or subject may hold: letters and digits of any script, spaces and plain
+# punctuation. Never ``=`` or ``?`` (an encoded word), ``<>`` or ``"`` (address syntax), ``\``.
+_HEADER_PUNCTUATION = frozenset(" .,:;()'/&+_-@#%*!’‘–—")
+_SAFE_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# The header names build_message writes, in a message and in its MIME parts.
+MESSAGE_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "auto-submitted",
+        "x-auto-response-suppress",
+        "x-homevisits-visit",
+        "x-homevisits-kind",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+        "mime-version",
+    }
+)
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9-]+")
 
@@ -172,8 +208,27 @@ def _refusal(code: int, reply: bytes | str | None, what: str, recipients: Sequen
 
 
 def clean_text(value: Any) -> str:
-    """One line of text: line breaks, tabs and control characters become single spaces."""
-    return " ".join(_CONTROL.sub(" ", str(value)).split())
+    """One line of text: line breaks, tabs and control characters become single spaces; a lone
+    surrogate becomes U+FFFD (so any cell can go into a message)."""
+    return cleaning.one_line(value)
+
+
+def header_text(value: Any) -> str:
+    """Text fit for a header (a subject, a display name): one line of letters, digits, spaces and
+    plain punctuation; anything else is dropped. It can hold no encoded word and no address."""
+    text = "".join(c if c.isalnum() or c in _HEADER_PUNCTUATION else " " for c in clean_text(value))
+    return " ".join(text.split())
+
+
+def visit_text(visit_id: Any, row: int | None = None) -> str:
+    """How a message's body names the visit: its ID when safe; otherwise the row, with the cell's text
+    quoted as text (cleaned, cut short), never as structure."""
+    if is_header_safe_id(visit_id):
+        return str(visit_id)
+    ref = visit_ref(visit_id, row, " ")
+    if visit_id is None or visit_id == "":
+        return ref
+    return f'{ref} (its Visit ID cell reads "{cleaning.shown(visit_id, 40)}", which is not a usable Visit ID)'
 
 
 def split_address(value: str) -> tuple[str, str] | None:
@@ -197,7 +252,7 @@ def split_address(value: str) -> tuple[str, str] | None:
 
 def addr_spec(value: str | None) -> str | None:
     """The bare address (domain lower-cased) from any form ``split_address`` reads; None if not one."""
-    if not isinstance(value, str) or _CONTROL.search(value):
+    if not isinstance(value, str) or _CONTROL.search(value) or not value.isascii():
         return None
     found = split_address(value)
     return found[1] if found else None
@@ -247,7 +302,7 @@ def _address(value: str | tuple[str, str] | Address) -> Address:
         name, spec = found if found else ("", None)
     if spec is None:
         raise ValueError("not an email address (check the sheet or the [mail] settings)")
-    return Address(display_name=clean_text(name or ""), addr_spec=spec)
+    return Address(display_name=header_text(name or ""), addr_spec=spec)
 
 
 def envelope_recipients(msg: EmailMessage) -> list[str]:
@@ -270,14 +325,22 @@ def envelope_recipients(msg: EmailMessage) -> list[str]:
 
 
 def subject(
-    kind: str, visit_id: str | None = None, day: dt.date | dt.datetime | None = None, count: int = 1
+    kind: str,
+    visit_id: str | None = None,
+    day: dt.date | dt.datetime | None = None,
+    count: int = 1,
+    row: int | None = None,
 ) -> str:
-    """The subject for a kind of message: the visit ID and the date, never anybody's name."""
+    """The subject for a kind of message: the visit ID and the date, never anybody's name. An ID that
+    is not header-safe (``visit_ids``) never appears: the subject names its sheet row (``row 14``)."""
     if isinstance(day, dt.datetime):
         day = day.astimezone(LONDON).date() if day.tzinfo else day.date()
-    return clean_text(
+    ref = visit_ref(visit_id, row, " ") if (visit_id or row) else "(no visit ID)"
+    if ref == "unnamed" or ref.startswith("id-"):
+        ref = "(Visit ID not usable)"
+    return header_text(
         SUBJECTS[kind].format(
-            visit=clean_text(visit_id or "(no visit ID)"),
+            visit=ref,
             day=f"{day:%a} {day.day} {day:%b %Y}" if day else "(no date)",
             count=count,
             s="" if count == 1 else "s",
@@ -308,13 +371,20 @@ def build_message(
     """One message: text (and an HTML alternative), attachments ``(filename, bytes, "type/subtype")``.
 
     ``message_id`` comes from the ledger so a retry carries the same ID. ``visit_id`` and ``kind``
-    go in X-Homevisits headers for ``describe`` and the outbox file name. Raises ValueError for an
-    address that is not an email address or a malformed Message-ID (a bug in the caller).
+    go in X-Homevisits headers for ``describe`` and the outbox file name: a visit ID that is not
+    header-safe is replaced by a digest of it (callers pass ``visit_ids.visit_ref``, which names the
+    row). The subject and display names keep only ``header_text``; attachment names only letters,
+    digits and ``._-``; text and HTML are cleaned of control characters and lone surrogates.
+    Raises ValueError for an address that is not an email address, a Message-ID that is not
+    ``<letters-digits._/+-@domain>`` (a bug in the caller), or any header that would not fold to one
+    line of its own name (``check_headers``).
     """
     if not to and not cc:
         raise ValueError("a message needs at least one recipient")
     if not _MESSAGE_ID.fullmatch(message_id or ""):
         raise ValueError("the Message-ID must look like <id@domain>")
+    text = cleaning.body(text)
+    html = cleaning.body(html) if html is not None else None
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = _address(sender)
     if to:
@@ -323,30 +393,66 @@ def build_message(
         msg["Cc"] = [_address(a) for a in cc]
     if reply_to:
         msg["Reply-To"] = _address(reply_to)
-    msg["Subject"] = clean_text(subject)
+    msg["Subject"] = header_text(subject)
     msg["Date"] = format_datetime(date or dt.datetime.now(dt.UTC))
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     if visit_id:
-        msg[VISIT_HEADER] = clean_text(visit_id)
+        msg[VISIT_HEADER] = visit_ref(visit_id)  # the ID when header-safe, else a digest of it
     if kind:
-        msg[KIND_HEADER] = clean_text(kind)
+        msg[KIND_HEADER] = kind if kind in KINDS else visit_ref(kind)
     msg.set_content(text, cte=_cte(text))
     if html is not None:
         msg.add_alternative(html, subtype="html", cte=_cte(html))
     for filename, data, mime in attachments:
         maintype, _, subtype = mime.partition("/")
         msg.add_attachment(
-            data, maintype=maintype, subtype=subtype or "octet-stream", filename=clean_text(filename)
+            data,
+            maintype=_SAFE_FILE_NAME.sub("", maintype) or "application",
+            subtype=_SAFE_FILE_NAME.sub("", subtype) or "octet-stream",
+            filename=safe_file_name(filename),
         )
+    check_headers(msg)
     return msg
+
+
+def safe_file_name(name: Any) -> str:
+    """An attachment's name as it may go into a header: letters, digits and ``._-`` only."""
+    return _SAFE_FILE_NAME.sub("_", clean_text(name)).strip("._") or "attachment"
+
+
+def check_headers(msg: EmailMessage) -> None:
+    """Fold every header of the message and its parts as it will go on the wire, and refuse (ValueError)
+    any that is not exactly one header line of its own name, in printable ASCII, or whose name is
+    not one this module writes. The last line of defence: it does not trust the email package.
+    """
+    for part in msg.walk():
+        for name, value in part.raw_items():
+            if name.lower() not in MESSAGE_HEADERS or not _one_header(
+                name, SMTP_POLICY.fold_binary(name, value)
+            ):
+                raise ValueError(f"the {name} header would not be one line of its own: message not built")
+
+
+_PRINTABLE = re.compile(rb"[\t\x20-\x7e]*")
+
+
+def _one_header(name: str, folded: bytes) -> bool:
+    """``folded`` is ``Name: value`` on one line, or on several joined by CRLF and whitespace."""
+    lines = folded.split(b"\r\n")
+    return (
+        lines[-1] == b""
+        and lines[0].lower().startswith(name.lower().encode("ascii") + b":")
+        and all(line[:1] in (b" ", b"\t") for line in lines[1:-1])
+        and all(_PRINTABLE.fullmatch(line) for line in lines[:-1])
+    )
 
 
 def describe(msg: EmailMessage) -> str:
     """``HV-0042 form to 3 recipients``: for --dry-run and logs, no personal data."""
-    visit = clean_text(msg.get(VISIT_HEADER, "") or "(no visit)")
-    kind = clean_text(msg.get(KIND_HEADER, "") or "message")
+    visit = visit_ref(str(msg.get(VISIT_HEADER, "") or "")) if msg.get(VISIT_HEADER) else "(no visit)"
+    kind = visit_ref(str(msg.get(KIND_HEADER, "") or "")) if msg.get(KIND_HEADER) else "message"
     count = len(envelope_recipients(msg))
     return f"{visit} {kind} to {count} recipient{'' if count == 1 else 's'}"
 
@@ -437,6 +543,14 @@ class Transport:
         self.close()
 
 
+def _file_part(value: Any, default: str) -> str:
+    """A header-safe ID (``visit_ids``) as part of a file name; anything else is ``default``."""
+    text = str(value) if value is not None else ""
+    if not is_header_safe_id(text):
+        return default
+    return _UNSAFE_FILE_CHARS.sub("-", text).strip("-") or default
+
+
 class OutboxTransport(Transport):
     """Writes each message as ``<visit>_<kind>_<hash of Message-ID>.eml`` in a folder.
 
@@ -457,8 +571,8 @@ class OutboxTransport(Transport):
         message_id = msg.get("Message-ID")
         if not message_id:
             raise ValueError("an outbox message needs a Message-ID")
-        visit = _UNSAFE_FILE_CHARS.sub("-", str(msg.get(VISIT_HEADER, "") or "message")).strip("-")
-        kind = _UNSAFE_FILE_CHARS.sub("-", str(msg.get(KIND_HEADER, "") or "mail")).strip("-")
+        visit = _file_part(msg.get(VISIT_HEADER), "message")
+        kind = _file_part(msg.get(KIND_HEADER), "mail")
         digest = hashlib.sha256(str(message_id).strip().encode()).hexdigest()[:12]
         return self.folder / f"{visit or 'message'}_{kind or 'mail'}_{digest}.eml"
 

@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from . import safe_return, state
+from .cleaning import shown
 from .safe_return import Timings
 from .settings import Setting
+from .visit_ids import ALLOWED, MAX_LENGTH, is_header_safe_id
 from .visits import Visits
 
 
@@ -165,6 +167,8 @@ def rule(
     """Register a rule function under its id, with the parameters a profile may set for it."""
 
     def register(func: Callable[[Context], Iterator[Hit]]) -> Callable[[Context], Iterator[Hit]]:
+        if rule_id in RULES:  # two rules under one id: the first would vanish without a word
+            raise ValueError(f"rule {rule_id} is registered twice")
         RULES[rule_id] = Rule(rule_id, title, severity, needs, func, dict(params or {}))
         return func
 
@@ -273,6 +277,25 @@ def duplicate_visit_id(ctx: Context) -> Iterator[Hit]:
             "visit_id",
             f"Visit ID {ids[i]} is also used on row{'s' if len(others) > 1 else ''} {', '.join(others)}.",
             "Give each visit its own ID (clear the cell on the copy and homevisits will assign a new one).",
+        )
+
+
+@rule("HV031", "Visit ID unusable in emails", "error", needs=("visit_id",))
+def unusable_visit_id(ctx: Context) -> Iterator[Hit]:
+    """A Visit ID with anything but letters, digits and ``- _ / .``, or longer than 40 characters,
+    never goes into an email subject, header or file name (it could carry text into them): the
+    emails about the visit name its sheet row instead, which is harder to follow."""
+    ids = ctx.f["visit_id"]
+    unusable = ids.notna().to_numpy() & ~_each_distinct(ids, is_header_safe_id, bool)
+    values, rows = ctx.col("visit_id"), ctx.col("row")
+    for i in _positions(unusable):
+        yield Hit(
+            i,
+            "visit_id",
+            f"Visit ID '{shown(values[i])}' can hold only {ALLOWED} (at most {MAX_LENGTH} characters): "
+            f"emails about this visit name it as row {int(rows[i])} instead.",
+            "Change the Visit ID to letters and digits, e.g. HV-0042, or clear the cell and homevisits "
+            "will give the visit a new one.",
         )
 
 

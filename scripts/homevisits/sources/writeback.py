@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..formula_guard import is_formula_like, neutralise, unneutralise
+from ..visit_ids import is_header_safe_id
 
 FINDINGS_TAB = "Policy check"
 _ID_NUMBER = re.compile(r"HV-(\d+)", re.IGNORECASE)
@@ -229,8 +230,8 @@ def _assignment_problem(
     if update.row is None:
         return "a new Visit ID needs the sheet row it was read from"
     new = id_key(update.value)
-    if not new or is_formula_like(str(update.value)):
-        return f"'{update.value}' is not a Visit ID"
+    if not new or is_formula_like(str(update.value)) or not is_header_safe_id(update.value):
+        return f"'{update.value}' is not a Visit ID"  # the tool writes only IDs its emails can carry
     current = id_key(ids.get(update.row))
     if current is not None and current != new:
         return f"row {update.row} was given Visit ID {ids.get(update.row)} since the sheet was read"
