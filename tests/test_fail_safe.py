@@ -402,3 +402,19 @@ def test_the_alert_gives_every_number_in_the_phone_cell(tmp_path, server):
     assert "Phone taken on the visit: 07700 900123 (also 0121 496 0000)" in body(
         only(server, "overdue_alert", "V1")
     )
+
+
+def test_a_huge_number_in_a_duration_formatted_cell_never_stops_the_alerts(tmp_path, server):
+    """calamine turns a duration-formatted cell into a timedelta, and 10^12 days overflows it: the sheet
+    is read again as plain numbers, the cell is a finding, and the other visit's alert still goes."""
+    import openpyxl
+
+    school = place(tmp_path, [out_today(2, start=(9, 0), end=(10, 0)), visit(visit_id="V3")], server)
+    book = openpyxl.load_workbook(school.workbook)
+    sheet = book["Home Visits"]
+    headers = [c.value for c in sheet[1]]
+    cell = sheet.cell(row=3, column=headers.index("Expected duration (mins)") + 1)
+    cell.value, cell.number_format = 1e12, "[h]:mm:ss"
+    book.save(school.workbook)
+    result = school.run("run-scheduled", CHECK)
+    assert sorted(delivered(server)) == [("V2", "overdue_alert"), ("V3", "overdue_alert")], result.err

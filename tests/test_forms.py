@@ -586,12 +586,15 @@ def test_visits_due_for_a_form(tmp_path):
 # ---------------------------------------------------------------- the command
 
 
-def _config(tmp_path: Path, rows: list[dict], policy: str = "omg_education") -> Path:
+def _config(
+    tmp_path: Path,
+    rows: list[dict],
+    policy: str = "omg_education",
+    school: str = 'school = "Example Academy"',
+) -> Path:
     write_workbook(tmp_path / "log.xlsx", rows)
     config = tmp_path / "homevisits.toml"
-    config.write_text(
-        f'policy = "{policy}"\nschool = "Example Academy"\n\n[source]\npath = "log.xlsx"\n', encoding="utf-8"
-    )
+    config.write_text(f'policy = "{policy}"\n{school}\n\n[source]\npath = "log.xlsx"\n', encoding="utf-8")
     return config
 
 
@@ -612,9 +615,9 @@ def test_forms_command_writes_the_due_forms_as_html_and_pdf(tmp_path, capsys):
         "HV-0001-risk_assessment.pdf",
     ]
     page = (out_dir / "HV-0001-risk_assessment.html").read_text(encoding="utf-8")
-    assert "Sent to Jamal Miah via email (date and time)" in text_of(
-        page
-    )  # from the profile's forms_to_label
+    # Another school on OMG Education's profile: never OMG's contact or OMG's phone.
+    assert "Sent to the safeguarding contact via email (date and time)" in text_of(page)
+    assert "Jamal" not in page and "OMG mobile" not in page
     assert "Example Academy" in page
     assert capsys.readouterr().out.split() == [
         str(out_dir / "HV-0001-risk_assessment.html"),
@@ -650,3 +653,27 @@ def test_forms_command_for_chosen_visits_and_an_unknown_one(tmp_path, capsys):
     capsys.readouterr()
     assert main(["forms", "--config", str(config), "--visit", "HV-9999", "--out", str(out)]) == 2
     assert "No row has the Visit ID 'HV-9999'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("school", "present", "absent"),
+    [
+        ('school = "OMG Education"', ["Sent to Jamal Miah via email", "A charged OMG mobile phone"], []),
+        (
+            '[school]\nname = "Example Academy"\nphone_wording = "The school mobile from reception."\n'
+            'safeguarding_contact = { name = "Ann Lead", email = "ann@example.org" }',
+            ["Sent to Ann Lead via email", "The school mobile from reception."],
+            ["Jamal", "OMG mobile"],
+        ),
+    ],
+)
+def test_a_form_names_the_schools_own_contact_and_phone_wording(tmp_path, capsys, school, present, absent):
+    from homevisits.cli import main
+
+    rows = [{**FULL, "visit_id": "HV-0001", "status": "Planned", "risk_level": "LOW", "arrived_at": None}]
+    config = _config(tmp_path, rows, school=school)
+    assert main(["forms", "--config", str(config), "--due", "--now", "2026-04-01T09:00"]) == 0
+    text = text_of(
+        (tmp_path / "state" / "forms" / "HV-0001-risk_assessment.html").read_text(encoding="utf-8")
+    )
+    assert all(words in text for words in present) and not any(words in text for words in absent)

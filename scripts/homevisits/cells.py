@@ -734,7 +734,7 @@ def _guarded(parse: Callable[..., Parsed]) -> Callable[..., Parsed]:
                     )
             if _UNPRINTABLE.search(raw):
                 cleaned = printable(raw)
-                if not cleaned.strip():  # never silently blank: the cell held something
+                if not cleaned.strip() and raw.strip():  # never silently blank (whitespace is blank)
                     return None, "the cell holds only control characters, nothing that can be read"
                 raw = cleaned
         return parse(raw, date1904)

@@ -456,7 +456,7 @@ def run_forms(args: argparse.Namespace) -> int:
         template_dirs=policy_template_dirs(
             policy, config.forms.get("template_dir") and config.resolve(config.forms["template_dir"])
         ),
-        extra=form_settings(policy, config.forms),
+        extra=form_settings(policy, config.forms, config.school_table or {"name": config.school}),
         progress=True,
     )
     for path in written:

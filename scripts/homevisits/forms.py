@@ -480,17 +480,32 @@ def visits_due_for_form(visits: Visits, now: dt.datetime, window_days: float = 1
 # ---------------------------------------------------------------- settings from the profile and config
 
 
-def form_settings(policy: Any, config_forms: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What the templates take from the school's profile and the config's ``[forms]`` table.
+def form_settings(
+    policy: Any, config_forms: Mapping[str, Any] | None = None, school: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the templates take from the school's profile, the config's ``[school]`` and ``[forms]`` tables.
 
-    ``sent_to`` is the name before the comma in the profile's ``forms_to_label`` ("Jamal Miah, safeguarding
-    contact"); ``evening_from`` is the end of office hours in rule HV011; any other ``[forms]`` key but
-    ``out``, ``window_days`` and ``template_dir`` is passed to the templates as is (``sent_to``, ``copy``, ``signatures``...).
+    ``sent_to`` is ``[school] safeguarding_contact``'s name, else (only when the config has no ``[school]``
+    table: the profile is the school's own) the name before the comma in the profile's ``forms_to_label``
+    ("Jamal Miah, safeguarding contact"); ``phone_wording`` is ``[school] phone_wording`` (a school with a
+    ``[school]`` table and none gets the neutral wording, never another school's); ``evening_from`` is the
+    end of office hours in rule HV011; any other ``[forms]`` key but ``out``, ``window_days`` and
+    ``template_dir`` is passed to the templates as is (``sent_to``, ``copy``, ``signatures``...).
     """
     settings: dict[str, Any] = {}
+    school = {k: v for k, v in (school or {}).items() if v}
+    if set(school) == {"name"} and str(school["name"]).strip() == getattr(policy, "name", None):
+        school = {}  # the profile's own school
+    contact = school.get("safeguarding_contact") or {}
     label = getattr(policy, "forms_to_label", None) or _profile_value(policy, "forms_to_label")
-    if label:
+    if contact.get("name"):
+        settings["sent_to"] = str(contact["name"]).strip()
+    elif label and not school:
         settings["sent_to"] = str(label).split(",")[0].strip()
+    if school.get("phone_wording"):
+        settings["phone_wording"] = str(school["phone_wording"])
+    elif school:
+        settings["phone_wording"] = "A charged work mobile phone on every visit."
     office_end = policy.param("HV011", "office_end") if hasattr(policy, "param") else None
     if office_end:
         with contextlib.suppress(ValueError):

@@ -78,6 +78,7 @@ class Settings:
     allowed_domains: tuple[str, ...] = ()
     sender: str = FALLBACK_SENDER
     school: str = ""
+    school_table: Mapping[str, Any] = field(default_factory=dict)  # [school], when given as a table
     timezone: str = "Europe/London"
     forms: Mapping[str, Any] = field(default_factory=dict)
 
@@ -112,6 +113,7 @@ def settings_from(config: Config) -> Settings:
         allowed_domains=_addresses(mail_cfg.get("allowed_domains")),
         sender=mail.addr_spec(str(mail_cfg.get("from") or "")) or FALLBACK_SENDER,
         school=config.school,
+        school_table=dict(config.school_table or {}),
         timezone=config.timezone,
         forms={**(config.forms or {}), **_resolved_template_dir(config)},
     )
@@ -434,7 +436,9 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
     from .word_forms import check_form_names, word_documents
 
     template_dirs = policy_template_dirs(ctx.policy, ctx.settings.forms.get("template_dir"))
-    extra = form_settings(ctx.policy, ctx.settings.forms)
+    extra = form_settings(
+        ctx.policy, ctx.settings.forms, ctx.settings.school_table or {"name": ctx.settings.school}
+    )
     school = ctx.settings.school or ctx.policy.name
     chosen = ctx.policy.forms or ["generic"]
     words = check_form_names(chosen, template_dirs)

@@ -324,7 +324,7 @@ def _read_compact(path: Path, worksheet: str | None) -> RawSheet | None:
         if made is None:
             return None
         copy, kept, last = made
-        raw = _calamine_read(copy, worksheet)
+        raw = _calamine_read_safely(copy, worksheet)
         errors = error_cells(copy, worksheet)
     _show_errors(raw.rows, errors)
     rows: list[list[Any]] = [[] for _ in range(max(last, kept[-1] if kept else 0))]
@@ -362,11 +362,53 @@ def read(path: Path | str, worksheet: str | None = None) -> RawSheet:
     )
     scan.start()
     try:
-        raw = _calamine_read(path, worksheet)
+        raw = _calamine_read_safely(path, worksheet)
     finally:
         scan.join()
     _show_errors(raw.rows, errors)
     return raw
+
+
+def _calamine_read_safely(path: Path, worksheet: str | None) -> RawSheet:
+    """calamine's read; when one cell breaks it (a huge number in a duration-formatted cell overflows
+    Python's timedelta; calamine itself may panic), the sheet is read again with every number format
+    taken out, so each cell arrives as the plain number it holds and the cell parser judges it (one bad
+    cell is a finding, never the end of the run)."""
+    try:
+        return _calamine_read(path, worksheet)
+    except HomevisitsError:
+        raise
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
+        broken = exc
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="homevisits-") as folder:
+        plain = Path(folder) / path.name
+        try:
+            _without_number_formats(path, plain)
+            raw = _calamine_read(plain, worksheet)
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            raise HomevisitsError(f"Could not read {path.name} ({_short(broken)}).") from exc
+    raw.date1904 = uses_1904_dates(path)
+    return raw
+
+
+_NUMBER_FORMAT = re.compile(rb'numFmtId="\d+"')
+
+
+def _without_number_formats(source: Path, target: Path) -> None:
+    """A private copy of the workbook whose cell formats all say General (the cells are untouched)."""
+    import os
+
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with zipfile.ZipFile(source) as old, os.fdopen(fd, "wb") as stream, zipfile.ZipFile(stream, "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename == "xl/styles.xml":
+                data = _NUMBER_FORMAT.sub(b'numFmtId="0"', data)
+            new.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
 
 
 def _calamine_read(path: Path, worksheet: str | None) -> RawSheet:
