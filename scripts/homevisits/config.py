@@ -12,7 +12,7 @@ from .errors import HomevisitsError
 
 CONFIG_NAME = "homevisits.toml"
 CONFIG_ENV = "HOMEVISITS_CONFIG"
-SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report")
+SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report", "sms")
 TOP_LEVEL = ("policy", "timezone", "school", *SECTIONS)
 SECRET_KEYS = ("password", "secret", "private_key")
 # [source]: one of path / spreadsheet / drive_file, and how to reach it
@@ -35,6 +35,7 @@ class Config:
     schedule: dict[str, Any] = field(default_factory=dict)
     forms: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    sms: dict[str, Any] = field(default_factory=dict)  # read by sms.sms_settings
     demo: bool = False  # the bundled demo: builds its workbook when missing, writes under demo/
 
     def resolve(self, value: str | os.PathLike[str]) -> Path:

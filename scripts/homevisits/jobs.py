@@ -79,6 +79,7 @@ class Settings:
     school: str = ""
     timezone: str = "Europe/London"
     forms: Mapping[str, Any] = field(default_factory=dict)
+    sms: Any = None  # sms.SmsSettings: [sms], alerts by text (None: email only)
 
 
 def _number(table: Mapping[str, Any], key: str, default: float, section: str) -> float:
@@ -113,7 +114,14 @@ def settings_from(config: Config) -> Settings:
         school=config.school,
         timezone=config.timezone,
         forms=dict(config.forms or {}),
+        sms=_sms_settings(config),
     )
+
+
+def _sms_settings(config: Config) -> Any:
+    from .sms import sms_settings
+
+    return sms_settings(config)
 
 
 def deadline_hours(policy: Policy) -> float:
@@ -205,6 +213,7 @@ class Planned:
     pages: tuple[tuple[str, str], ...] = ()  # (PDF file name, HTML page) rendered when sent
     not_mailed: tuple[tuple[str, str], ...] = ()  # (address as typed, why): reported, never mailed
     due: dt.datetime | None = None  # an alert's due-back time: with the key, it gives the Message-ID
+    texts: tuple[tuple[str, str], ...] = ()  # an alert's texts: (mobile in E.164, body), see sms.py
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -507,6 +516,9 @@ def compose_alert(
         "unreachable": unreachable,
     }
     manager = visit.get("line_manager_email")
+    from .sms import alert_texts
+
+    texts = alert_texts(kind, visit, ctx.settings.sms, ctx.now, ctx.settings.timezone)
     if kind == "smt_alert":
         return _message(
             kind,
@@ -518,8 +530,9 @@ def compose_alert(
             cc=[manager] if _manager_reached(visit, ctx) else [],  # else their mailbox holds SMT's back
             fallback=ctx.settings.admin,
             due=due,
+            texts=texts,
         )
-    return _message(kind, key, visit, ctx, text_context, to=[manager], due=due)
+    return _message(kind, key, visit, ctx, text_context, to=[manager], due=due, texts=texts)
 
 
 def _manager_reached(visit: Mapping[str, Any], ctx: Context) -> bool:
@@ -749,7 +762,7 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     if ctx.history.current(visit_id, "smt_alert") is not None:
         return None
     key = ctx.history.new_key(f"smt_alert:{visit_id}")
-    if alert is not None and alert.status == "failed":
+    if alert is not None and alert.status == "failed" and not texted(ctx, visit_id, "overdue_alert"):
         return compose_alert("smt_alert", visit, ctx, key, unreachable=alert.error or "refused")
     alerted = _alert_time(visit, ctx)
     if alerted is None or ctx.now - alerted <= dt.timedelta(minutes=ctx.settings.smt_after_minutes):
@@ -759,6 +772,13 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
 
 VISIT_KINDS = ("form", "reminder", "final_reminder", "deadline_missed", "overdue_alert", "smt_alert")
 ALERTS = ("overdue_alert", "smt_alert")
+TEXTS = {"overdue_text": "overdue_alert", "smt_text": "smt_alert"}  # an alert stage's texts (sms.py)
+
+
+def texted(ctx: Context, visit_id: str, stage: str) -> bool:
+    """A text of this alert stage was accepted: the stage reached someone even if its email did not."""
+    kinds = [kind for kind, of in TEXTS.items() if of == stage]
+    return any(e.status == "sent" for e in ctx.history.of_visit(visit_id, kinds))
 
 
 def withdrawals(entries: Iterable[Entry], visits: Visits, ctx: Context) -> dict[str, str]:
@@ -1004,6 +1024,10 @@ class Run:
         self.tally = Tally()
         self.problem: str | None = None  # the ledger failed during the run: why (exit 2)
         self.accepted: str | None = None  # the key of the message the server accepted last
+        from .sms import TextTally, open_channel
+
+        self.texter = open_channel(settings.sms)  # None without [sms]
+        self.texts = TextTally()
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -1021,6 +1045,7 @@ class Run:
             return
         try:
             self._deliver(planned, entry)
+            self.text(planned)
         except LedgerUnavailable as exc:
             self.degrade(exc)
             if planned.kind not in ALERTS:
@@ -1038,6 +1063,25 @@ class Run:
                 self.ledger.mark_sent(held.key, self.now)
                 return
             self._deliver(planned, None)
+            self.text(planned)
+
+    def text(self, planned: Planned) -> None:
+        """An alert's texts, beside its email (each once, by the ledger); never holds up the email."""
+        if self.texter is None or not planned.texts or planned.kind not in ALERTS:
+            return
+        from .sms import send_texts
+
+        send_texts(
+            self.ledger,
+            self.texter,
+            planned.key,
+            planned.kind,
+            planned.visit_id,
+            planned.texts,
+            self.now,
+            self.texts,
+            self.say,
+        )
 
     def degrade(self, exc: LedgerUnavailable) -> None:
         """Carry on without the ledger file (see ``deliver``)."""
@@ -1282,7 +1326,8 @@ def _dry_run(
     _nothing_to_do(checked, settings, jobs, out)
     if config.ledger_path.exists():
         with open_ledger(config.ledger_path, sender=settings.sender) as ledger:
-            history, pending = History.of(ledger), ledger.pending()
+            history = History.of(ledger)
+            pending = [e for e in ledger.pending() if e.kind not in TEXTS]
     else:
         history, pending = History(), []
     ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
@@ -1367,6 +1412,8 @@ def undelivered(ctx: Context, visits: Visits) -> list[str]:
     lines = []
     for i in return_candidates(visits, ctx):
         for entry in ctx.history.of_visit(ctx.refs[i], ALERTS):
+            if texted(ctx, ctx.refs[i], entry.kind):
+                continue  # its text went: the stage reached someone
             if entry.status == "failed":
                 why = f"reached nobody ({entry.error or 'refused'})"
             elif entry.status == "pending":
@@ -1420,10 +1467,11 @@ def _run_locked(
         try:
             carry_over(ledger, visits)
             history = History.of(ledger)
-            pending = ledger.pending()
+            pending = [e for e in ledger.pending() if e.kind not in TEXTS]
+            texts_pending = [e for e in ledger.pending() if e.kind in TEXTS]
         except LedgerUnavailable as exc:
             run_.degrade(exc)
-            history, pending = History(), []
+            history, pending, texts_pending = History(), [], []
         ctx = context_for(visits, checked.findings, checked.policy, settings, history, now)
         work: list[tuple[Planned, Entry | None]] = []
         withdrawn = withdrawals(pending, visits, ctx)
@@ -1451,12 +1499,15 @@ def _run_locked(
         bar = Progress(len(work), "messages") if err.isatty() and len(work) >= PROGRESS_MIN else None
         for planned, entry in work:
             if run_.tally.stopped:
-                break
+                run_.text(planned)  # the mail server cannot be used: an alert's texts still go
+                continue
             run_.deliver(planned, entry)
             if bar:
                 bar.step()
         if bar:
             bar.done()
+        if "returns" in jobs:
+            retry_texts(run_, texts_pending, visits, ctx)
         if "returns" in jobs and not run_.tally.stopped:
             # A first stage that reached nobody this run: SMT is alerted now, not at the next run.
             ctx = replace(ctx, history=History.of(run_.ledger))
@@ -1488,7 +1539,30 @@ def _run_locked(
     if run_.problem is not None or notice is not None:
         print(f"homevisits: {run_.problem or notice}", file=err, flush=True)
         return 2
-    return 1 if (unsure or unsent) else tally.status
+    texts = run_.texts
+    if texts.sent or texts.queued or texts.refused:
+        print(
+            f"Texts: {texts.sent} sent, {texts.queued} queued for the next run, {texts.refused} refused for good.",
+            file=err,
+            flush=True,
+        )
+    return 1 if (unsure or unsent or texts.queued or texts.refused) else tally.status
+
+
+def retry_texts(run_: Run, entries: Sequence[Entry], visits: Visits, ctx: Context) -> None:
+    """Texts still pending from an earlier run: sent again while their visit is still overdue, else
+    withdrawn (a safe return, a cancelled visit)."""
+    candidates = set(return_candidates(visits, ctx)) if entries else set()
+    for entry in entries:
+        stage = TEXTS[entry.kind]
+        alert_key = stage + entry.key[len(entry.kind) : entry.key.rindex(":")]
+        position = ctx.position(entry.visit_id)
+        if position is None or position not in candidates:
+            run_.ledger.mark_withdrawn(entry.key, run_.now, "no longer overdue")
+            continue
+        planned = compose(stage, visit_record(visits, ctx, position), ctx, alert_key)
+        held = set(entry.recipients)
+        run_.text(replace(planned, texts=tuple(t for t in planned.texts if t[0] in held)))
 
 
 def _placeholder(entry: Entry) -> Planned:
