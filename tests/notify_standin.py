@@ -11,7 +11,7 @@
 - answers 201 with Notify's response (``id``, ``reference``, ``content``, ``uri``, ``template``);
 - serves ``GET /v2/notifications/{id}``, ``GET /v2/template/{id}`` and
   ``GET /v2/received-text-messages`` (newest first, ``page_size`` a page, ``older_than`` paging
-  with a ``links.next``);
+  and a ``links.next`` after every page that is not empty, as Notify does);
 - misbehaves on request: ``faults`` (statuses for the next send requests: 429, 500, 403...),
   ``down`` (every request 500), ``refuse`` (numbers Notify refuses for good with 400).
 """
@@ -221,7 +221,7 @@ class NotifyStandIn:
             newest_first = newest_first[ids.index(older_than) + 1 :]
         page = newest_first[: self.page_size]
         links = {"current": self._page_url(older_than)}
-        if len(newest_first) > self.page_size:
+        if page:  # as Notify does: a next link after every page that is not empty
             links["next"] = self._page_url(page[-1]["id"])
         return {"received_text_messages": page, "links": links}
 

@@ -8,15 +8,28 @@ Line manager mobile column, SMT's in [sms] smt.
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from homevisits import checkin, sms
 from homevisits import config as config_module
-from homevisits import sms
 from homevisits.errors import HomevisitsError
-from jobs_fixtures import MANAGER, School, delivered, london, out_today, smtp_mail, toml_value
+from jobs_fixtures import (
+    KILLED,
+    MANAGER,
+    SMT,
+    School,
+    body,
+    delivered,
+    london,
+    only,
+    out_today,
+    smtp_mail,
+    toml_value,
+)
 from notify_standin import API_KEY, TEMPLATE_ID, notify_standin
 from smtp_fixtures import smtp_server
 
@@ -244,3 +257,166 @@ def test_the_outbox_provider_writes_texts_to_a_folder(tmp_path, server):
     [path] = (tmp_path / "texts").iterdir()
     assert path.read_text(encoding="utf-8").startswith(f"To: {MANAGER_MOBILE}\n\nURGENT home visit V1:")
     assert "V1" not in path.name
+
+
+# ---------------------------------------------------------------- check-in by text
+
+STAFF_MOBILE = "+447700900503"
+
+
+def replies(standin, number: str = STAFF_MOBILE) -> list[str]:
+    return [t.body for t in standin.sent if t.phone_number == number]
+
+
+def test_safe_by_text_is_written_to_the_sheet_answered_and_stops_the_alert(tmp_path, server, notify):
+    school = place(tmp_path, [visit()], server, notify, inbound=True)
+    notify.text_from(STAFF_MOBILE, " safe! ", at=london(2026, 11, 23, 10, 20))
+    result = school.run("run-scheduled", CHECK)
+    assert result.status == 0, result.err
+    assert school.cell("V1", "returned_at") == london(2026, 11, 23, 10, 20).replace(tzinfo=None)
+    assert delivered(server) == {}  # no alert: the return was texted in
+    assert replies(notify) == ["Recorded: V1 safe return 10:20."]
+    assert "Staff texts: 1 read, 1 recorded in the sheet, 0 from unknown numbers." in result.err
+    # processed once: the next run neither writes nor answers again
+    again = school.run("run-scheduled", london(2026, 11, 23, 10, 50))
+    assert again.status == 0 and len(notify.sent) == 1, again.err
+
+
+@pytest.mark.parametrize(
+    ("typed", "field", "said"),
+    [("ARRIVED", "arrived_at", "arrival"), ("in", "arrived_at", "arrival"), ("Left.", "departed_at", "departure"),
+     ("OUT", "departed_at", "departure"), ("back", "returned_at", "safe return")],
+)  # fmt: skip
+def test_arrived_left_safe_words(tmp_path, server, notify, typed, field, said):
+    school = place(tmp_path, [visit(arrived_at=None, departed_at=None)], server, notify, inbound=True)
+    notify.text_from(STAFF_MOBILE, typed, at=london(2026, 11, 23, 9, 5))
+    result = school.run("run-scheduled", london(2026, 11, 23, 9, 10))
+    assert result.status == 0, result.err
+    assert school.cell("V1", field) == dt.datetime(2026, 11, 23, 9, 5)
+    assert replies(notify) == [f"Recorded: V1 {said} 09:05."]
+
+
+def test_safe_with_two_open_visits_asks_for_the_visit_id_then_takes_it(tmp_path, server, notify):
+    rows = [
+        visit(),
+        out_today(2, start=(9, 30), end=(10, 10), phone_taken=STAFF_PHONE, line_manager_mobile=None),
+    ]
+    school = place(tmp_path, rows, server, notify, inbound=True)
+    notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 9, 50))
+    first = school.run("run-scheduled", london(2026, 11, 23, 9, 55))
+    assert first.status == 0, first.err
+    assert replies(notify) == [
+        "You have 2 open visits today (V1, V2): text SAFE and the visit ID, e.g. SAFE V1."
+    ]
+    assert school.cell("V1", "returned_at") is None and school.cell("V2", "returned_at") is None
+    notify.text_from(STAFF_MOBILE, "safe v2", at=london(2026, 11, 23, 9, 56))
+    second = school.run("run-scheduled", london(2026, 11, 23, 10, 0))
+    assert second.status == 0, second.err
+    assert school.cell("V2", "returned_at") == dt.datetime(2026, 11, 23, 9, 56)
+    assert school.cell("V1", "returned_at") is None
+    assert replies(notify)[-1] == "Recorded: V2 safe return 09:56."
+
+
+def test_a_number_that_belongs_to_nobody_is_counted_never_stored_never_answered(tmp_path, server, notify):
+    school = place(tmp_path, [visit()], server, notify, inbound=True)
+    notify.text_from("+447700900999", "SAFE V1 my secret words", at=london(2026, 11, 23, 10, 20))
+    result = school.run("run-scheduled", CHECK)
+    assert notify.sent and all(t.phone_number != "+447700900999" for t in notify.sent)
+    assert "1 text(s) from numbers that belong to no visit were ignored" in result.err
+    assert school.cell("V1", "returned_at") is None
+    assert delivered(server)[("V1", "overdue_alert")] == 1  # still overdue
+    dump = b"".join(p.read_bytes() for p in school.ledger.parent.iterdir() if p.is_file())
+    assert b"secret" not in dump and b"900999" not in dump
+
+
+def test_a_text_not_understood_gets_the_help_reply(tmp_path, server, notify):
+    school = place(tmp_path, [visit()], server, notify, inbound=True)
+    notify.text_from(STAFF_MOBILE, "hello?", at=london(2026, 11, 23, 10, 20))
+    school.run("run-scheduled", CHECK)
+    assert replies(notify) == [f"Sorry, not understood. {checkin.HELP}"]
+
+
+def test_received_texts_are_paged_and_each_processed_once(tmp_path, server, notify):
+    notify.page_size = 2
+    rows = [
+        visit(),
+        *(out_today(r, start=(9, 0), end=(10, 0), phone_taken=f"07700 90060{r}") for r in (2, 3, 4, 5)),
+    ]
+    school = place(tmp_path, rows, server, notify, inbound=True)
+    for r in (2, 3, 4, 5):
+        notify.text_from(f"+44770090060{r}", "SAFE", at=london(2026, 11, 23, 10, r))
+    result = school.run("run-scheduled", CHECK)
+    assert result.status == 0, result.err
+    for r in (2, 3, 4, 5):
+        assert school.cell(f"V{r}", "returned_at") == dt.datetime(2026, 11, 23, 10, r)
+    gets = [r for r in notify.requests if r[1] == "/v2/received-text-messages"]
+    assert len(gets) == 3  # 2 + 2 + an empty last page
+    notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 10, 44))
+    before = len(notify.sent)
+    school.run("run-scheduled", london(2026, 11, 23, 10, 46))
+    assert [(t.phone_number, t.body) for t in notify.sent[before:]] == [
+        (STAFF_MOBILE, "Recorded: V1 safe return 10:44."),
+        (MANAGER_MOBILE, "Sam Staff confirmed safe at 10:44; no further action."),  # V1 was alerted at 10:45
+    ]
+
+
+def test_a_run_killed_between_reading_and_writing_back_reads_the_text_again(
+    tmp_path, server, notify, monkeypatch
+):
+    from homevisits.sources import excel
+
+    school = place(tmp_path, [visit()], server, notify, inbound=True)
+    notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 10, 20))
+    original = excel.ExcelSource.write
+
+    def dies(self, updates):
+        raise SystemExit(KILLED)
+
+    monkeypatch.setattr(excel.ExcelSource, "write", dies)
+    with pytest.raises(SystemExit):
+        school.run("run-scheduled", london(2026, 11, 23, 10, 25))
+    monkeypatch.setattr(excel.ExcelSource, "write", original)
+    assert notify.sent == [] and school.cell("V1", "returned_at") is None
+    result = school.run("run-scheduled", CHECK)
+    assert result.status == 0, result.err
+    assert school.cell("V1", "returned_at") == dt.datetime(2026, 11, 23, 10, 20)
+    assert replies(notify) == ["Recorded: V1 safe return 10:20."]
+
+
+def test_safe_after_the_alert_tells_the_people_alerted(tmp_path, server, notify):
+    school = place(tmp_path, [visit()], server, notify, inbound=True)
+    school.run("run-scheduled", CHECK)
+    assert [t.phone_number for t in notify.sent] == [MANAGER_MOBILE]
+    notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 10, 52))
+    result = school.run("run-scheduled", london(2026, 11, 23, 10, 55))
+    assert result.status == 0, result.err
+    assert replies(notify) == ["Recorded: V1 safe return 10:52."]
+    assert replies(notify, MANAGER_MOBILE)[-1] == "Sam Staff confirmed safe at 10:52; no further action."
+
+
+# ---------------------------------------------------------------- duress
+
+
+def test_the_duress_word_alerts_line_manager_and_smt_at_once_and_the_reply_looks_ordinary(
+    tmp_path, server, notify
+):
+    school = place(tmp_path, [visit()], server, notify, inbound=True, duress_word="pineapple")
+    notify.text_from(STAFF_MOBILE, "Pineapple.", at=london(2026, 11, 23, 9, 20))
+    result = school.run("run-scheduled", london(2026, 11, 23, 9, 21))  # long before any due time
+    assert result.status == 0, result.err
+    received = only(server, "duress_alert", "V1")
+    assert received.message["Subject"].startswith("DURESS ")
+    assert set(received.rcpt_tos) == {MANAGER, SMT}
+    text = body(received)
+    assert text.startswith("DURESS: Sam Staff texted the school's duress word at 09:20.")
+    assert "1 Test Street" in text  # the address, in the email only
+    alarms = {t.phone_number: t.body for t in notify.sent if t.phone_number != STAFF_MOBILE}
+    assert set(alarms) == {MANAGER_MOBILE, SMT_MOBILE}
+    assert all(
+        b.startswith("DURESS home visit V1: Sam Staff texted the duress word at 09:20.")
+        for b in alarms.values()
+    )
+    assert all("Test Street" not in b for b in alarms.values())
+    assert replies(notify) == ["Thanks, noted."]
+    again = school.run("run-scheduled", london(2026, 11, 23, 9, 25))
+    assert again.status == 0 and len(server.messages) == 1 and len(notify.sent) == 3, again.err

@@ -773,6 +773,7 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
 VISIT_KINDS = ("form", "reminder", "final_reminder", "deadline_missed", "overdue_alert", "smt_alert")
 ALERTS = ("overdue_alert", "smt_alert")
 TEXTS = {"overdue_text": "overdue_alert", "smt_text": "smt_alert"}  # an alert stage's texts (sms.py)
+TEXT_ENTRIES = (*TEXTS, "duress_text", "inbound_text", "reply_text")  # sent by sms.py / checkin.py
 
 
 def texted(ctx: Context, visit_id: str, stage: str) -> bool:
@@ -1067,9 +1068,10 @@ class Run:
 
     def text(self, planned: Planned) -> None:
         """An alert's texts, beside its email (each once, by the ledger); never holds up the email."""
-        if self.texter is None or not planned.texts or planned.kind not in ALERTS:
+        from .sms import TEXT_KINDS, send_texts
+
+        if self.texter is None or not planned.texts or planned.kind not in TEXT_KINDS:
             return
-        from .sms import send_texts
 
         send_texts(
             self.ledger,
@@ -1327,7 +1329,7 @@ def _dry_run(
     if config.ledger_path.exists():
         with open_ledger(config.ledger_path, sender=settings.sender) as ledger:
             history = History.of(ledger)
-            pending = [e for e in ledger.pending() if e.kind not in TEXTS]
+            pending = [e for e in ledger.pending() if e.kind not in TEXT_ENTRIES]
     else:
         history, pending = History(), []
     ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
@@ -1464,10 +1466,14 @@ def _run_locked(
             run_.problem = trouble
         visits = checked.visits
         broken: Exception | None = None  # a broken form template must not hold up the alerts
+        checkins, duress = None, []
+        if "returns" in jobs and run_.texter is not None and settings.sms.inbound:
+            checkins, duress, checked = check_in(run_, checked, config, settings, now)
+            visits = checked.visits
         try:
             carry_over(ledger, visits)
             history = History.of(ledger)
-            pending = [e for e in ledger.pending() if e.kind not in TEXTS]
+            pending = [e for e in ledger.pending() if e.kind not in TEXT_ENTRIES]
             texts_pending = [e for e in ledger.pending() if e.kind in TEXTS]
         except LedgerUnavailable as exc:
             run_.degrade(exc)
@@ -1508,6 +1514,7 @@ def _run_locked(
             bar.done()
         if "returns" in jobs:
             retry_texts(run_, texts_pending, visits, ctx)
+            duress_alerts(run_, duress, visits, ctx)
         if "returns" in jobs and not run_.tally.stopped:
             # A first stage that reached nobody this run: SMT is alerted now, not at the next run.
             ctx = replace(ctx, history=History.of(run_.ledger))
@@ -1546,7 +1553,54 @@ def _run_locked(
             file=err,
             flush=True,
         )
-    return 1 if (unsure or unsent or texts.queued or texts.refused) else tally.status
+    unread = checkins is not None and checkins.unread
+    return 1 if (unsure or unsent or texts.queued or texts.refused or unread) else tally.status
+
+
+def check_in(run_: Run, checked: Checked, config: Config, settings: Settings, now: dt.datetime) -> Any:
+    """Staff texts (checkin.py): recorded in the sheet first, then the sheet read again so the alerts
+    see the safe returns just texted in. (tally, duress outcomes, the sheet as read)."""
+    from .checkin import process
+    from .pipeline import load
+
+    try:
+        tally, duress = process(
+            run_.ledger,
+            run_.texter,
+            checked,
+            settings.sms.duress_word,
+            settings.timezone,
+            now,
+            run_.say,
+            run_.warn,
+        )
+    except LedgerUnavailable as exc:
+        run_.degrade(exc)
+        return None, [], checked
+    if tally.recorded:
+        checked = load(config, now)
+    if tally.read:
+        print(
+            f"Staff texts: {tally.read} read, {tally.recorded} recorded in the sheet, "
+            f"{tally.unknown} from unknown numbers.",
+            file=run_.err,
+            flush=True,
+        )
+    return tally, duress, checked
+
+
+def duress_alerts(run_: Run, outcomes: Sequence[Any], visits: Visits, ctx: Context) -> None:
+    from .checkin import duress_alert
+
+    for outcome in outcomes:
+        planned = duress_alert(outcome, visits, ctx)
+        if planned is None:
+            run_.warn(
+                f"a duress text came from a phone with no visit in the sheet today ({outcome.visit_id})."
+            )
+            continue
+        run_.warn(f"DURESS: {planned.visit_id}: the duress word was texted; line manager and SMT alerted.")
+        run_.deliver(planned)
 
 
 def retry_texts(run_: Run, entries: Sequence[Entry], visits: Visits, ctx: Context) -> None:

@@ -40,6 +40,10 @@ KINDS = (
     "admin_report",
     "overdue_text",  # the alerts by text (sms.py): one entry per stage and mobile
     "smt_text",
+    "inbound_text",  # a staff text read from Notify, processed (checkin.py): no content stored
+    "reply_text",  # the tool's answer to it, or a safe-return notice
+    "duress_alert",  # the duress word was texted: line manager and SMT, by email
+    "duress_text",  # ... and by text
 )
 # Which sheet column the tool writes from a sent message of each kind.
 WRITE_BACK_FIELDS = {"form": "form_sent_at", "overdue_alert": "escalated_at"}

@@ -19,7 +19,7 @@ import difflib
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,8 +45,7 @@ NOTIFY_URL = "https://api.notifications.service.gov.uk"
 DEFAULT_KEY_ENV = "HOMEVISITS_NOTIFY_API_KEY"
 # Until the shared visit_ids module lands: the header-safe Visit ID pattern, in this one place.
 SAFE_VISIT_ID = re.compile(r"[A-Za-z0-9/_.-]{1,40}")
-TEXT_KINDS = {"overdue_alert": "overdue_text", "smt_alert": "smt_text"}
-STAGE_OF = {text: alert for alert, text in TEXT_KINDS.items()}
+TEXT_KINDS = {"overdue_alert": "overdue_text", "smt_alert": "smt_text", "duress_alert": "duress_text"}
 TEXT_LIMIT = 612  # four SMS fragments: Notify's limit is 918 characters, a school pays per fragment
 
 
@@ -281,6 +280,18 @@ class NotifyChannel:
                 raise TextDelayed(f"GOV.UK Notify could not be reached ({type(exc).__name__})") from exc
             return str(answer.get("id") or "")
 
+    def received(self) -> Iterator[Mapping[str, Any]]:
+        """The texts sent to the service's number, newest first, page after page (read lazily: the
+        caller stops at the first one it has already processed)."""
+        from notifications_python_client.errors import HTTPError
+
+        try:
+            yield from self.client.get_received_texts_iterator()
+        except HTTPError as exc:
+            raise TextDelayed(notify_error(exc)) from exc
+        except Exception as exc:
+            raise TextDelayed(f"GOV.UK Notify could not be reached ({type(exc).__name__})") from exc
+
 
 def notify_error(exc: Any) -> str:
     """``GOV.UK Notify 400: phone_number Not a UK mobile number``: status and Notify's own messages."""
@@ -309,6 +320,22 @@ class OutboxChannel:
         except OSError as exc:
             raise TextDelayed(f"the text outbox {self.folder} cannot be written ({exc.strerror})") from exc
         return f"outbox-{digest}"
+
+    def received(self) -> Iterator[Mapping[str, Any]]:
+        """Texts "received" as files in the ``inbox`` folder beside the outbox (the demo's), newest
+        first: each a JSON object like Notify's (id, user_number, created_at, content)."""
+        import json
+
+        inbox = self.folder.parent / "inbox"
+        if not inbox.is_dir():
+            return
+        texts = []
+        for path in sorted(inbox.glob("*.json")):
+            try:
+                texts.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                raise TextDelayed(f"the text inbox file {path.name} cannot be read ({exc})") from exc
+        yield from sorted(texts, key=lambda t: str(t.get("created_at")), reverse=True)
 
 
 def open_channel(sms: SmsSettings | None) -> NotifyChannel | OutboxChannel | None:
