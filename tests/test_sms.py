@@ -420,3 +420,13 @@ def test_the_duress_word_alerts_line_manager_and_smt_at_once_and_the_reply_looks
     assert replies(notify) == ["Thanks, noted."]
     again = school.run("run-scheduled", london(2026, 11, 23, 9, 25))
     assert again.status == 0 and len(server.messages) == 1 and len(notify.sent) == 3, again.err
+
+
+def test_a_dry_run_says_what_would_be_texted_and_texts_nothing(tmp_path, server, notify):
+    school = place(tmp_path, [visit()], server, notify, inbound=True)
+    notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 10, 20))
+    result = school.run("run-scheduled", CHECK, "--dry-run")
+    assert result.status == 0, result.err
+    assert "would text: V1 overdue_alert to 1 mobile(s)" in result.out
+    assert notify.sent == [] and server.messages == []
+    assert not [r for r in notify.requests if r[0] == "POST"]

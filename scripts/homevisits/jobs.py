@@ -1357,6 +1357,8 @@ def _dry_run(
             continue
         message = build(planned, DRY_RUN_ID, settings, now, None)
         lines.append(f"would send: {mail.describe(message)}")
+        if planned.texts and settings.sms is not None:
+            lines.append(f"would text: {planned.visit_id} {planned.kind} to {len(planned.texts)} mobile(s)")
         if planned.not_mailed:
             lines.append(
                 f"would not mail: {len(planned.not_mailed)} address(es) of {planned.visit_id} {planned.kind} "
