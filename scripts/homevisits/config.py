@@ -152,4 +152,6 @@ def demo_config() -> Config:
         state={"dir": "demo/state", "ledger": "demo/state/ledger.sqlite"},
         forms={"out": "demo/forms"},
         report={"out": "demo/reports"},
+        # texts as files in demo/texts; staff texts read from demo/inbox (sms.OutboxChannel)
+        sms={"provider": "outbox", "outbox": "demo/texts", "inbound": True, "smt": ["+447700900001"]},
     )
