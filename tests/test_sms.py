@@ -392,6 +392,12 @@ def test_safe_after_the_alert_tells_the_people_alerted(tmp_path, server, notify)
     assert result.status == 0, result.err
     assert replies(notify) == ["Recorded: V1 safe return 10:52."]
     assert replies(notify, MANAGER_MOBILE)[-1] == "Sam Staff confirmed safe at 10:52; no further action."
+    notice = only(server, "safe_notice", "V1")
+    assert notice.rcpt_tos == [MANAGER]
+    assert notice.message["Subject"] == "Safe return confirmed: home visit V1"
+    assert body(notice).startswith("Sam Staff confirmed safe at 10:52; no further action.")
+    school.run("run-scheduled", london(2026, 11, 23, 11, 0))
+    assert len(server.messages) == 2 and len(notify.sent) == 3  # told once
 
 
 # ---------------------------------------------------------------- duress
@@ -430,3 +436,26 @@ def test_a_dry_run_says_what_would_be_texted_and_texts_nothing(tmp_path, server,
     assert "would text: V1 overdue_alert to 1 mobile(s)" in result.out
     assert notify.sent == [] and server.messages == []
     assert not [r for r in notify.requests if r[0] == "POST"]
+
+
+def test_a_run_killed_before_the_duress_alert_raises_it_on_the_next_run(
+    tmp_path, server, notify, monkeypatch
+):
+    from homevisits import jobs
+
+    school = place(tmp_path, [visit()], server, notify, inbound=True, duress_word="pineapple")
+    notify.text_from(STAFF_MOBILE, "pineapple", at=london(2026, 11, 23, 9, 20))
+    original = jobs.duress_alerts
+
+    def dies(*args):
+        raise SystemExit(KILLED)
+
+    monkeypatch.setattr(jobs, "duress_alerts", dies)
+    with pytest.raises(SystemExit):
+        school.run("run-scheduled", london(2026, 11, 23, 9, 21))
+    monkeypatch.setattr(jobs, "duress_alerts", original)
+    assert server.messages == []
+    result = school.run("run-scheduled", london(2026, 11, 23, 9, 22))
+    assert result.status == 0, result.err
+    assert only(server, "duress_alert", "V1")
+    assert replies(notify) == ["Thanks, noted."]  # answered once

@@ -316,9 +316,11 @@ def process(
     now: dt.datetime,
     say: Callable[[str], None],
     warn: Callable[[str], None],
-) -> tuple[CheckinTally, list[Outcome]]:
-    """Read, match, write back (one batch), record, reply. Returns the tally and the duress outcomes
-    (the caller alerts on them). Nothing is recorded as processed unless its cell was written."""
+) -> tuple[CheckinTally, list[Outcome], list[Outcome]]:
+    """Read, match, write back (one batch), record, reply. Returns the tally, the duress outcomes (the
+    caller alerts on them, then ``record``s them: a run that dies first reads the text again) and the
+    safe returns recorded (the caller tells the people its alert emailed). Nothing is recorded as
+    processed unless its cell was written."""
     from . import safe_return
     from .sms import TextDelayed
     from .sources.writeback import id_key
@@ -329,9 +331,9 @@ def process(
     except TextDelayed as exc:
         warn(f"staff texts could not be read this run: {exc}.")
         tally.unread = True
-        return tally, []
+        return tally, [], []
     if not texts:
-        return tally, []
+        return tally, [], []
     visits = checked.visits
     confirmed = safe_return.overdue(visits, checked.policy.timings, now).back.confirmed.tolist()
     outcomes = [match(t, visits, confirmed, timezone, duress_word, alerted_mobiles(ledger)) for t in texts]
@@ -352,7 +354,7 @@ def process(
             written = {(id_key(p.update.visit_id), p.update.field) for p in result.written}
             for skipped in result.skipped:
                 warn(f"check-in not written to the sheet: {skipped.reason}.")
-    duress = []
+    duress, safe = [], []
     for outcome in outcomes:
         if outcome.field and (id_key(outcome.visit_id), outcome.field) not in written:
             continue  # read again next run
@@ -364,7 +366,10 @@ def process(
         elif outcome.field:
             tally.recorded += 1
             say(f"recorded from a text: {outcome.visit_id} {outcome.field}")
-        record(ledger, outcome, now)
+            if outcome.field == "returned_at":
+                safe.append(outcome)
+        if not outcome.duress:
+            record(ledger, outcome, now)
         if outcome.reply is not None and outcome.inbound.number:
             reply(
                 ledger,
@@ -391,7 +396,7 @@ def process(
                 )
     if tally.unknown:
         warn(f"{tally.unknown} text(s) from numbers that belong to no visit were ignored (not stored).")
-    return tally, duress
+    return tally, duress, safe
 
 
 def duress_alert(outcome: Outcome, visits: Visits, ctx: Any) -> Any:

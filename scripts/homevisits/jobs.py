@@ -773,7 +773,9 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
 VISIT_KINDS = ("form", "reminder", "final_reminder", "deadline_missed", "overdue_alert", "smt_alert")
 ALERTS = ("overdue_alert", "smt_alert")
 TEXTS = {"overdue_text": "overdue_alert", "smt_text": "smt_alert"}  # an alert stage's texts (sms.py)
-TEXT_ENTRIES = (*TEXTS, "duress_text", "inbound_text", "reply_text")  # sent by sms.py / checkin.py
+# Entries sms.py / checkin.py keep: never rebuilt by ``rebuild`` (a pending duress alert comes back with
+# its text, which is processed again; a pending safe notice is not sent again).
+TEXT_ENTRIES = (*TEXTS, "duress_text", "inbound_text", "reply_text", "duress_alert", "safe_notice")
 
 
 def texted(ctx: Context, visit_id: str, stage: str) -> bool:
@@ -1041,7 +1043,7 @@ class Run:
 
         When the ledger fails, the run goes on with a ledger in memory: alerts still go (an alert the
         server already accepted is not sent again), everything else waits for a working ledger."""
-        if self.problem is not None and planned.kind not in ALERTS:
+        if self.problem is not None and planned.kind not in (*ALERTS, "duress_alert"):
             self.tally.waiting += 1
             return
         try:
@@ -1049,7 +1051,7 @@ class Run:
             self.text(planned)
         except LedgerUnavailable as exc:
             self.degrade(exc)
-            if planned.kind not in ALERTS:
+            if planned.kind not in (*ALERTS, "duress_alert"):
                 self.tally.waiting += 1
                 return
             if self.accepted == planned.key:  # the server has it: record it, do not send it again
@@ -1468,9 +1470,9 @@ def _run_locked(
             run_.problem = trouble
         visits = checked.visits
         broken: Exception | None = None  # a broken form template must not hold up the alerts
-        checkins, duress = None, []
+        checkins, duress, safe = None, [], []
         if "returns" in jobs and run_.texter is not None and settings.sms.inbound:
-            checkins, duress, checked = check_in(run_, checked, config, settings, now)
+            checkins, duress, safe, checked = check_in(run_, checked, config, settings, now)
             visits = checked.visits
         try:
             carry_over(ledger, visits)
@@ -1517,6 +1519,7 @@ def _run_locked(
         if "returns" in jobs:
             retry_texts(run_, texts_pending, visits, ctx)
             duress_alerts(run_, duress, visits, ctx)
+            safe_notices(run_, safe, visits, ctx)
         if "returns" in jobs and not run_.tally.stopped:
             # A first stage that reached nobody this run: SMT is alerted now, not at the next run.
             ctx = replace(ctx, history=History.of(run_.ledger))
@@ -1566,7 +1569,7 @@ def check_in(run_: Run, checked: Checked, config: Config, settings: Settings, no
     from .pipeline import load
 
     try:
-        tally, duress = process(
+        tally, duress, safe = process(
             run_.ledger,
             run_.texter,
             checked,
@@ -1578,7 +1581,7 @@ def check_in(run_: Run, checked: Checked, config: Config, settings: Settings, no
         )
     except LedgerUnavailable as exc:
         run_.degrade(exc)
-        return None, [], checked
+        return None, [], [], checked
     if tally.recorded:
         checked = load(config, now)
     if tally.read:
@@ -1588,7 +1591,7 @@ def check_in(run_: Run, checked: Checked, config: Config, settings: Settings, no
             file=run_.err,
             flush=True,
         )
-    return tally, duress, checked
+    return tally, duress, safe, checked
 
 
 def duress_alerts(run_: Run, outcomes: Sequence[Any], visits: Visits, ctx: Context) -> None:
@@ -1603,6 +1606,32 @@ def duress_alerts(run_: Run, outcomes: Sequence[Any], visits: Visits, ctx: Conte
             continue
         run_.warn(f"DURESS: {planned.visit_id}: the duress word was texted; line manager and SMT alerted.")
         run_.deliver(planned)
+        from .checkin import record
+
+        record(run_.ledger, outcome, run_.now)  # processed only once its alert is in the ledger
+
+
+def safe_notices(run_: Run, outcomes: Sequence[Any], visits: Visits, ctx: Context) -> None:
+    """A safe return texted in after an alert went: the people the alert emailed are told, once."""
+    from .checkin import safe_notice
+    from .sms import safe_label
+
+    for outcome in outcomes:
+        alerted = [
+            e for e in run_.ledger.entries(outcome.visit_id) if e.kind in ALERTS and e.status == "sent"
+        ]
+        to = tuple(dict.fromkeys(a for e in alerted for a in e.recipients))
+        position = ctx.position(outcome.visit_id)
+        if not to or position is None:
+            continue
+        label = safe_label(visit_record(visits, ctx, position))
+        text = f"{safe_notice(visits, outcome, ctx.settings.timezone)}\n\nThe overdue-return alert for {label} is closed: the staff member texted SAFE.\n"
+        subject = mail.clean_text(f"Safe return confirmed: home visit {label}")
+        run_.deliver(
+            Planned(
+                f"safe_notice:{outcome.inbound.id}", outcome.visit_id, "safe_notice", to, (), subject, text
+            )
+        )
 
 
 def retry_texts(run_: Run, entries: Sequence[Entry], visits: Visits, ctx: Context) -> None:

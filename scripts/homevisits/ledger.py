@@ -44,6 +44,7 @@ KINDS = (
     "reply_text",  # the tool's answer to it, or a safe-return notice
     "duress_alert",  # the duress word was texted: line manager and SMT, by email
     "duress_text",  # ... and by text
+    "safe_notice",  # a safe return texted in after an alert: to the people the alert emailed
 )
 # Which sheet column the tool writes from a sent message of each kind.
 WRITE_BACK_FIELDS = {"form": "form_sent_at", "overdue_alert": "escalated_at"}
