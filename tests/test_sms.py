@@ -30,7 +30,7 @@ from jobs_fixtures import (
     smtp_mail,
     toml_value,
 )
-from notify_standin import API_KEY, TEMPLATE_ID, notify_standin
+from notify_standin import API_KEY, SECRET, SERVICE_ID, TEMPLATE_ID, notify_standin
 from smtp_fixtures import smtp_server
 
 CHECK = london(2026, 11, 23, 10, 45)
@@ -459,3 +459,77 @@ def test_a_run_killed_before_the_duress_alert_raises_it_on_the_next_run(
     assert result.status == 0, result.err
     assert only(server, "duress_alert", "V1")
     assert replies(notify) == ["Thanks, noted."]  # answered once
+
+
+def test_check_setup_against_notify(notify, tmp_path):
+    def settings(**changes):
+        table = {
+            "provider": "notify",
+            "template_id": TEMPLATE_ID,
+            "base_url": notify.base_url,
+            "inbound": True,
+        }
+        return sms.sms_settings(config_module.from_mapping({"sms": {**table, **changes}}))
+
+    assert sms.check_setup(settings()) == []
+    notify.templates["0b3a9c1e-1111-4c3e-9a61-1d2f3a4b5c6d"] = "Hello ((name)), ((message))"
+    assert sms.check_setup(settings(template_id="0b3a9c1e-1111-4c3e-9a61-1d2f3a4b5c6d")) == [
+        "The Notify template 0b3a9c1e-1111-4c3e-9a61-1d2f3a4b5c6d must hold exactly ((message)) and nothing "
+        "else: edit it in Notify."
+    ]
+    [missing] = sms.check_setup(settings(template_id="9e3a9c1e-1111-4c3e-9a61-1d2f3a4b5c6d"))
+    assert missing.startswith("GOV.UK Notify has no template 9e3a9c1e-1111-4c3e-9a61-1d2f3a4b5c6d")
+
+
+def test_check_setup_with_a_key_notify_does_not_know(notify, monkeypatch):
+    monkeypatch.setenv("HOMEVISITS_NOTIFY_API_KEY", API_KEY[:-36] + "00000000-0000-4000-8000-000000000000")
+    table = {"provider": "notify", "template_id": TEMPLATE_ID, "base_url": notify.base_url}
+    [problem] = sms.check_setup(sms.sms_settings(config_module.from_mapping({"sms": table})))
+    assert problem.startswith(
+        "GOV.UK Notify refused the API key in HOMEVISITS_NOTIFY_API_KEY (GOV.UK Notify 403"
+    )
+    assert notify.rejected == ["403 Invalid token: signature, api token not found"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "secret", "why"),
+    [
+        ({"iss": SERVICE_ID, "iat": -60}, SECRET, "clock must be accurate to within 30 seconds"),
+        ({"iss": "someone-else", "iat": 0}, SECRET, "service not found"),
+        ({"iss": SERVICE_ID, "iat": 0}, "00000000-0000-4000-8000-000000000000", "api token not found"),
+        ({"iss": SERVICE_ID}, SECRET, "clock must be accurate"),
+    ],
+)
+def test_the_standin_refuses_a_token_notify_would_refuse(notify, claims, secret, why):
+    """The stand-in is only worth testing against if it refuses what Notify refuses."""
+    import time
+
+    import jwt
+    import requests
+
+    if "iat" in claims:
+        claims = {**claims, "iat": int(time.time()) + claims["iat"]}
+    token = jwt.encode(claims, secret, algorithm="HS256", headers={"typ": "JWT"})
+    answer = requests.get(
+        f"{notify.base_url}/v2/template/{TEMPLATE_ID}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 403
+    assert why in answer.json()["errors"][0]["message"]
+
+
+def test_the_standin_refuses_bodies_outside_the_documented_ones(notify):
+    from notifications_python_client.errors import HTTPError
+    from notifications_python_client.notifications import NotificationsAPIClient
+
+    client = NotificationsAPIClient(API_KEY, base_url=notify.base_url)
+    with pytest.raises(HTTPError) as refused:
+        client.post(
+            "/v2/notifications/sms", {"phone_number": STAFF_MOBILE, "template_id": TEMPLATE_ID, "to": "x"}
+        )
+    assert refused.value.status_code == 400
+    assert refused.value.message == [
+        {"error": "ValidationError", "message": "Additional properties are not allowed (to was unexpected)"}
+    ]
+    with pytest.raises(HTTPError) as missing:
+        client.send_sms_notification(STAFF_MOBILE, TEMPLATE_ID)
+    assert missing.value.message[0]["message"] == "Missing personalisation: message"

@@ -394,3 +394,40 @@ def send_texts(
                 ledger.note_provider_id(key, provider_id)
             tally.sent += 1
             say(f"text sent: {visit_id} {text_kind}")
+
+
+def check_setup(sms: SmsSettings) -> list[str]:
+    """What is wrong with the Notify setup, one sentence each (empty: all well): the API key works
+    (``get_template``), the template's whole content is ``((message))``, and, with ``inbound``, the
+    texts sent to the service's number can be read. For a ``check-setup`` command to call."""
+    if sms.provider != "notify":
+        return []
+    from notifications_python_client.errors import HTTPError
+    from notifications_python_client.notifications import NotificationsAPIClient
+
+    client = NotificationsAPIClient(sms.api_key, base_url=sms.base_url, timeout=15)
+    problems = []
+    try:
+        template = client.get_template(sms.template_id)
+    except HTTPError as exc:
+        why = notify_error(exc)
+        if exc.status_code == 403:
+            return [f"GOV.UK Notify refused the API key in {sms.api_key_env} ({why}): create a new key."]
+        return [
+            f"GOV.UK Notify has no template {sms.template_id} for this key ({why}): check [sms] template_id."
+        ]
+    except Exception as exc:
+        return [f"GOV.UK Notify could not be reached at {sms.base_url} ({type(exc).__name__})."]
+    if str(template.get("body", "")).strip() != "((message))":
+        problems.append(
+            f"The Notify template {sms.template_id} must hold exactly ((message)) and nothing else: edit it in Notify."
+        )
+    if sms.inbound:
+        try:
+            client.get_received_texts()
+        except HTTPError as exc:
+            problems.append(
+                f"Texts sent to the service's number cannot be read ({notify_error(exc)}): turn on "
+                "'Receive text messages' in Notify's settings, or set inbound = false."
+            )
+    return problems
