@@ -533,3 +533,20 @@ def test_the_standin_refuses_bodies_outside_the_documented_ones(notify):
     with pytest.raises(HTTPError) as missing:
         client.send_sms_notification(STAFF_MOBILE, TEMPLATE_ID)
     assert missing.value.message[0]["message"] == "Missing personalisation: message"
+
+
+def test_a_safe_text_that_could_not_be_written_is_read_again_after_newer_texts(tmp_path, server, notify):
+    """The workbook is open in Excel: the SAFE waits, a newer text is processed, the SAFE still lands."""
+    school = place(tmp_path, [visit()], server, notify, inbound=True)
+    notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 10, 20))
+    notify.text_from("+447700900999", "hello", at=london(2026, 11, 23, 10, 21))
+    owner = tmp_path / "~$home_visits.xlsx"
+    owner.write_text("x")
+    first = school.run("run-scheduled", london(2026, 11, 23, 10, 25))
+    assert "check-in" in first.err and notify.sent == [], first.err
+    owner.unlink()
+    second = school.run("run-scheduled", CHECK)
+    assert second.status == 0, second.err
+    assert school.cell("V1", "returned_at") == dt.datetime(2026, 11, 23, 10, 20)
+    assert replies(notify) == ["Recorded: V1 safe return 10:20."]
+    assert delivered(server) == {}

@@ -210,15 +210,21 @@ def _missing(value: Any) -> bool:
 
 def new_texts(channel: Any, ledger: Ledger) -> list[Inbound]:
     """The texts received since the newest one already processed, oldest first (Notify serves them
-    newest first, a page at a time). A text read but not processed (a run killed before its write)
-    is read again."""
+    newest first, a page at a time), and any older one still waiting (its cell could not be written,
+    its duress alert not yet sent: ``record(..., done=False)``). A text read by a run killed before
+    its write was never recorded, so it is read again."""
     from .sms import e164
 
+    waiting = {e.key for e in ledger.pending() if e.kind == "inbound_text"}
     found: list[Inbound] = []
     for text in channel.received():
-        entry = ledger.get(f"inbound:{text['id']}")
+        key = f"inbound:{text['id']}"
+        entry = ledger.get(key)
         if entry is not None and entry.status == "sent":
-            break
+            if not waiting:
+                break
+            continue
+        waiting.discard(key)
         received = dt.datetime.fromisoformat(str(text["created_at"]).replace("Z", "+00:00"))
         number = e164("+" + str(text.get("user_number", "")).lstrip("+"))
         found.append(
@@ -289,15 +295,17 @@ def updates_for(outcomes: Sequence[Outcome]) -> list[Any]:
     return [CellUpdate(o.visit_id, o.field, o.inbound.received_at) for o in outcomes if o.field]
 
 
-def record(ledger: Ledger, outcome: Outcome, now: dt.datetime) -> None:
-    """The text is processed: in the ledger by Notify's id (the sender only for a known number)."""
+def record(ledger: Ledger, outcome: Outcome, now: dt.datetime, done: bool = True) -> None:
+    """The text is processed (``done``), or read and still waiting: in the ledger by Notify's id (the
+    sender only for a known number, never the content)."""
     key = f"inbound:{outcome.inbound.id}"
     known = outcome.reply is not None
     recipients = [outcome.inbound.number] if known and outcome.inbound.number else []
     ledger.queue(
         key, outcome.visit_id or UNKNOWN, "inbound_text", recipients, now, f"<{key}@inbound.invalid>"
     )
-    ledger.mark_sent(key, now)
+    if done:
+        ledger.mark_sent(key, now)
 
 
 def safe_notice(visits: Visits, outcome: Outcome, timezone: str) -> str:
@@ -357,7 +365,8 @@ def process(
     duress, safe = [], []
     for outcome in outcomes:
         if outcome.field and (id_key(outcome.visit_id), outcome.field) not in written:
-            continue  # read again next run
+            record(ledger, outcome, now, done=False)  # read again next run
+            continue
         if outcome.reply is None:
             tally.unknown += 1
         elif outcome.duress:
@@ -368,8 +377,7 @@ def process(
             say(f"recorded from a text: {outcome.visit_id} {outcome.field}")
             if outcome.field == "returned_at":
                 safe.append(outcome)
-        if not outcome.duress:
-            record(ledger, outcome, now)
+        record(ledger, outcome, now, done=not outcome.duress)  # duress: done once its alert is queued
         if outcome.reply is not None and outcome.inbound.number:
             reply(
                 ledger,

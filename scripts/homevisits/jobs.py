@@ -1064,6 +1064,7 @@ class Run:
                     self.msgid(planned),
                 )
                 self.ledger.mark_sent(held.key, self.now)
+                self.text(planned)  # the in-memory ledger does not know its texts: a repeat, never a loss
                 return
             self._deliver(planned, None)
             self.text(planned)
