@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import os
 import re
@@ -135,11 +136,14 @@ def sms_settings(config: Config) -> SmsSettings | None:
 
 def e164(raw: Any) -> str | None:
     """A UK mobile as ``+447700900503``, or None when the text is not one."""
+    return None if raw is None else _e164(str(raw))
+
+
+@functools.lru_cache(maxsize=65536)  # a log holds the same few phones many times
+def _e164(raw: str) -> str | None:
     import phonenumbers
 
-    if raw is None:
-        return None
-    text = str(raw).strip()
+    text = raw.strip()
     if not text:
         return None
     try:
