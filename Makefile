@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: validate demo test bench lint clean
+.PHONY: validate demo test bench lint clean word-forms
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Rebuild the bundled Word forms (templates/forms/*.docx) and the README's table of their placeholders.
+word-forms: $(STAMP)
+	$(BIN)/python scripts/make_word_forms.py
+	$(BIN)/python scripts/make_word_forms.py --readme
+	$(BIN)/homevisits forms $(addprefix --check-template ,$(wildcard templates/forms/*.docx))
 
 lint: $(STAMP)
 	$(BIN)/ruff check scripts tests bench

@@ -1,6 +1,8 @@
-"""Forms per second, HTML and PDF, for ``n`` visits read through the real pipeline.
+"""Forms per second, HTML and PDF, for ``n`` visits read through the real pipeline; and the Word forms
+(docxtpl) per second, and PDF-from-Word (LibreOffice, one at a time) per second when it is installed.
 
-Targets (issue 4): HTML at least 500 forms/s; PDF at least 5 forms/s on one core.
+Targets (issue 4): HTML at least 500 forms/s; PDF at least 5 forms/s on one core. The Word figures
+(issue 16) have no target: they are printed beside the HTML ones.
 Run: ``.venv/bin/python bench/forms_bench.py [N]``.
 """
 
@@ -70,9 +72,18 @@ def build_visits(n: int, folder: Path):
     return build(raw, schema, map_headers(raw.rows[header_pos], schema), header_pos, LONDON)
 
 
-def run(n: int = 200, pdf_n: int | None = None) -> dict:
-    """Render ``n`` HTML forms and ``pdf_n`` (default ``n``) PDFs; return the rates."""
-    from homevisits import forms
+WORD_FORMS = (
+    "omg_appendix_a_risk_assessment.docx",
+    "one_mat_appendix_1_lone_working.docx",
+    "one_mat_appendix_2_parent_copy.docx",
+    "visit_record_with_signatures.docx",
+)
+
+
+def run(n: int = 200, pdf_n: int | None = None, word_n: int | None = None, word_pdf_n: int = 6) -> dict:
+    """Render ``n`` HTML forms, ``pdf_n`` (default ``n``) PDFs, ``word_n`` (default ``n``) Word forms and,
+    with LibreOffice, ``word_pdf_n`` PDFs from Word; return the rates."""
+    from homevisits import forms, word_forms, word_pdf
 
     pdf_n = n if pdf_n is None else pdf_n
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,6 +116,37 @@ def run(n: int = 200, pdf_n: int | None = None) -> dict:
         if bar:
             bar.done()
         pdf_s = time.perf_counter() - start
+
+        word_n = n if word_n is None else word_n
+        word_forms.render_word(WORD_FORMS[0], records[0], school="Bench Academy", now=NOW, extra=extra)
+        start = time.perf_counter()
+        documents = [
+            word_forms.render_word(
+                WORD_FORMS[i % len(WORD_FORMS)], records[i % n], school="Bench Academy", now=NOW, extra=extra
+            )
+            for i in range(word_n)
+        ]
+        word_s = time.perf_counter() - start
+
+        word_pdf_s = None
+        if word_pdf.available() and word_pdf_n:
+            start = time.perf_counter()
+            for i in range(word_pdf_n):
+                docx = folder / f"word-{i}.docx"
+                docx.write_bytes(documents[i % word_n])
+                word_pdf.docx_to_pdf(docx, docx.with_suffix(".pdf"))
+            word_pdf_s = time.perf_counter() - start
+    word = {
+        "word_n": word_n,
+        "word_seconds": round(word_s, 3),
+        "word_per_s": round(word_n / word_s, 1) if word_s else float("inf"),
+    }
+    if word_pdf_s is not None:
+        word |= {
+            "word_pdf_n": word_pdf_n,
+            "word_pdf_seconds": round(word_pdf_s, 2),
+            "word_pdf_per_s": round(word_pdf_n / word_pdf_s, 2),
+        }
     return {
         "n": n,
         "html_seconds": round(html_s, 4),
@@ -112,6 +154,7 @@ def run(n: int = 200, pdf_n: int | None = None) -> dict:
         "pdf_n": pdf_n,
         "pdf_seconds": round(pdf_s, 3),
         "pdf_per_s": round(pdf_n / pdf_s, 2) if pdf_s else float("inf"),
+        **word,
     }
 
 
@@ -126,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"forms {label:4}: {result[key]:>8} forms/s for {n} visits (target >= {TARGETS[key]:g}) {'ok' if met else 'SLOW'}"
         )
+    print(f"forms Word: {result['word_per_s']:>8} forms/s for {result['word_n']} visits (docxtpl)")
+    if "word_pdf_per_s" in result:
+        print(
+            f"forms PDF from Word: {result['word_pdf_per_s']} forms/s for {result['word_pdf_n']} (LibreOffice)"
+        )
+    else:
+        print("forms PDF from Word: not measured (LibreOffice is not installed)")
     return 0 if ok else 1
 
 

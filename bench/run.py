@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{r.label} failed (exit {r.status}):\n{r.stderr[-2000:]}")
 
     if not args.skip_extras:
-        for name in ("forms_bench", "gsheet_bench", "drive_bench"):
+        for name in ("forms_bench", "gsheet_bench", "drive_bench", "writeback_bench"):
             ok &= run_extra(name)
     return 0 if ok else 1
 

@@ -105,7 +105,10 @@ class School:
         return self.folder / "state" / "ledger.sqlite"
 
     def write(self, rows: Sequence[Mapping[str, Any] | None]) -> School:
-        write_workbook(self.workbook, rows, columns=list(HEADERS.values()))
+        """The log, its tool columns formatted as dates as ``init-sheet`` sets them up (the write-back
+        then writes real dates; into an unformatted column it writes UK text, see test_excel_surgery)."""
+        dated = dict.fromkeys(("form_sent_at", "escalated_at"), "dd/mm/yyyy hh:mm")
+        write_workbook(self.workbook, rows, columns=list(HEADERS.values()), column_formats=dated)
         return self
 
     def configure(self, mail: Mapping[str, Any], schedule: Mapping[str, Any] | None = None) -> School:

@@ -490,6 +490,7 @@ class SheetsStandIn:
         editors: Iterable[str] | None = None,
         rows: int = 1000,
         cols: int = 26,
+        locale: str = "en_GB",
     ) -> Book:
         """A spreadsheet with worksheets ``{title: rows of Python values}`` (dates typed as dates)."""
         with self._lock:
@@ -505,7 +506,11 @@ class SheetsStandIn:
                 )
                 grids.append(grid)
             book = Book(
-                key=key, title=title, sheets=grids, editors=set(editors) if editors is not None else None
+                key=key,
+                title=title,
+                sheets=grids,
+                editors=set(editors) if editors is not None else None,
+                locale=locale,
             )
             self.books[key] = book
             for name, values in (sheets or {}).items():
@@ -762,9 +767,13 @@ class SheetsStandIn:
     # ------------------------------------------------------------ reads
 
     def _metadata(self, book: Book, query: Any, payload: Any) -> Any:
+        properties = {"title": book.title, "locale": book.locale, "timeZone": "Europe/London"}
+        fields = [f.strip() for f in ",".join(query.get("fields", [])).split(",") if f.strip()]
+        if fields and "properties" not in fields:  # as Google does: only the properties asked for
+            properties = {k: v for k, v in properties.items() if f"properties.{k}" in fields}
         return {
             "spreadsheetId": book.key,
-            "properties": {"title": book.title, "locale": book.locale, "timeZone": "Europe/London"},
+            "properties": properties,
             "sheets": [
                 {"properties": grid.properties()} for grid in sorted(book.sheets, key=lambda g: g.index)
             ],
@@ -921,8 +930,7 @@ class _Staged:
     def addSheet(self, body: dict[str, Any]) -> dict[str, Any]:
         props = body.get("properties", {})
         title = props.get("title") or f"Sheet{len(self.sheets) + 1}"
-        if any(g.title == title for g in self.sheets):
-            raise ApiError(400, f'A sheet with the name "{title}" already exists. Please enter another name.')
+        self._refuse_title(title)
         sheet_id = props.get("sheetId", max((g.sheet_id for g in self.sheets), default=0) + 17)
         if any(g.sheet_id == sheet_id for g in self.sheets):
             raise ApiError(400, f"A sheet with the id {sheet_id} already exists.")
@@ -939,6 +947,11 @@ class _Staged:
         self.copied.add(sheet_id)
         return {"addSheet": {"properties": grid.properties()}}
 
+    def _refuse_title(self, title: str, grid: Grid | None = None) -> None:
+        """Google compares tab titles without case: "Policy Check" is taken when "Policy check" exists."""
+        if any(g.title.casefold() == title.casefold() and g is not grid for g in self.sheets):
+            raise ApiError(400, f'A sheet with the name "{title}" already exists. Please enter another name.')
+
     def deleteSheet(self, body: dict[str, Any]) -> None:
         grid = self.grid(body["sheetId"])
         self.sheets.remove(grid)
@@ -952,6 +965,7 @@ class _Staged:
         wanted = props.get("gridProperties", {})
         for name in fields:
             if name in ("title", "*") and "title" in props:
+                self._refuse_title(props["title"], grid)
                 grid.title = props["title"]
             if name in ("gridProperties.rowCount", "gridProperties", "*") and "rowCount" in wanted:
                 grid.rows = wanted["rowCount"]

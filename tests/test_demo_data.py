@@ -280,7 +280,9 @@ def test_validate_the_demo_under_omg_education(demo, tmp_path):
     from homevisits.policy import load_policy
 
     rules = {f["rule"] for f in report["findings"]}
-    assert rules == set(load_policy("omg_education").rules)  # the demo shows every rule the profile enables
+    # the demo shows every rule the profile enables, except the two about the sheet itself: every header
+    # of the demo log is placed and it has no phantom rows (HV029), and an Excel file has no locale (HV030)
+    assert rules == set(load_policy("omg_education").rules) - {"HV029", "HV030"}
 
 
 @needs_policy

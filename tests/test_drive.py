@@ -62,8 +62,13 @@ def private_tmp(tmp_path, monkeypatch):
     return folder
 
 
+DATED = dict.fromkeys(("form_sent_at", "escalated_at"), "dd/mm/yyyy hh:mm")  # as init-sheet sets them up
+
+
 def workbook_bytes(tmp_path: Path, rows, name="log.xlsx") -> bytes:
-    return write_workbook(tmp_path / name, rows, columns=ALL_HEADERS, sheet=TAB).read_bytes()
+    return write_workbook(
+        tmp_path / name, rows, columns=ALL_HEADERS, sheet=TAB, column_formats=DATED
+    ).read_bytes()
 
 
 def log_rows(count=4):
@@ -710,12 +715,12 @@ def test_init_sheet_adds_the_missing_columns_to_the_drive_file(api, key_file, tm
     drive_file = api.add_file(FILE_ID, content)
     monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
-    code, out, err = run(["init-sheet", "--source", DRIVE_URL, "--worksheet", TAB])
+    code, out, err = run(["init-sheet", "--all", "--source", DRIVE_URL, "--worksheet", TAB])
     assert code == 0, err
     assert out.startswith(f"Added {len(ALL_HEADERS) - 4} missing column(s) after the last one: ")
     header = cells_of(api.content(FILE_ID), tmp_path)[0]
     assert header[:4] == few and set(header) == set(ALL_HEADERS)
     assert drive_file.revisions[0].keep_forever and len(drive_file.revisions) == 2
-    code, out, err = run(["init-sheet", "--source", DRIVE_URL, "--worksheet", TAB])
+    code, out, err = run(["init-sheet", "--all", "--source", DRIVE_URL, "--worksheet", TAB])
     assert (code, out) == (0, "The log already has every column: nothing changed.\n")
     assert len(drive_file.revisions) == 2  # nothing to add: no upload

@@ -183,9 +183,9 @@ def test_write_back_keeps_libreoffice_dropdowns_formats_and_pictures(log):
     assert [v.formula1 for v in sheet.data_validations.dataValidation] == ['"LOW,MEDIUM,HIGH"']
     assert len(sheet._images) == 1
     assert sheet.cell(1, 4).comment.text.strip() == "LOW, MEDIUM or HIGH"
-    assert sheet.cell(3, SENT).value == dt.datetime(2026, 11, 23, 9, 5)
-    assert sheet.cell(3, SENT).number_format == "dd/mm/yyyy hh:mm"
-    assert sheet.cell(2, ESCALATED).value == dt.datetime(2026, 7, 1, 9, 0)  # British Summer Time
+    # the columns have no date format, so times go in as UK text (as in a Google Sheet), styles untouched
+    assert sheet.cell(3, SENT).value == "23/11/2026 09:05"
+    assert sheet.cell(2, ESCALATED).value == "01/07/2026 09:00"  # British Summer Time
     assert sheet.cell(5, ESCALATED).value == '\'=HYPERLINK("http://example.org","x")'
     assert "<f>" not in sheet_xml(log)  # no cell the tool wrote is a formula
 
@@ -204,14 +204,28 @@ def test_write_back_keeps_libreoffice_dropdowns_formats_and_pictures(log):
     ("kind", "feature"),
     [("databar", "conditional formatting in Excel's newer format (x14)"), ("shape", "shapes or text boxes")],
 )
-def test_refuses_to_save_what_openpyxl_would_drop(office_books, tmp_path, kind, feature):
+def test_keeps_what_openpyxl_would_drop(office_books, tmp_path, kind, feature):
+    path = tmp_path / "log.xlsx"
+    shutil.copyfile(office_books[kind], path)
+    before = feature_counts(path)
+    assert before[feature] >= 1
+    source = ExcelSource(path, TAB)
+    source.read()
+    assert source.write([CellUpdate("HV-0001", "form_sent_at", "sent")]).ok
+    assert feature_counts(path) == before
+    assert ExcelSource(path, TAB).read().rows[2][SENT - 1] == "sent"
+
+
+@pytest.mark.parametrize(
+    ("kind", "feature"),
+    [("databar", "conditional formatting in Excel's newer format (x14)"), ("shape", "shapes or text boxes")],
+)
+def test_init_sheet_refuses_to_save_what_openpyxl_would_drop(office_books, tmp_path, kind, feature):
     path = tmp_path / "log.xlsx"
     shutil.copyfile(office_books[kind], path)
     original = path.read_bytes()
-    source = ExcelSource(path, TAB)
-    source.read()
     with pytest.raises(HomevisitsError, match=f"would lose its {re.escape(feature)}.*nothing was written"):
-        source.write([CellUpdate("HV-0001", "form_sent_at", "sent")])
+        ExcelSource(path, TAB).init_sheet()
     assert path.read_bytes() == original
 
 

@@ -394,3 +394,11 @@ def test_a_live_visit_past_its_latest_due_time_is_back_or_alerted(start, expecte
         start_ok = start[:2].isdigit() and start.count(":") == 1 and len(start) == 5
         back = (returned >= start if start_ok else returned > "00:00") and returned <= "23:30"
     assert alerted != back, (start, expected, duration, returned)
+
+
+def test_the_alert_gives_every_number_in_the_phone_cell(tmp_path, server):
+    school = place(tmp_path, [visit(phone_taken="mum: 07700 900123 / 0121 496 0000")], server)
+    school.run("run-scheduled", CHECK)
+    assert "Phone taken on the visit: 07700 900123 (also 0121 496 0000)" in body(
+        only(server, "overdue_alert", "V1")
+    )

@@ -638,8 +638,8 @@ def test_forms_command_for_chosen_visits_and_an_unknown_one(tmp_path, capsys):
         == 0
     )
     assert sorted(p.name for p in out.iterdir()) == [
-        "HV-0043-home_visit_record.html",
         "HV-0043-lone_working_risk_assessment.html",
+        "HV-0043-one_mat_appendix_2_parent_copy.docx",  # Appendix 2, the parent/carer copy, in Word
     ]
     capsys.readouterr()
     assert main(["forms", "--config", str(config), "--visit", "HV-9999", "--out", str(out)]) == 2

@@ -366,8 +366,10 @@ def smtp_cfg_for(port: int) -> dict:
 
 
 def test_a_run_with_nothing_to_send_never_connects():
-    with dead_port() as port, open_transport({**smtp_cfg_for(port), "security": "none"}, Path(".")):
-        pass  # no exception: nothing was sent, so nothing was connected to
+    with smtp_server() as server:
+        with open_transport({**smtp_cfg_for(server.port), "security": "none"}, Path(".")) as transport:
+            assert isinstance(transport, SmtpTransport)
+        assert server.handler.connections == 0  # opened and closed with nothing to send: never connected
 
 
 def test_server_down_is_a_connection_failure_and_stays_broken_for_the_run():
@@ -703,8 +705,9 @@ CONTEXTS = {
 def test_every_kind_has_a_text_body(kind):
     text = mail.render_text(kind, {**CONTEXTS[kind], "school": "Demo College"})
     assert "HV-0042" in text and "Sent automatically by homevisits for Demo College." in text
-    if kind != "admin_report":
-        assert "09:00" in text or "10:00" in text  # London clock, not UTC
+    if kind != "admin_report":  # every time here is 09:00 or 10:00 in London, 08:00 or 09:00 in UTC
+        assert "09:00" in text or "10:00" in text
+        assert "08:00" not in text, "a time printed on the UTC clock"
 
 
 def test_bodies_use_the_london_clock_across_the_clock_change():

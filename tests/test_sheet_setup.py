@@ -50,7 +50,7 @@ def test_an_empty_sheet_gets_every_column_in_order():
 def test_a_log_in_use_only_gets_its_missing_columns_after_its_last_one():
     rows = [
         ["Home visits 2026"],
-        ["Date", "Pupil", "Our own notes", "Visit ID"],
+        ["Date", "Pupil", "Our own remarks", "Visit ID"],
         ["01/12/2026", "Ada", "x", "HV-1", "", "stray"],
     ]
     setup = plan(rows, SCHEMA)
@@ -116,7 +116,7 @@ def test_google_init_adds_a_missing_worksheet(api, sheet):
 
 
 def test_google_init_on_a_log_in_use_adds_columns_at_the_end_only(api, sheet):
-    own = ["Visit date", "Learner name", "Our notes", "Risk level", "Visit ID"]
+    own = ["Visit date", "Learner name", "Our remarks", "Risk level", "Visit ID"]
     rows = [
         own,
         ["01/12/2026", "Ada Example", "keep", "LOW", "HV-0001"],
@@ -192,9 +192,9 @@ def test_init_sheet_command_on_excel_then_validate_reads_it(tmp_path, capsys):
     from homevisits.cli import main
 
     path = tmp_path / "new log.xlsx"
-    assert main(["init-sheet", "--source", str(path), "--worksheet", TAB]) == 0
+    assert main(["init-sheet", "--all", "--source", str(path), "--worksheet", TAB]) == 0
     assert "Set up 44 columns" in capsys.readouterr().out
-    assert main(["init-sheet", "--source", str(path), "--worksheet", TAB]) == 0
+    assert main(["init-sheet", "--all", "--source", str(path), "--worksheet", TAB]) == 0
     assert "nothing changed" in capsys.readouterr().out
     assert ExcelSource(path, TAB).read().rows[0] == ALL_HEADERS
 
@@ -210,6 +210,7 @@ def test_init_sheet_command_on_a_google_sheet(api, tmp_path, monkeypatch, capsys
         main(
             [
                 "init-sheet",
+                "--all",
                 "--source",
                 f"https://docs.google.com/spreadsheets/d/{KEY}/edit",
                 "--worksheet",
@@ -229,3 +230,43 @@ def test_init_sheet_needs_a_sheet(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("HOMEVISITS_CONFIG", raising=False)
     assert main(["init-sheet"]) == 2
     assert "init-sheet needs the sheet to set up" in capsys.readouterr().err
+
+
+def test_init_sheet_adds_only_the_columns_the_policy_uses(tmp_path, capsys):
+    from homevisits.cli import main
+    from homevisits.policy import load_policy
+    from homevisits.sheet_setup import policy_fields
+
+    path = tmp_path / "attendance.xlsx"
+    assert (
+        main(["init-sheet", "--source", str(path), "--policy", "attendance_academy", "--worksheet", TAB]) == 0
+    )
+    headers = ExcelSource(path, TAB).read().rows[0]
+    wanted = policy_fields(load_policy("attendance_academy"), SCHEMA)
+    assert headers == [SCHEMA[name].header for name in wanted]
+    assert f"Set up {len(wanted)} columns" in capsys.readouterr().out
+    # what the attendance academy's rules never read is not forced on its log
+    assert "Safe word agreed" not in headers and "Laptop taken" not in headers
+    # ...and the tool's own columns are there, for what it writes back
+    assert {"Visit ID", "Form sent at", "Escalated at"} <= set(headers)
+    # the profile's rules all find their columns: validate reads the new log
+    assert (
+        main(["validate", "--source", str(path), "--policy", "attendance_academy", "--worksheet", TAB]) == 0
+    )
+
+
+def test_init_sheet_asks_for_a_columns_line_instead_of_adding_a_near_duplicate(tmp_path, capsys):
+    from homevisits.cli import main
+
+    own = ["Visit ID", "Learner name", "Visit date", "Start time", "Returned safe"]
+    rows = [{h: v for h, v in visit(2).items() if h in own}]
+    path = write_workbook(tmp_path / "log.xlsx", rows, columns=own, sheet=TAB)
+    assert main(["init-sheet", "--all", "--source", str(path), "--worksheet", TAB]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "Not added: Returned safely at. The sheet has 'Returned safe', which looks like it; if it is, add under "
+        '[columns] in the config: "Returned safe" = "returned_at"' in out
+    )
+    headers = ExcelSource(path, TAB).read().rows[0]
+    assert "Returned safely at" not in headers and headers.count("Returned safe") == 1
+    assert "Expected return" in headers  # everything else missing was added

@@ -125,11 +125,13 @@ def write_workbook(
     sheets_before: Sequence[str] = (),
     epoch1904: bool = False,
     number_format: Mapping[str, str] | None = None,
+    column_formats: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``rows`` under one header row to a new .xlsx and return its path.
 
     ``columns`` fixes the column order (default: keys in order of first appearance);
-    ``number_format`` sets an Excel number format per column (e.g. ``{"Visit date": "0"}``).
+    ``number_format`` sets an Excel number format per column (e.g. ``{"Visit date": "0"}``) on the cells
+    written; ``column_formats`` sets it on whole columns, as ``init-sheet`` does (empty cells included).
     """
     import openpyxl
 
@@ -159,6 +161,12 @@ def write_workbook(
         line += 1
     for column, name in enumerate(order, start=1):
         worksheet.cell(row=line, column=column, value=shown.get(name, name))
+    for name, code in (column_formats or {}).items():
+        if header_of(name) in order:
+            from openpyxl.utils import get_column_letter
+
+            letter = get_column_letter(order.index(header_of(name)) + 1)
+            worksheet.column_dimensions[letter].number_format = code
     line += 1
     for row in rows:
         if row is not None:

@@ -88,6 +88,15 @@ EXCEL_EPOCH_1900 = dt.datetime(1899, 12, 30)
 EXCEL_EPOCH_1904 = dt.datetime(1904, 1, 1)
 # Serial numbers outside 1950..2100 are not plausible visit dates.
 SERIAL_MIN, SERIAL_MAX = 18264, 73051
+# A real date cell outside these years is a typing slip (and past 2262 it would not fit pandas).
+CELL_YEARS = (1900, 2100)
+
+
+def _implausible(moment: dt.date) -> str | None:
+    low, high = CELL_YEARS
+    if low <= moment.year <= high:
+        return None
+    return f"the year {moment.year} is not plausible (a date between {low} and {high} is expected)"
 
 
 def is_blank(raw: Any) -> bool:
@@ -105,8 +114,44 @@ def _fold(text: str) -> str:
     return " ".join(text.replace("\u00a0", " ").split()).lower().strip(" .")
 
 
+fold_word = _fold  # a short cell as compared with words: spaces collapsed, lower case, no full stop
+
+
 def _whole(number: float) -> bool:
     return math.isfinite(number) and float(number).is_integer()
+
+
+# ---------------------------------------------------------------- what a cell may not carry
+
+# Terminal escape sequences (CSI such as cursor moves, erase-line and conceal; OSC; two-byte ESC),
+# then any other control character, DEL, C1 control or lone UTF-16 surrogate: none can be printed,
+# encoded or mailed, so a cell loses them before its value reaches a message, report or workbook.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x9b[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
+)
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal escape sequences, control characters or lone surrogates."""
+    if not _UNPRINTABLE.search(text):
+        return text
+    return _UNPRINTABLE.sub("", _ESCAPES.sub("", text))
+
+
+# What a spreadsheet shows when a formula fails: Google sends the text, Excel keeps an error cell.
+FORMULA_ERRORS = frozenset(
+    {"#N/A", "#REF!", "#NAME?", "#DIV/0!", "#VALUE!", "#NUM!", "#NULL!", "#ERROR!", "#SPILL!", "#CALC!"}
+)
+
+
+def formula_error(raw: Any) -> str | None:
+    """The error a cell shows (``#N/A``, ``#REF!``...), or None for any other value."""
+    if raw.__class__ is str and raw[:1] == "#":
+        text = raw.strip().upper()
+        if text in FORMULA_ERRORS or text == "#N/A N/A":
+            return text
+    return None
 
 
 # ---------------------------------------------------------------- serial numbers
@@ -145,6 +190,7 @@ _WORDS_DATE = re.compile(
 _WORDS_DATE_US = re.compile(
     r"(?:(?P<wd>[a-z]+),?\s+)?(?P<m>[a-z]+)\.?\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<y>\d{4})"
 )
+_WEEKDAY_LEAD = re.compile(r"(?P<wd>[a-z]+)\.?,?\s+(?=\d)")
 _TIME_LEAD = re.compile(r"^(?:\s*,\s*|\s+at\s+|\s+|t)")
 
 
@@ -174,15 +220,21 @@ def _make_date(year: int, month: int, day: int, weekday: str | None = None) -> P
 def _date_from_text(text: str) -> tuple[Parsed, str]:
     """Parse the date at the start of ``text``; also return what follows it (a time, perhaps)."""
     folded = _fold(text)
+    weekday = None
+    lead = _WEEKDAY_LEAD.match(folded)
+    if lead and lead["wd"] in WEEKDAYS:  # "Fri 03/04/2026": the day is checked against the date
+        weekday, folded = lead["wd"], folded[lead.end() :]
     for pattern in (_ISO_DATE, _NUMERIC_DATE):
         match = pattern.match(folded)
         if match:
             a, b, c = match.groups()
             if pattern is _ISO_DATE:
-                parsed = _make_date(int(a), int(b), int(c))
+                parsed = _make_date(int(a), int(b), int(c), weekday)
             else:
-                parsed = _make_date(_year(c), int(b), int(a))
+                parsed = _make_date(_year(c), int(b), int(a), weekday)
             return parsed, folded[match.end() :]
+    if weekday is not None:
+        folded = lead.string  # a weekday before a date in words: the pattern below reads both
     for pattern in (_WORDS_DATE, _WORDS_DATE_US):
         match = pattern.match(folded)
         if match:
@@ -202,10 +254,11 @@ def parse_date(raw: Any, date1904: bool = False) -> Parsed:
     """A visit date: a real date cell, a serial number, or text such as ``3/4/26`` or ``Fri 3rd April 2026``."""
     if is_blank(raw):
         return None, None
-    if isinstance(raw, dt.datetime):
-        return raw.date(), None
     if isinstance(raw, dt.date):
-        return raw, None
+        problem = _implausible(raw)
+        if problem:
+            return None, problem
+        return (raw.date() if isinstance(raw, dt.datetime) else raw), None
     if isinstance(raw, bool):
         return None, "not a date"
     if isinstance(raw, int | float):
@@ -303,6 +356,7 @@ def parse_time(raw: Any, date1904: bool = False) -> Parsed:
 # ---------------------------------------------------------------- date and time in one cell
 
 
+_TIME_ONLY_DAYS = (dt.date(1899, 12, 30), dt.date(1899, 12, 31), dt.date(1904, 1, 1))
 _BARE_CLOCK = re.compile(r"\d{1,2}[:.]\d{2}\s*(?:[ap]m)?", re.IGNORECASE)
 _QUICK_DATETIME = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})[ T]+(\d{1,2}):(\d{2})")
 
@@ -313,15 +367,22 @@ def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
     Returns a naive ``datetime`` (wall-clock time in the school's time zone), a ``time``, or a
     ``datetime`` at midnight when only a date was written.
     """
-    if raw.__class__ is dt.datetime and raw.tzinfo is None:  # a real date-time cell: the common case
-        return (raw.replace(microsecond=0) if raw.microsecond else raw), None
+    if raw.__class__ is dt.datetime and raw.tzinfo is None and 1900 <= raw.year <= 2100:
+        return (
+            raw.replace(microsecond=0) if raw.microsecond else raw
+        ), None  # a real date-time cell: the common case
     if is_blank(raw):
         return None, None
-    if isinstance(raw, dt.datetime):
-        if raw.tzinfo is not None:
-            return raw, None  # an instant; the table converts it to the school's wall clock
-        return raw.replace(microsecond=0), None
     if isinstance(raw, dt.date):
+        if isinstance(raw, dt.datetime) and raw.date() in _TIME_ONLY_DAYS:
+            return raw.time().replace(microsecond=0), None  # a time cell Excel keeps on its day zero
+        problem = _implausible(raw)
+        if problem:
+            return None, problem
+        if isinstance(raw, dt.datetime):
+            if raw.tzinfo is not None:
+                return raw, None  # an instant; the table converts it to the school's wall clock
+            return raw.replace(microsecond=0), None
         return dt.datetime(raw.year, raw.month, raw.day), None
     if isinstance(raw, dt.time | dt.timedelta):
         return parse_time(raw)
@@ -347,7 +408,8 @@ def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
                 return dt.datetime(date.year, date.month, date.day, hour, minute), None
         iso = _iso_instant(text)
         if iso is not None:
-            return iso, None
+            problem = _implausible(iso)
+            return (None, problem) if problem else (iso, None)
         (date, problem), rest = _date_from_text(text)
         if problem is None:
             rest = _TIME_LEAD.sub("", rest, count=1).strip(" ,")
@@ -461,9 +523,32 @@ def parse_phone(raw: Any, date1904: bool = False) -> Parsed:
     return _phone_from_text(text)
 
 
+class Phone(str):
+    """A phone number as read (``07400 123456``), with any further numbers the cell held in ``others``
+    (``0121 496 0000``), so an alert can show every number staff wrote."""
+
+    others: tuple[str, ...] = ()
+
+    def __new__(cls, number: str, others: tuple[str, ...] = ()) -> Phone:
+        phone = super().__new__(cls, number)
+        phone.others = others
+        return phone
+
+
 def _phone_from_text(text: str) -> Parsed:
+    parsed = _one_number(text)
+    if parsed[1] is None or not re.search(r"\d", text):
+        return parsed
+    found = _numbers_in(text)
+    return (Phone(found[0], tuple(found[1:])), None) if found else parsed
+
+
+def _one_number(text: str) -> Parsed:
+    """A cell holding one number and nothing else (spaces, brackets, +44 and dots allowed)."""
     digits = _PHONE_JUNK.sub("", text.replace("(0)", ""))
-    if digits.startswith("+44"):
+    if digits.startswith("+440"):  # "+44 07400 123456": the national 0 kept after the country code
+        digits = digits[3:]
+    elif digits.startswith("+44"):
         digits = "0" + digits[3:]
     elif digits.startswith("0044"):
         digits = "0" + digits[4:]
@@ -474,6 +559,26 @@ def _phone_from_text(text: str) -> Parsed:
     if _UK_MOBILE.fullmatch(digits):
         return f"{digits[:5]} {digits[5:]}", None
     return _checked_number(digits)
+
+
+@lru_cache(maxsize=4096)
+def _numbers_in(text: str) -> list[str]:
+    """Every phone number in a cell of words and numbers (``mum: 07400 123456``, ``0121 496 0000 ext 123``,
+    ``07400 123456 / 0121 496 0000``), found by ``phonenumbers.PhoneNumberMatcher``; labels and
+    extensions are left out, and each number is checked as a cell holding only it would be."""
+    import phonenumbers
+
+    found: list[str] = []
+    for match in phonenumbers.PhoneNumberMatcher(text, "GB", leniency=phonenumbers.Leniency.POSSIBLE):
+        number = match.number
+        if number.country_code == 44:
+            digits = "0" + str(number.national_number)
+        else:
+            digits = f"+{number.country_code}{number.national_number}"
+        shown, problem = _one_number(digits)
+        if problem is None and shown not in found:
+            found.append(shown)
+    return found
 
 
 @lru_cache(maxsize=65536)
@@ -614,6 +719,36 @@ def _cell_parser(kind: str, lookup: Mapping[str, str] | None) -> Callable[..., P
     return PARSERS[kind]
 
 
+def _guarded(parse: Callable[..., Parsed]) -> Callable[..., Parsed]:
+    """``parse`` for one raw value, after what every cell type shares: a formula error is a problem
+    (the same from Google's text and Excel's error cells), and unprintable characters are removed."""
+
+    def guarded(raw: Any, date1904: bool = False) -> Parsed:
+        if raw.__class__ is str:
+            if raw[:1] == "#":
+                error = formula_error(raw)
+                if error:
+                    return (
+                        None,
+                        f"the cell shows a formula error ({error}): correct the formula or type the value",
+                    )
+            if _UNPRINTABLE.search(raw):
+                cleaned = printable(raw)
+                if not cleaned.strip():  # never silently blank: the cell held something
+                    return None, "the cell holds only control characters, nothing that can be read"
+                raw = cleaned
+        return parse(raw, date1904)
+
+    return guarded
+
+
+def parse_one(
+    kind: str, raw: Any, *, lookup: Mapping[str, str] | None = None, date1904: bool = False
+) -> Parsed:
+    """One cell read exactly as :func:`parse_cells` reads it in a column."""
+    return _guarded(_cell_parser(kind, lookup))(raw, date1904)
+
+
 @dataclass(frozen=True)
 class ParsedColumn:
     """A whole column parsed: each distinct raw value once, and which of them each cell holds."""
@@ -638,7 +773,7 @@ def parse_cells(
     import numpy as np
     import pandas as pd
 
-    parse = _cell_parser(kind, lookup)
+    parse = _guarded(_cell_parser(kind, lookup))
     cells = _object_array(raws)
     try:
         codes, uniques = pd.factorize(cells)  # cells pandas calls missing (None, NaN) get -1
@@ -660,7 +795,7 @@ def parse_cells(
     bad = np.fromiter((problem is not None for _, problem in results), dtype=bool, count=len(results))
     where = np.flatnonzero(bad[codes])
     problems = [
-        (i, raw, results[code][1])
+        (i, printable(raw) if raw.__class__ is str else raw, results[code][1])
         for i, raw, code in zip(where.tolist(), cells[where].tolist(), codes[where].tolist(), strict=True)
     ]
     return ParsedColumn(distinct=[value for value, _ in results], codes=codes, problems=problems)

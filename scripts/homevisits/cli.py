@@ -197,7 +197,7 @@ def add_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
         parents=[common],
         help="fill in the school's forms from the log, as HTML (and PDF)",
         description="Fill in the policy's forms for chosen visits, or for every planned visit whose form is due, "
-        "as DIR/<visit id>-<form>.html and, with --pdf, a PDF beside it.",
+        "as DIR/<visit id>-<form>.html (a Word form as .docx) and, with --pdf, a PDF beside it.",
     )
     parser.add_argument(
         "--visit",
@@ -218,14 +218,36 @@ def add_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
         metavar="DIR",
         help="folder for the forms (default: [forms] out, else state/forms by the config)",
     )
-    parser.add_argument("--pdf", action="store_true", help="also write a print-ready A4 PDF of each form")
+    parser.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also write a print-ready A4 PDF of each form (of a Word form through LibreOffice)",
+    )
+    parser.add_argument(
+        "--check-template",
+        metavar="FILE.docx",
+        action="append",
+        default=[],
+        help="list the placeholders of a Word form and what is wrong with it, where; no sheet is read "
+        "(exit 1 when anything is wrong)",
+    )
     parser.set_defaults(run=run_forms)
 
 
+def run_check_templates(paths: list[str]) -> int:
+    from .word_check import check_report, check_template
+
+    results = [check_template(Path(path).expanduser()) for path in paths]
+    print("\n\n".join(check_report(result) for result in results))
+    return 1 if any(result.problems for result in results) else 0
+
+
 def run_forms(args: argparse.Namespace) -> int:
-    from .forms import form_settings, visits_due_for_form, write_forms
+    from .forms import form_settings, policy_template_dirs, visits_due_for_form, write_forms
     from .pipeline import load
 
+    if args.check_template:
+        return run_check_templates(args.check_template)
     config, now = settings(args)
     checked = load(config, now)
     keep_until_exit(checked)
@@ -261,14 +283,26 @@ def run_forms(args: argparse.Namespace) -> int:
         school=config.school or policy.name,
         now=now,
         pdf=args.pdf,
-        template_dirs=[policy.template_dir] if policy.template_dir else None,
+        template_dirs=policy_template_dirs(
+            policy, config.forms.get("template_dir") and config.resolve(config.forms["template_dir"])
+        ),
         extra=form_settings(policy, config.forms),
         progress=True,
     )
     for path in written:
         print(path)
     print(f"Wrote {len(written)} file(s) for {len(positions)} visit(s) to {out_dir}", file=sys.stderr)
-    return 0
+    return 1 if args.pdf and _word_pdf_missing(written) else 0
+
+
+def _word_pdf_missing(written: list[Path]) -> bool:
+    """Word forms were written but LibreOffice is not here to print them: say so in one sentence."""
+    from . import word_pdf
+
+    if word_pdf.available() or not any(path.suffix == ".docx" for path in written):
+        return False
+    print(f"homevisits: {word_pdf.NO_LIBREOFFICE}", file=sys.stderr)
+    return True
 
 
 # ---------------------------------------------------------------- init-sheet (and the "Policy check" tab)
@@ -283,6 +317,11 @@ def add_init_sheet(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         "header. On a log already in use only the missing columns are added, after the last one: nothing is "
         "moved, renamed or deleted. An .xlsx path that does not exist yet becomes a new workbook.",
     )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every column of the catalogue, not only those the policy uses",
+    )
     parser.set_defaults(run=run_init_sheet)
 
 
@@ -295,15 +334,28 @@ def run_init_sheet(args: argparse.Namespace) -> int:
             "init-sheet needs the sheet to set up: pass --source (an .xlsx path or a Google Sheet URL) or --config."
         )
     source = open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
-    setup = source.init_sheet()
+    from .policy import load_policy
+    from .schema import load_schema
+    from .sheet_setup import policy_fields
+
+    schema = load_schema()
+    policy = str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
+    fields = None if args.all else policy_fields(load_policy(policy), schema)
+    setup = source.init_sheet(schema, fields)
+    for header, name in setup.ask:
+        print(
+            f"Not added: {schema[name].header}. The sheet has '{header}', which looks like it; if it is, add "
+            f'under [columns] in the config: "{header}" = "{name}" (rename it otherwise, and run init-sheet again).'
+        )
     if setup.new_sheet:
         print(f"Set up {len(setup.add)} columns with dropdowns, formats and header notes.")
     elif setup.add:
         added = ", ".join(setup.added_headers)
         print(f"Added {len(setup.add)} missing column(s) after the last one: {added}.")
-    else:
-        print("The log already has every column: nothing changed.")
-    return 0
+    elif not setup.ask:
+        which = "every column" if args.all else "every column the policy uses"
+        print(f"The log already has {which}: nothing changed.")
+    return 1 if setup.ask else 0
 
 
 def write_findings_tab(source, report) -> None:

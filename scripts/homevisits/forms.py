@@ -1,5 +1,8 @@
 """Forms: the schools' paperwork filled from one visit, as HTML (Jinja2) and PDF (WeasyPrint).
 
+A school's own Word forms (.docx) are filled by ``word_forms`` and printed by ``word_pdf``;
+``write_forms`` writes both kinds.
+
 Templates live in ``templates/forms/<form>.html.j2``; a school's profile may put its own folder
 first in the search path. Every template is autoescaped, missing values print as a ruled line to
 fill in, dates are UK style with the weekday, times 24-hour, Europe/London. Nothing is fetched
@@ -363,6 +366,17 @@ def file_stem(ref: str) -> str:
     return _UNSAFE_FILE_CHARS.sub("_", ref).strip("._") or "visit"
 
 
+def policy_template_dirs(policy: Any, config_dir: Path | str | None = None) -> list[Path] | None:
+    """Where a profile's forms are looked for: the config's ``[forms] template_dir`` (resolved by the
+    caller), the profile's ``template_dir``, then the profile's own folder (for a .docx path written
+    relative to the profile); the bundled forms always come last."""
+    dirs = [Path(d) for d in (config_dir, getattr(policy, "template_dir", None)) if d]
+    path = getattr(policy, "path", None)
+    if path is not None and Path(path).parent.resolve() != (ROOT / "policies").resolve():
+        dirs.append(Path(path).parent)
+    return dirs or None
+
+
 def write_forms(
     visits: Visits,
     positions: Sequence[int],
@@ -376,11 +390,14 @@ def write_forms(
     extra: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> list[Path]:
-    """Write ``DIR/<visit id>-<form>.html`` (and ``.pdf``) for each chosen visit and form."""
+    """Write ``DIR/<visit id>-<form>.html`` (and ``.pdf``) for each chosen visit and form; a Word form
+    is written as ``.docx``, with its PDF from LibreOffice when ``pdf`` and LibreOffice is installed."""
+    from . import word_pdf
+    from .word_forms import check_form_names, form_key, render_word
+
     out_dir = Path(out_dir)
+    words = check_form_names(forms, template_dirs)  # fail before writing anything
     out_dir.mkdir(parents=True, exist_ok=True)
-    for form in forms:
-        _template(form, template_dirs)  # fail before writing anything
     total = len(positions) * len(forms)
     bar = Progress(total) if progress and total >= PROGRESS_MIN and sys.stderr.isatty() else None
     written: list[Path] = []
@@ -393,6 +410,17 @@ def write_forms(
             stem = f"{stem}-row{visit.get('row')}"
         used.add(stem)
         for form in forms:
+            if words[form] is not None:  # a Word form: the .docx, and its PDF when LibreOffice is here
+                docx = out_dir / f"{stem}-{form_key(form)}.docx"
+                docx.write_bytes(
+                    render_word(form, visit, school=school, now=now, template_dirs=template_dirs, extra=extra)
+                )
+                written.append(docx)
+                if pdf and word_pdf.available():
+                    written.append(word_pdf.docx_to_pdf(docx, docx.with_suffix(".pdf")))
+                if bar:
+                    bar.step()
+                continue
             html = render_form(form, visit, school=school, now=now, template_dirs=template_dirs, extra=extra)
             html_path = out_dir / f"{stem}-{form}.html"
             html_path.write_text(html, encoding="utf-8")
@@ -458,7 +486,7 @@ def form_settings(policy: Any, config_forms: Mapping[str, Any] | None = None) ->
 
     ``sent_to`` is the name before the comma in the profile's ``forms_to_label`` ("Jamal Miah, safeguarding
     contact"); ``evening_from`` is the end of office hours in rule HV011; any other ``[forms]`` key but
-    ``out`` and ``window_days`` is passed to the templates as is (``sent_to``, ``copy``, ``signatures``...).
+    ``out``, ``window_days`` and ``template_dir`` is passed to the templates as is (``sent_to``, ``copy``, ``signatures``...).
     """
     settings: dict[str, Any] = {}
     label = getattr(policy, "forms_to_label", None) or _profile_value(policy, "forms_to_label")
@@ -469,7 +497,7 @@ def form_settings(policy: Any, config_forms: Mapping[str, Any] | None = None) ->
         with contextlib.suppress(ValueError):
             settings["evening_from"] = dt.time.fromisoformat(str(office_end))
     for key, value in (config_forms or {}).items():
-        if key not in ("out", "window_days"):
+        if key not in ("out", "window_days", "template_dir"):
             settings[key] = value
     return settings
 

@@ -5,6 +5,7 @@ Pure functions, shared by the writers (sources/) and by the cell parser, which u
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -44,3 +45,23 @@ def unneutralise(value: Any) -> Any:
     if isinstance(value, str) and value[:1] == MARKER and is_formula_like(value[1:]):
         return value[1:]
     return value
+
+
+# XML 1.0 cannot hold these (Excel escapes them as _x0001_, openpyxl refuses them): C0 controls
+# other than tab, line feed and carriage return, lone surrogates, and the two non-characters.
+_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(text: str) -> str:
+    """``text`` without the characters no workbook can hold (controls, lone surrogates), so no write stops on them."""
+    return _UNWRITABLE.sub("", text)
+
+
+def text_cell(text: str) -> tuple[str, bool]:
+    """Text for a cell typed as text (an xlsx string cell): the cleaned text, and whether it looks like a formula.
+
+    A text-typed cell is never run, so no apostrophe is added (none shows in the cell); the flag lets
+    a writer that owns the styles also set Excel's quote prefix, so editing the cell keeps it text.
+    """
+    cleaned = clean(text)
+    return cleaned, is_formula_like(cleaned)

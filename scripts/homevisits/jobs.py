@@ -113,7 +113,7 @@ def settings_from(config: Config) -> Settings:
         sender=mail.addr_spec(str(mail_cfg.get("from") or "")) or FALLBACK_SENDER,
         school=config.school,
         timezone=config.timezone,
-        forms=dict(config.forms or {}),
+        forms={**(config.forms or {}), **_resolved_template_dir(config)},
         sms=_sms_settings(config),
     )
 
@@ -122,6 +122,12 @@ def _sms_settings(config: Config) -> Any:
     from .sms import sms_settings
 
     return sms_settings(config)
+
+
+def _resolved_template_dir(config: Config) -> dict[str, str]:
+    """``[forms] template_dir`` as a path from the config's folder (the forms are looked for there first)."""
+    folder = (config.forms or {}).get("template_dir")
+    return {"template_dir": str(config.resolve(folder))} if folder else {}
 
 
 def deadline_hours(policy: Policy) -> float:
@@ -211,6 +217,7 @@ class Planned:
     text: str
     html: str | None = None
     pages: tuple[tuple[str, str], ...] = ()  # (PDF file name, HTML page) rendered when sent
+    documents: tuple[tuple[str, bytes], ...] = ()  # (.docx file name, filled Word form): PDF made when sent
     not_mailed: tuple[tuple[str, str], ...] = ()  # (address as typed, why): reported, never mailed
     due: dt.datetime | None = None  # an alert's due-back time: with the key, it gives the Message-ID
     texts: tuple[tuple[str, str], ...] = ()  # an alert's texts: (mobile in E.164, body), see sms.py
@@ -418,33 +425,42 @@ def _message(
 
 
 def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
-    """The form email: the HTML form as the body, each of the policy's forms attached as a PDF."""
-    from .forms import file_stem, form_settings, pdf_title, render_form
+    """The form email: the HTML form as the body, each of the policy's forms attached as a PDF; a Word
+    form attached as the .docx (to complete by hand) and its PDF when LibreOffice can make one."""
+    from .forms import file_stem, form_settings, pdf_title, policy_template_dirs, render_form
+    from .word_forms import check_form_names, word_documents
 
     visit_id = str(visit["visit_id"])
-    template_dirs = [ctx.policy.template_dir] if ctx.policy.template_dir else None
+    template_dirs = policy_template_dirs(ctx.policy, ctx.settings.forms.get("template_dir"))
     extra = form_settings(ctx.policy, ctx.settings.forms)
+    school = ctx.settings.school or ctx.policy.name
+    chosen = ctx.policy.forms or ["generic"]
+    words = check_form_names(chosen, template_dirs)
     pages = tuple(
         (
             f"{file_stem(visit_id)}-{form}.pdf",
-            render_form(
-                form,
-                visit,
-                school=ctx.settings.school or ctx.policy.name,
-                now=ctx.now,
-                template_dirs=template_dirs,
-                extra=extra,
-            ),
+            render_form(form, visit, school=school, now=ctx.now, template_dirs=template_dirs, extra=extra),
         )
-        for form in ctx.policy.forms or ["generic"]
+        for form in chosen
+        if words[form] is None
     )
-    titles = [pdf_title(page, "").removeprefix(" – ") for _, page in pages]
+    documents, word_titles, word_pdfs = word_documents(
+        [f for f in chosen if words[f]],
+        visit,
+        school=school,
+        now=ctx.now,
+        template_dirs=template_dirs,
+        extra=extra,
+    )
+    titles = [pdf_title(page, "").removeprefix(" – ") for _, page in pages] + word_titles
     text_context = {
         **_base_context(visit, ctx),
         "deadline": form_deadline(visit.get("start_at"), ctx.deadline_hours),
         "clause": ctx.clause("HV009"),
         "form_title": "; ".join(titles),
-        "attachment_name": ", ".join(name for name, _ in pages),
+        "attachment_name": ", ".join([name for name, _ in pages] + word_pdfs),
+        "word_name": ", ".join(name for name, _ in documents),
+        "html_body": bool(pages),
     }
     return _message(
         "form",
@@ -454,8 +470,9 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
         text_context,
         to=ctx.settings.forms_to,
         cc=(visit.get("staff_email"), visit.get("line_manager_email")),
-        html=pages[0][1],
+        html=pages[0][1] if pages else None,
         pages=pages,
+        documents=documents,
     )
 
 
@@ -501,7 +518,7 @@ def compose_alert(
         "escalation_steps": ctx.escalation,
         "clause": ctx.clause("HV022"),
         "staff_phone": _clean(visit.get("phone_taken")),
-        "other_phone": _clean(visit.get("phone_taken_other")),
+        "other_phone": _clean(visit.get("phone_taken_also")),
         "second_staff": _clean(visit.get("second_staff")),
         "line_manager": _clean(visit.get("line_manager")),
         "address": address or None,
@@ -933,6 +950,10 @@ def build(
         for name, page in planned.pages:
             path = render_pdf(page, folder / name, visit_id=planned.visit_id)
             attachments.append((name, path.read_bytes(), "application/pdf"))
+        if planned.documents:
+            from .word_forms import word_attachments
+
+            attachments += word_attachments(planned.documents, folder)
     return mail.build_message(
         sender=("Home visits", settings.sender),
         to=list(planned.to),
@@ -1328,6 +1349,8 @@ def _dry_run(
     from .pipeline import load
 
     checked = load(config, now)
+    if "returns" in jobs:
+        checked.require_return_columns()  # never watch returns blind (issue 11, item 4)
     _nothing_to_do(checked, settings, jobs, out)
     if config.ledger_path.exists():
         with open_ledger(config.ledger_path, sender=settings.sender) as ledger:
@@ -1457,6 +1480,8 @@ def _run_locked(
 
     transport = mail.open_transport(config.mail, config.base_dir)  # settings checked before any read
     checked = load(config, now)
+    if "returns" in jobs:
+        checked.require_return_columns()  # never watch returns blind (issue 11, item 4)
     _nothing_to_do(checked, settings, jobs, err, returns=tuple(jobs) == ("returns",))
     if problem is None:
         ledger, trouble = open_or_recover(config.ledger_path, now, sender=settings.sender)

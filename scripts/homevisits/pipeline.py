@@ -19,6 +19,7 @@ from .sources import RawSheet, Source
 if TYPE_CHECKING:
     from .findings import Finding, Report
     from .policy import Policy
+    from .schema import HeaderMap
     from .visits import Visits
 
 
@@ -33,12 +34,27 @@ class Checked:
     policy: Policy
     now: dt.datetime
     findings: list[Finding]
+    mapping: HeaderMap | None = None
+
+    def require_return_columns(self) -> None:
+        """Stop with one sentence when the policy watches safe returns and the sheet lacks a column the
+        check depends on (visit date, start time, expected return or duration, returned at, status)."""
+        from .schema import load_schema, require_return_columns
+
+        if "HV022" in self.policy.rules and self.mapping is not None:
+            raw = self.raw
+            require_return_columns(
+                self.mapping, load_schema(), f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
+            )
 
     def report(self) -> Report:
+        from .cells import printable
         from .findings import Report
 
-        return Report(
-            source=self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})",
+        return Report(  # the spreadsheet's and tab's titles are the school's text too
+            source=printable(
+                self.raw.name if not self.raw.worksheet else f"{self.raw.name} ({self.raw.worksheet})"
+            ),
             policy=self.policy.name,
             checked_at=self.now.isoformat(timespec="seconds"),
             rows=len(self.visits),
@@ -182,5 +198,12 @@ def _load(config: Config, now: dt.datetime) -> Checked:
     visits = build_visits(raw, schema, mapping, header_pos, tz)
     findings = check(visits, policy, now)
     return Checked(
-        config=config, source=source, raw=raw, visits=visits, policy=policy, now=now, findings=findings
+        config=config,
+        source=source,
+        raw=raw,
+        visits=visits,
+        policy=policy,
+        now=now,
+        findings=findings,
+        mapping=mapping,
     )

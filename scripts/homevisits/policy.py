@@ -103,7 +103,7 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
     for rule_id, table in (data.get("rules") or {}).items():
         if rule_id not in RULES:
             raise HomevisitsError(
-                f"{where} enables rule {rule_id}, which does not exist (rules: HV001 to HV028)."
+                f"{where} enables rule {rule_id}, which does not exist (rules: {min(RULES)} to {max(RULES)})."
             )
         if not isinstance(table, dict) or not str(table.get("clause", "")).strip():
             raise HomevisitsError(

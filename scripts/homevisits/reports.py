@@ -547,9 +547,11 @@ def _breaches(findings: Sequence[Finding], titles: Mapping[str, str]) -> Table:
 
 
 def _staff_name(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip():
+    from .formula_guard import clean
+
+    if not isinstance(value, str) or not clean(value).strip():
         return None
-    return " ".join(value.split())
+    return " ".join(clean(value).split())  # no control character or lone surrogate reaches a chart or cell
 
 
 def _by_staff(period: pd.DataFrame) -> Table:
@@ -627,46 +629,70 @@ def write_workbook(summary: Summary, path: Path) -> Path:
     book.properties.title = "Home visits summary"
     first = book.active
     first.title = "Summary"
-    first.append(["Home visits: summary for governors"])
+    _append(first, ["Home visits: summary for governors"])
     first["A1"].font = Font(bold=True, size=14)
-    first.append(["Period", f"{summary.start.isoformat()} to {summary.end.isoformat()}"])
+    _append(first, ["Period", f"{summary.start.isoformat()} to {summary.end.isoformat()}"])
     if summary.policy:
-        first.append(["Policy", summary.policy])
-    first.append(["Generated", summary.generated_at.strftime("%Y-%m-%d %H:%M")])
-    first.append([])
-    first.append(["Figure", "Value", "Detail"])
+        _append(first, ["Policy", summary.policy])
+    _append(first, ["Generated", summary.generated_at.strftime("%Y-%m-%d %H:%M")])
+    _append(first, [])
+    _append(first, ["Figure", "Value", "Detail"])
     for cell in first[first.max_row]:
         cell.font = Font(bold=True)
     for figure in summary.figures:
-        first.append([figure.label, figure.value, figure.note])
+        _append(first, [figure.label, figure.value, figure.note])
     if summary.undated:
-        first.append([])
-        first.append([f"{summary.undated} rows have no readable visit date and are not counted."])
+        _append(first, [])
+        _append(first, [f"{summary.undated} rows have no readable visit date and are not counted."])
     _widths(first, get_column_letter)
 
     header_fill = PatternFill("solid", fgColor="1F3A5F")
     for table in summary.tables:
         sheet = book.create_sheet(_sheet_name(table.sheet))
-        sheet.append(list(table.columns))
+        _append(sheet, list(table.columns))
         for cell in sheet[1]:
             cell.font = Font(bold=True, color="FFFFFF")
             cell.fill = header_fill
             cell.alignment = Alignment(vertical="center")
         for row in table.rows:
-            sheet.append(list(row))
+            _append(sheet, list(row))
         for column in table.shares:
             for (cell,) in sheet.iter_rows(min_row=2, min_col=column + 1, max_col=column + 1):
                 cell.number_format = "0%"
         if not table.rows:
-            sheet.append(["None in this period"])
+            _append(sheet, ["None in this period"])
         if table.note:
-            sheet.append([])
-            sheet.append([table.note])
+            _append(sheet, [])
+            _append(sheet, [table.note])
             sheet.cell(sheet.max_row, 1).font = Font(italic=True, color="555555")
         sheet.freeze_panes = "A2"
         _widths(sheet, get_column_letter, skip_last=bool(table.note))
+    _text_cells_only(book)
     book.save(path)
     return path
+
+
+def _append(sheet: Any, values: Sequence[Any]) -> None:
+    """A row appended with its text cleaned first (openpyxl refuses control characters)."""
+    from .formula_guard import clean
+
+    sheet.append([clean(v) if isinstance(v, str) else v for v in values])
+
+
+def _text_cells_only(book: Any) -> None:
+    """Every text cell through the formula guard: cleaned of what a workbook cannot hold, typed as text
+    (never a formula), and quote-prefixed when it looks like one, so editing it in Excel keeps it text."""
+    from .formula_guard import text_cell
+
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str):
+                    text, formula_like = text_cell(cell.value)
+                    cell.value = text
+                    cell.data_type = "s"
+                    if formula_like:
+                        cell.quotePrefix = True
 
 
 def _sheet_name(title: str) -> str:
@@ -763,6 +789,8 @@ def _month_labels(labels: Sequence[str]) -> list[str]:
 
 
 def _short_label(value: Any, limit: int = 30) -> str:
-    text = str(value)
+    from .formula_guard import clean
+
+    text = clean(str(value))
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return text.replace("$", r"\$")  # a dollar sign would start matplotlib's maths mode

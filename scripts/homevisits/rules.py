@@ -839,3 +839,79 @@ def no_prior_contact(ctx: Context) -> Iterator[Hit]:
             + ctx.header("prior_contact")
             + ".",
         )
+
+
+# ---------------------------------------------------------------- what the sheet holds that was not read
+
+
+@rule("HV029", "Part of the sheet not read", "warning")
+def sheet_not_fully_read(ctx: Context) -> Iterator[Hit]:
+    """Every header is accounted for, and every row skipped is said: a column the tool cannot place
+    is not read (so its cells count for nothing), and rows holding only tick-box defaults are not visits."""
+    visits = ctx.visits
+    header_row = visits.header_row
+    for position, header, near in visits.extra.get("unplaced", ()):
+        where = f"column {_column_name(position)}"
+        if near is not None:
+            canonical = visits.schema[near].header
+            yield Hit(
+                None,
+                None,
+                f"The header '{header}' ({where}) is not a column homevisits knows, so its cells are not read; "
+                f"it looks like '{canonical}'.",
+                f'If it holds {canonical}, add under [columns] in the config: "{header}" = "{near}".',
+                row=header_row,
+            )
+        else:
+            yield Hit(
+                None,
+                None,
+                f"The header '{header}' ({where}) is not a column homevisits knows, so its cells are not read.",
+                f'If the policy needs it, map it under [columns] in the config ("{header}" = "<field>", fields '
+                "as in sheets_schema/home_visits.yaml); a column of the school's own can stay as it is.",
+                severity="info",
+                row=header_row,
+            )
+    for note in visits.extra.get("skipped", ()):
+        yield Hit(
+            None, None, note, "Nothing to do unless one of those rows is a visit.", severity="info", row=None
+        )
+
+
+def _column_name(position: int) -> str:
+    from .schema import column_name
+
+    return column_name(position)
+
+
+LOCALE_NAMES = {"en_GB": "United Kingdom", "en_US": "United States", "en_IE": "Ireland", "en_AU": "Australia"}
+MONTH_FIRST_LOCALES = ("en_US", "en_PH", "en_CA", "es_US", "fil_PH")
+
+
+@rule("HV030", "Spreadsheet locale not the school's", "error")
+def spreadsheet_locale(ctx: Context) -> Iterator[Hit]:
+    """A Google Sheet reads what staff type by its locale: in a US-English sheet 03/04/2026 is stored as
+    4 March, a real date the tool cannot tell from one typed correctly."""
+    locale = ctx.visits.extra.get("locale")
+    expected = str(ctx.p("locale", "en_GB"))
+    if not locale or locale.replace("-", "_").lower() == expected.replace("-", "_").lower():
+        return
+    dates = ctx.f["visit_date"]
+    ambiguous = int(((dates.dt.day <= 12) & (dates.dt.day != dates.dt.month)).fillna(False).sum())
+    if locale in MONTH_FIRST_LOCALES:
+        consequence = (
+            "dates typed day first are stored month first: 03/04/2026 became 4 March 2026, and a date with a "
+            "day over 12 (13/04/2026) stayed as text"
+        )
+    else:
+        consequence = "dates and times typed so far were read by that locale's conventions, not the school's"
+    yield Hit(
+        None,
+        None,
+        f"The Google Sheet's locale is {locale} ({LOCALE_NAMES.get(locale, 'not ' + LOCALE_NAMES.get(expected, expected))}), "
+        f"not {expected}: {consequence}. {ambiguous} visit date{'s' if ambiguous != 1 else ''} in the sheet "
+        "could have day and month swapped.",
+        f"In the Google Sheet choose File → Settings → Locale: {LOCALE_NAMES.get(expected, expected)}, then check "
+        "every date typed so far whose day is 12 or less, and retype any that changed.",
+        row=None,
+    )

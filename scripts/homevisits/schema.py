@@ -10,7 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .cells import choice_lookup
+from .a1 import column_letters as column_name
+from .cells import choice_lookup, printable
 from .errors import HomevisitsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,8 +128,19 @@ class HeaderMap:
 
     positions: dict[str, int]
     headers: dict[str, str]
-    unmapped: list[str]  # headers the tool does not know (kept, ignored)
+    unmapped: list[str]  # headers the tool does not know (kept, reported by HV029)
     all_headers: list[str]
+    unplaced: list[tuple[int, str]] = field(default_factory=list)  # (0-based column, header) of each
+
+    def suggestions(self, schema: Schema) -> list[tuple[int, str, str | None]]:
+        """Each header not placed, with the field it most resembles among those the sheet lacks."""
+        free = [c for c in schema.columns if c.field not in self.positions]
+        keys = {key: c.field for c in free for key in sorted(c.header_keys())}
+        out = []
+        for position, header in self.unplaced:
+            best = difflib.get_close_matches(fold_header(header), list(keys), n=1, cutoff=0.6)
+            out.append((position, header, keys[best[0]] if best else None))
+        return out
 
 
 def map_headers(
@@ -148,20 +160,61 @@ def map_headers(
     positions: dict[str, int] = {}
     headers: dict[str, str] = {}
     unmapped: list[str] = []
+    unplaced: list[tuple[int, str]] = []
     all_headers: list[str] = []
     for position, cell in enumerate(header_row):
-        text = "" if cell is None else " ".join(str(cell).split())
+        text = "" if cell is None else " ".join(printable(str(cell)).split())
         all_headers.append(text)
         if not text:
             continue
         key = fold_header(text)
         name = override_index.get(key) or index.get(key)
-        if name is None or name in positions:
+        if name is None:
             unmapped.append(text)
+            unplaced.append((position, text))
             continue
+        if name in positions:
+            first = positions[name]
+            raise HomevisitsError(
+                f"Two columns hold {schema[name].header}: '{headers[name]}' in column {column_name(first)} and "
+                f"'{text}' in column {column_name(position)}; homevisits cannot tell which to read. Rename or "
+                "remove one of them (or map one to another field under [columns])."
+            )
         positions[name] = position
         headers[name] = text
-    return HeaderMap(positions=positions, headers=headers, unmapped=unmapped, all_headers=all_headers)
+    return HeaderMap(
+        positions=positions, headers=headers, unmapped=unmapped, all_headers=all_headers, unplaced=unplaced
+    )
+
+
+# The columns the safe-return loop cannot watch a visit without (issue 10's alert; rule HV022).
+RETURN_COLUMNS: tuple[tuple[str, ...], ...] = (
+    ("visit_date",),
+    ("start_time",),
+    ("expected_return", "expected_duration"),
+    ("returned_at",),
+    ("status",),
+)
+
+
+def require_return_columns(mapping: HeaderMap, schema: Schema, sheet: str) -> None:
+    """Stop (one sentence, exit 2) when a column the safe-return check depends on cannot be found:
+    ``check-returns`` and ``run-scheduled`` never watch visits blind."""
+    for group in RETURN_COLUMNS:
+        if any(name in mapping.positions for name in group):
+            continue
+        wanted = " or ".join(f"'{schema[name].header}'" for name in group)
+        near = [(h, f) for _, h, f in mapping.suggestions(schema) if f in group]
+        hint = (
+            f' Is it \'{near[0][0]}\'? Then add under [columns] in the config: "{near[0][0]}" = "{near[0][1]}".'
+            if near
+            else f" Add the column (homevisits init-sheet adds it) or map your own header under [columns], "
+            f'e.g. "Back by" = "{group[0]}".'
+        )
+        raise HomevisitsError(
+            f"{sheet} has no column {wanted}, which the safe-return check needs: homevisits will not watch "
+            f"returns without it.{hint}"
+        )
 
 
 def require_columns(mapping: HeaderMap, needed: Iterable[str], schema: Schema, sheet: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import HomevisitsError
-from .schema import Column, Schema, find_header_row, map_headers
+from .schema import Column, Schema, column_name, find_header_row, map_headers
 
 YES_NO = ("YES", "NO")
 NUMBER_FORMATS = {  # column type -> (Google numberFormat type, pattern); the same pattern in Excel
@@ -30,6 +30,8 @@ class SetupPlan:
     header_row: int  # 1-based sheet row of the header row
     new_sheet: bool  # the worksheet is empty: every column, and freeze the header
     add: list[tuple[int, Column]] = field(default_factory=list)  # (0-based column, column) to add
+    # (header the sheet has, field it resembles): not added, a [columns] line is asked for instead
+    ask: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def added_headers(self) -> list[str]:
@@ -37,11 +39,19 @@ class SetupPlan:
 
 
 def plan(
-    rows: Sequence[Sequence[Any]], schema: Schema, overrides: Mapping[str, str] | None = None
+    rows: Sequence[Sequence[Any]],
+    schema: Schema,
+    overrides: Mapping[str, str] | None = None,
+    fields: Sequence[str] | None = None,
 ) -> SetupPlan:
-    """Which columns to write and where, from the worksheet's current cells."""
+    """Which columns to write and where, from the worksheet's current cells.
+
+    ``fields`` are the columns wanted (default: the whole catalogue). A wanted column is not added when
+    the sheet already has a header that closely resembles it: a ``[columns]`` line is asked for instead.
+    """
+    wanted = [c for c in schema.columns if fields is None or c.field in fields]
     if all(_empty(cell) for row in rows for cell in row):
-        return SetupPlan(header_row=1, new_sheet=True, add=list(enumerate(schema.columns)))
+        return SetupPlan(header_row=1, new_sheet=True, add=list(enumerate(wanted)))
     try:
         header_pos = find_header_row(rows, schema, overrides)
     except HomevisitsError as exc:
@@ -51,12 +61,25 @@ def plan(
         ) from exc
     mapping = map_headers(rows[header_pos], schema, overrides)
     width = max((_width(row) for row in rows), default=0)
-    missing = [column for column in schema.columns if column.field not in mapping.positions]
+    missing = [column for column in wanted if column.field not in mapping.positions]
+    near = {name: header for _, header, name in mapping.suggestions(schema) if name is not None}
+    ask = [(near[c.field], c.field) for c in missing if c.field in near]
+    missing = [c for c in missing if c.field not in near]
     return SetupPlan(
         header_row=header_pos + 1,
         new_sheet=False,
         add=[(width + i, column) for i, column in enumerate(missing)],
+        ask=ask,
     )
+
+
+def policy_fields(policy: Any, schema: Schema) -> list[str]:
+    """The columns a policy uses: what it requires, what its rules read (the first of each either/or
+    pair the sheet may lack), and the columns homevisits itself writes."""
+    needed = list(policy.needed_columns())
+    needed += [group[0] for group in policy.needed_alternatives()]
+    needed += [c.field for c in schema.columns if c.owner == "tool"]
+    return [c.field for c in schema.columns if c.field in set(needed)]
 
 
 def _width(row: Sequence[Any]) -> int:
@@ -79,14 +102,7 @@ def dropdown(column: Column) -> list[str] | None:
     return None
 
 
-def column_letter(index: int) -> str:
-    """0-based column index as letters: 0 -> A, 26 -> AA."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
+column_letter = column_name  # 0-based column index as letters: 0 -> A, 26 -> AA
 
 
 # ---------------------------------------------------------------- Google Sheets

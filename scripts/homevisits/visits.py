@@ -22,11 +22,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from .cells import ParsedColumn, is_blank, parse_cells
+from .cells import ParsedColumn, fold_word, is_blank, parse_cells
 from .schema import HeaderMap, Schema
 from .sources import RawSheet
 
 DERIVED = ("row", "start_at", "return_due_at", "learner_key")
+ALSO = "_also"  # suffix of the column holding a phone cell's second and later numbers
 
 
 class CellProblem(NamedTuple):
@@ -62,9 +63,14 @@ class Visits:
         """One visit as plain Python values: dates, times, London-time datetimes, ints, bools, str, None."""
         row = self.frame.iloc[position]
         out: dict[str, Any] = {}
-        for name in (*self.schema.fields, *DERIVED):
+        for name in (*self.schema.fields, *DERIVED, *self.also_fields):
             out[name] = _python(row[name], self.tz)
         return out
+
+    @property
+    def also_fields(self) -> list[str]:
+        """``<phone field>_also``: the further numbers a phone cell held (``0121 496 0000``), for alerts."""
+        return [f"{c.field}{ALSO}" for c in self.schema.columns if c.type == "phone"]
 
     def records(self) -> list[dict[str, Any]]:
         return [self.record(i) for i in range(len(self.frame))]
@@ -129,7 +135,9 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     """Parse every mapped cell under the header row; blank rows are skipped, bad cells become problems."""
     body = raw.rows[header_pos + 1 :]
     first = raw.first_row + header_pos + 1
-    keep = [i for i, cells in enumerate(body) if _has_content(cells)]
+    kinds = [_content(cells) for cells in body]
+    keep = [i for i, kind in enumerate(kinds) if kind is CONTENT]
+    phantom = [first + i for i, kind in enumerate(kinds) if kind is DEFAULTS]
     rows = [body[i] for i in keep]
     row_numbers = np.asarray([first + i for i in keep], dtype=np.int64)
     n = len(rows)
@@ -170,6 +178,11 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
             known = np.asarray([v is not None for v in cells.distinct], dtype=bool)
             answers = np.asarray([bool(v) for v in cells.distinct], dtype=bool)
             frame[column.field] = pd.arrays.BooleanArray(answers[cells.codes], ~known[cells.codes])
+        elif column.type == "phone":
+            frame[column.field] = _each(cells, [None if v is None else str(v) for v in cells.distinct])
+            frame[column.field + ALSO] = _each(
+                cells, [" / ".join(getattr(v, "others", ())) or None for v in cells.distinct]
+            )
         elif column.type not in ("date", "time"):
             frame[column.field] = _each(cells, cells.distinct)
     table = pd.DataFrame(frame, copy=False)  # each column as built: no copy into blocks of one type
@@ -191,15 +204,54 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
         source=raw.name,
         worksheet=raw.worksheet,
         header_row=raw.first_row + header_pos,
+        extra={
+            "unplaced": mapping.suggestions(schema),
+            "skipped": [*raw.notes, *_phantom_note(phantom)],
+            "locale": raw.locale,
+        },
     )
 
 
-def _has_content(cells: list[Any]) -> bool:
-    """False for a blank row (nothing, spaces or placeholders in every cell)."""
-    for cell in cells:  # noqa: SIM110 - a plain loop: any() with a generator costs a third more per row
-        if cell is not None and not is_blank(cell):
-            return True
-    return False
+def _phantom_note(rows: list[int]) -> list[str]:
+    if not rows:
+        return []
+    shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5:,} more" if len(rows) > 5 else "")
+    return [
+        f"{len(rows):,} row{'s' if len(rows) > 1 else ''} below the header ({shown}) hold only tick-box "
+        "defaults (TRUE/FALSE), 0 or formulas showing blank: not read as visits."
+    ]
+
+
+BLANK, DEFAULTS, CONTENT = "blank", "defaults", "content"
+DEFAULT_WORDS = frozenset({"true", "false", "0"})  # what a tick box or a formula fills a whole column with
+
+
+def _content(cells: list[Any]) -> str:
+    """CONTENT for a row with something a person wrote; DEFAULTS for one holding only tick-box
+    defaults (TRUE/FALSE), 0 or formulas showing blank (not a visit); BLANK for an empty row."""
+    defaults = False
+    for cell in cells:  # a plain loop: the first cell of a real row nearly always decides
+        if cell is None:
+            continue
+        kind = cell.__class__
+        if kind is str:
+            if len(cell) > 6 and len(cell.strip()) > 6:
+                return CONTENT
+            word = fold_word(cell)
+            if word in DEFAULT_WORDS:
+                defaults = True
+            elif not is_blank(word):
+                return CONTENT
+        elif kind is bool:
+            defaults = True
+        elif kind is int or kind is float:
+            if cell == 0:
+                defaults = True
+            elif cell == cell:  # not NaN
+                return CONTENT
+        else:
+            return CONTENT
+    return DEFAULTS if defaults else BLANK
 
 
 EPOCH_DAY = dt.date(1970, 1, 1).toordinal()

@@ -25,6 +25,8 @@ class RawSheet:
     first_row: int = 1
     date1904: bool = False
     worksheets: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader skipped and why, said as findings
+    locale: str | None = None  # a Google Sheet's locale (en_GB...), None when the source has none
 
 
 class Source(Protocol):
@@ -43,7 +45,7 @@ class Source(Protocol):
 
     def write_findings(self, header: list[str], rows: list[list[Any]]) -> None: ...
 
-    def init_sheet(self, schema: Any = None) -> Any: ...
+    def init_sheet(self, schema: Any = None, fields: Any = None) -> Any: ...
 
 
 def open_source(

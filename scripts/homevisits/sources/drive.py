@@ -491,14 +491,14 @@ class DriveSource:
         self._save(edit)
         return None
 
-    def init_sheet(self, schema: Any = None) -> Any:
+    def init_sheet(self, schema: Any = None, fields: Any = None) -> Any:
         """Set the log up from the column catalogue, or add its missing columns (one upload when it does)."""
         self._ensure_fetched()
         if self.sheet is not None:
-            return self.sheet.init_sheet(schema)
+            return self.sheet.init_sheet(schema, fields)
 
         def edit(excel: ExcelSource, again: bool) -> tuple[Any, bool]:
-            setup = excel.init_sheet(schema)
+            setup = excel.init_sheet(schema, fields)
             return setup, bool(setup.add)
 
         return self._save(edit)
@@ -566,5 +566,5 @@ class SheetOrDriveFile:
     def write_findings(self, header: list[str], rows: list[list[Any]]) -> None:
         return self._call("write_findings", header, rows)
 
-    def init_sheet(self, schema: Any = None) -> Any:
-        return self._call("init_sheet", schema)
+    def init_sheet(self, schema: Any = None, fields: Any = None) -> Any:
+        return self._call("init_sheet", schema, fields)

@@ -112,6 +112,7 @@ class GoogleSheet:
         self._http: RetryingHTTPClient | None = None
         self._account: ServiceAccount | None = None
         self._sheets: list[dict[str, Any]] | None = None
+        self.locale: str | None = None  # the spreadsheet's locale, known once a metadata request was made
         self.snapshot: RawSheet | None = None
 
     def __repr__(self) -> str:
@@ -159,16 +160,26 @@ class GoogleSheet:
             raise explain(exc, context) from exc
 
     def _sheet_list(self, refresh: bool = False) -> list[dict[str, Any]]:
-        """Every worksheet's properties (title, sheetId, grid size): one metadata request."""
+        """Every worksheet's properties (title, sheetId, grid size) and the spreadsheet's locale: one
+        metadata request."""
         if self._sheets is None or refresh:
             meta = self.http.fetch_sheet_metadata(
-                self.key, params={"fields": "properties.title,sheets.properties"}
+                self.key, params={"fields": "properties.title,properties.locale,sheets.properties"}
             )
             self._sheets = [sheet["properties"] for sheet in meta.get("sheets", [])]
+            self.locale = meta.get("properties", {}).get("locale") or self.locale
             if not self.name or self.name == "Google Sheet":
                 title = meta.get("properties", {}).get("title")
                 self.name = f"Google Sheet '{title}'" if title else self.name
         return self._sheets
+
+    def spreadsheet_locale(self) -> str | None:
+        """The spreadsheet's locale (``en_GB``...): known after any metadata request, else one is made
+        (for check-setup; a read of a named worksheet stays a single request and does not ask)."""
+        if self.locale is None:
+            with self._errors("read"):
+                self._sheet_list(refresh=True)
+        return self.locale
 
     def _find(self, title: str | None, sheets: list[dict[str, Any]]) -> dict[str, Any] | None:
         if title is None:
@@ -203,7 +214,9 @@ class GoogleSheet:
                 data = self.http.values_get(self.key, quote_title(title), params=dict(READ_PARAMS))
         rows = [list(cells) for cells in data.get("values", [])]  # cells.parse_text undoes the neutraliser
         titles = [s["title"] for s in self._sheets] if self._sheets else [title]
-        self.snapshot = RawSheet(name=self.name, worksheet=title, rows=rows, first_row=1, worksheets=titles)
+        self.snapshot = RawSheet(
+            name=self.name, worksheet=title, rows=rows, first_row=1, worksheets=titles, locale=self.locale
+        )
         return self.snapshot
 
     # ------------------------------------------------------------ write back
@@ -298,7 +311,7 @@ class GoogleSheet:
         width = max(len(r) for r in table)
         with self._errors("write to"):
             sheets = self._sheet_list(refresh=True)
-            tab = next((s for s in sheets if s["title"] == FINDINGS_TAB), None)
+            tab = self._find(FINDINGS_TAB, sheets)  # "Policy Check" is the same tab, as Google says
             requests_: list[dict[str, Any]] = []
             if tab is None:
                 sheet_id = max((s["sheetId"] for s in sheets), default=0) + 1
@@ -342,7 +355,7 @@ class GoogleSheet:
 
     # ------------------------------------------------------------ set up a sheet
 
-    def init_sheet(self, schema: Any = None) -> SetupPlan:
+    def init_sheet(self, schema: Any = None, fields: Any = None) -> SetupPlan:
         """Headers, frozen header row, dropdowns, formats and notes; on a log in use, only missing columns."""
         schema = schema or load_schema()
         with self._errors("set up"):
@@ -367,7 +380,7 @@ class GoogleSheet:
                 columns = tab.get("gridProperties", {}).get("columnCount", 26)
                 data = self.http.values_get(self.key, quote_title(title), params=dict(READ_PARAMS))
                 rows = data.get("values", [])
-            setup = plan(rows, schema, self.columns)
+            setup = plan(rows, schema, self.columns, fields)
             requests_ += google_requests(setup, sheet_id, columns)
             if requests_:
                 self.http.batch_update(self.key, {"requests": requests_})
