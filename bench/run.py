@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     workbook = make_bench_workbook(None, args.rows, args.seed)
     made = time.perf_counter() - started
     print(
-        f"workbook: {workbook.relative_to(BENCH_DIR.parent)} ({args.rows:,} rows x 43 columns, "
+        f"workbook: {workbook.relative_to(BENCH_DIR.parent)} ({args.rows:,} rows x 44 columns, "
         f"{workbook.stat().st_size / 1e6:.1f} MB; {'made' if made > 1 else 'cached'} in {made:.1f} s)"
     )
     print(f"machine:  {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

@@ -26,3 +26,6 @@ def test_demo_runs_every_step_and_the_second_run_sends_nothing(tmp_path, monkeyp
     kinds = sorted(p.name.split("_")[1] for p in (made / "outbox").glob("*.eml"))
     assert kinds == ["deadline-missed", "form", "overdue-alert", "reminder"]
     assert "Nothing new was sent: demo/outbox still holds the 4 messages of the first run." in out
+    texts = sorted(p.read_text(encoding="utf-8") for p in (made / "texts").glob("*.txt"))
+    assert [t.split("\n\n")[1].split(":")[0] for t in texts] == ["Recorded", "URGENT home visit V-132"]
+    assert "recorded from a text: V-131 returned_at" in out

@@ -65,7 +65,7 @@ def test_the_workbook_looks_like_a_school_log(demo):
     assert "invented" in sheet["A1"].value
     assert all(cell.value is None for cell in sheet[2])
     headers = [cell.value for cell in sheet[3]]
-    assert len(headers) == 43
+    assert len(headers) == 44  # 43 + Line manager mobile (texts)
     assert {"Date of visit", "Time of expected return", "Visit ID", "Status"} <= set(headers)
 
 

@@ -289,7 +289,7 @@ def test_a_version_1_ledger_gains_the_new_columns_and_keeps_its_messages(tmp_pat
     with sqlite3.connect(path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(messages)")]
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert columns[-3:] == ["withdrawn_at", "withdrawn_reason", "refused"]
+    assert columns[-4:] == ["withdrawn_at", "withdrawn_reason", "refused", "provider_id"]
     with Ledger(path) as reopened:  # opening again adds nothing and loses nothing
         assert reopened.pending() == [] and reopened.get(pending.key).withdrawn_reason == "returned safely"
         assert len(reopened.entries()) == 2

@@ -979,7 +979,7 @@ def test_hv029_names_each_unplaced_header_with_the_columns_line_that_maps_it(tmp
     results = checked(tmp_path, policy, rows, columns=columns)
     [hit] = [f for f in results.findings if f.rule == "HV029"]
     assert (hit.severity, hit.row, hit.column) == ("warning", 1, None)
-    letter = "AQ"  # the 43rd column
+    letter = "AR"  # the 44th column: after every column the schema knows
     assert hit.message == (
         f"The header 'Back by' (column {letter}) is not a column homevisits knows, so its cells are not read; "
         "it looks like 'Expected return'."
@@ -1002,7 +1002,7 @@ def test_a_header_twice_is_one_sentence_naming_both_columns(tmp_path):
     with pytest.raises(HomevisitsError) as caught:
         run_check(path, "omg_education", NOW)
     assert str(caught.value) == (
-        "Two columns hold Status: 'Status' in column AH and 'State' in column AR; homevisits cannot tell which "
+        "Two columns hold Status: 'Status' in column AH and 'State' in column AS; homevisits cannot tell which "
         "to read. Rename or remove one of them (or map one to another field under [columns])."
     )
 

@@ -227,7 +227,7 @@ def test_check_returns_and_run_scheduled_never_run_blind(tmp_path, server):
     # validate still checks the sheet, and says which header it could not place
     result = place.run("validate", late, "--format", "text")
     assert result.status in (0, 1), result.err
-    assert "The header 'Leaving at' (column AQ) is not a column homevisits knows" in result.out
+    assert "The header 'Leaving at' (column AR) is not a column homevisits knows" in result.out
 
 
 def test_the_missing_return_column_error_offers_the_columns_line_for_a_close_header(tmp_path, server):
@@ -537,7 +537,7 @@ def test_a_duplicated_header_stops_every_command_with_one_sentence(tmp_path):
     path = write_workbook(tmp_path / "log.xlsx", rows, columns=[*ALL_HEADERS, "Date"])
     status, _out, err = run(["validate", "--source", str(path), "--policy", "omg_education"])
     assert status == 2 and err.count("\n") == 1
-    assert "Two columns hold Visit date: 'Visit date' in column J and 'Date' in column AR" in err
+    assert "Two columns hold Visit date: 'Visit date' in column J and 'Date' in column AS" in err
     with pytest.raises(HomevisitsError, match="Two columns hold Visit date"):
         run_check(path, "omg_education", NOW)
 

@@ -193,7 +193,7 @@ def test_init_sheet_command_on_excel_then_validate_reads_it(tmp_path, capsys):
 
     path = tmp_path / "new log.xlsx"
     assert main(["init-sheet", "--all", "--source", str(path), "--worksheet", TAB]) == 0
-    assert "Set up 43 columns" in capsys.readouterr().out
+    assert "Set up 44 columns" in capsys.readouterr().out
     assert main(["init-sheet", "--all", "--source", str(path), "--worksheet", TAB]) == 0
     assert "nothing changed" in capsys.readouterr().out
     assert ExcelSource(path, TAB).read().rows[0] == ALL_HEADERS
@@ -219,7 +219,7 @@ def test_init_sheet_command_on_a_google_sheet(api, tmp_path, monkeypatch, capsys
         )
         == 0
     )
-    assert "Added 41 missing column(s) after the last one: Learner ID, " in capsys.readouterr().out
+    assert "Added 42 missing column(s) after the last one: Learner ID, " in capsys.readouterr().out
     assert api.values(KEY, TAB)[0][:3] == ["Visit ID", "Learner name", "Learner ID"]
 
 

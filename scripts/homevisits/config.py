@@ -13,7 +13,7 @@ from .settings import check_config, unknown_key
 
 CONFIG_NAME = "homevisits.toml"
 CONFIG_ENV = "HOMEVISITS_CONFIG"
-SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report")
+SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report", "sms")
 TOP_LEVEL = ("policy", "timezone", "school", *SECTIONS)
 SECRET_KEYS = ("password", "secret", "private_key")
 # [source]: one of path / spreadsheet / drive_file, and how to reach it (every key: settings.TABLES)
@@ -35,6 +35,7 @@ class Config:
     schedule: dict[str, Any] = field(default_factory=dict)
     forms: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    sms: dict[str, Any] = field(default_factory=dict)  # read by sms.sms_settings
     demo: bool = False  # the bundled demo: builds its workbook when missing, writes under demo/
     school_table: dict[str, Any] = field(default_factory=dict)  # [school], when given as a table
 
@@ -181,4 +182,6 @@ def demo_config() -> Config:
         state={"dir": "demo/state", "ledger": "demo/state/ledger.sqlite"},
         forms={"out": "demo/forms"},
         report={"out": "demo/reports"},
+        # texts as files in demo/texts; staff texts read from demo/inbox (sms.OutboxChannel)
+        sms={"provider": "outbox", "outbox": "demo/texts", "inbound": True, "smt": ["+447700900001"]},
     )

@@ -15,6 +15,8 @@ from .cli import main as homevisits
 
 DEMO = Path("demo")
 OUTBOX = DEMO / "outbox"
+TEXTS, INBOX = DEMO / "texts", DEMO / "inbox"
+SAFE_VISIT = "V-131"  # under way today: its staff member texts SAFE before the second run
 
 STEPS: list[tuple[str, list[str]]] = [
     ("Check every visit against the OMG Education policy", ["validate", "--format", "text"]),
@@ -29,7 +31,11 @@ STEPS: list[tuple[str, list[str]]] = [
         "Send what is due: forms, missed deadlines and overdue-return alerts, as .eml files in demo/outbox",
         ["run-scheduled"],
     ),
-    ("Run it again, as cron would 5 minutes later: nothing new is sent", ["run-scheduled"]),
+    (
+        f"Run it again, as cron would 5 minutes later: nothing new is emailed; the staff text "
+        f"'SAFE {SAFE_VISIT}' in {INBOX} is recorded in the sheet and answered in {TEXTS}",
+        ["run-scheduled"],
+    ),
 ]
 
 
@@ -40,6 +46,8 @@ def run() -> int:
     for title, argv in STEPS:
         print(f"== {title}: homevisits {' '.join(argv)}", flush=True)
         sent_before = len(list(OUTBOX.glob("*.eml")))
+        if argv[0] == "run-scheduled" and sent_before:
+            staff_texts_safe(SAFE_VISIT)
         status = homevisits([*argv, "--demo"])  # sealed: never a homevisits.toml or $HOMEVISITS_CONFIG
         if status not in (0, 1):  # 1 only says the demo sheet has problems to fix, as it should
             print(f"homevisits demo: step failed with exit status {status}.", file=sys.stderr)
@@ -50,8 +58,34 @@ def run() -> int:
     print(
         f"Done. Open {DEMO / 'validation.html'} in a browser for the findings; the forms are in {DEMO / 'forms'},"
     )
-    print(f"the governors' summary in {DEMO / 'reports'} and the emails in {OUTBOX}.")
+    print(f"the governors' summary in {DEMO / 'reports'}, the emails in {OUTBOX} and the texts in {TEXTS}.")
     return 0
+
+
+def staff_texts_safe(visit_id: str) -> None:
+    """A text 'SAFE <visit>' from the phone taken on that visit, as Notify would list it, in demo/inbox."""
+    import datetime as dt
+    import json
+
+    from .config import demo_config
+    from .pipeline import load
+    from .sms import e164
+
+    now = dt.datetime.now(dt.UTC)
+    visits = load(demo_config(), now).visits
+    position = visits.position_of(visit_id)
+    number = e164(visits.frame["phone_taken"].iat[position]) if position is not None else None
+    if number is None:
+        return
+    INBOX.mkdir(parents=True, exist_ok=True)
+    text = {
+        "id": "0b7c2f1e-5d2a-4c3e-9a61-1d2f3a4b5c6d",
+        "user_number": number.lstrip("+"),
+        "notify_number": "07700900000",
+        "created_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "content": f"SAFE {visit_id}",
+    }
+    (INBOX / "staff-text.json").write_text(json.dumps(text, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ class Settings:
     school_table: Mapping[str, Any] = field(default_factory=dict)  # [school], when given as a table
     timezone: str = "Europe/London"
     forms: Mapping[str, Any] = field(default_factory=dict)
+    sms: Any = None  # sms.SmsSettings: [sms], alerts by text (None: email only)
 
 
 def _number(table: Mapping[str, Any], key: str, default: float, section: str) -> float:
@@ -116,7 +117,14 @@ def settings_from(config: Config) -> Settings:
         school_table=dict(config.school_table or {}),
         timezone=config.timezone,
         forms={**(config.forms or {}), **_resolved_template_dir(config)},
+        sms=_sms_settings(config),
     )
+
+
+def _sms_settings(config: Config) -> Any:
+    from .sms import sms_settings
+
+    return sms_settings(config)
 
 
 def _resolved_template_dir(config: Config) -> dict[str, str]:
@@ -216,6 +224,7 @@ class Planned:
     not_mailed: tuple[tuple[str, str], ...] = ()  # (address as typed, why): reported, never mailed
     due: dt.datetime | None = None  # an alert's due-back time: with the key, it gives the Message-ID
     row: int | None = None  # the visit's sheet row, named instead of an ID that is not header-safe
+    texts: tuple[tuple[str, str], ...] = ()  # an alert's texts: (mobile in E.164, body), see sms.py
 
     @property
     def label(self) -> str:
@@ -539,6 +548,9 @@ def compose_alert(
         "unreachable": unreachable,
     }
     manager = visit.get("line_manager_email")
+    from .sms import alert_texts
+
+    texts = alert_texts(kind, visit, ctx.settings.sms, ctx.now, ctx.settings.timezone)
     if kind == "smt_alert":
         return _message(
             kind,
@@ -550,8 +562,9 @@ def compose_alert(
             cc=[manager] if _manager_reached(visit, ctx) else [],  # else their mailbox holds SMT's back
             fallback=ctx.settings.admin,
             due=due,
+            texts=texts,
         )
-    return _message(kind, key, visit, ctx, text_context, to=[manager], due=due)
+    return _message(kind, key, visit, ctx, text_context, to=[manager], due=due, texts=texts)
 
 
 def _manager_reached(visit: Mapping[str, Any], ctx: Context) -> bool:
@@ -783,7 +796,7 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     if ctx.history.current(visit_id, "smt_alert") is not None:
         return None
     key = ctx.history.new_key(f"smt_alert:{visit_id}")
-    if alert is not None and alert.status == "failed":
+    if alert is not None and alert.status == "failed" and not texted(ctx, visit_id, "overdue_alert"):
         return compose_alert("smt_alert", visit, ctx, key, unreachable=alert.error or "refused")
     alerted = _alert_time(visit, ctx)
     if alerted is None or ctx.now - alerted <= dt.timedelta(minutes=ctx.settings.smt_after_minutes):
@@ -793,6 +806,16 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
 
 VISIT_KINDS = ("form", "reminder", "final_reminder", "deadline_missed", "overdue_alert", "smt_alert")
 ALERTS = ("overdue_alert", "smt_alert")
+TEXTS = {"overdue_text": "overdue_alert", "smt_text": "smt_alert"}  # an alert stage's texts (sms.py)
+# Entries sms.py / checkin.py keep: never rebuilt by ``rebuild`` (a pending duress alert comes back with
+# its text, which is processed again; a pending safe notice is not sent again).
+TEXT_ENTRIES = (*TEXTS, "duress_text", "inbound_text", "reply_text", "duress_alert", "safe_notice")
+
+
+def texted(ctx: Context, visit_id: str, stage: str) -> bool:
+    """A text of this alert stage was accepted: the stage reached someone even if its email did not."""
+    kinds = [kind for kind, of in TEXTS.items() if of == stage]
+    return any(e.status == "sent" for e in ctx.history.of_visit(visit_id, kinds))
 
 
 def withdrawals(entries: Iterable[Entry], visits: Visits, ctx: Context) -> dict[str, str]:
@@ -1042,6 +1065,10 @@ class Run:
         self.tally = Tally()
         self.problem: str | None = None  # the ledger failed during the run: why (exit 2)
         self.accepted: str | None = None  # the key of the message the server accepted last
+        from .sms import TextTally, open_channel
+
+        self.texter = open_channel(settings.sms)  # None without [sms]
+        self.texts = TextTally()
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -1054,14 +1081,15 @@ class Run:
 
         When the ledger fails, the run goes on with a ledger in memory: alerts still go (an alert the
         server already accepted is not sent again), everything else waits for a working ledger."""
-        if self.problem is not None and planned.kind not in ALERTS:
+        if self.problem is not None and planned.kind not in (*ALERTS, "duress_alert"):
             self.tally.waiting += 1
             return
         try:
             self._deliver(planned, entry)
+            self.text(planned)
         except LedgerUnavailable as exc:
             self.degrade(exc)
-            if planned.kind not in ALERTS:
+            if planned.kind not in (*ALERTS, "duress_alert"):
                 self.tally.waiting += 1
                 return
             if self.accepted == planned.key:  # the server has it: record it, do not send it again
@@ -1074,8 +1102,29 @@ class Run:
                     self.msgid(planned),
                 )
                 self.ledger.mark_sent(held.key, self.now)
+                self.text(planned)  # the in-memory ledger does not know its texts: a repeat, never a loss
                 return
             self._deliver(planned, None)
+            self.text(planned)
+
+    def text(self, planned: Planned) -> None:
+        """An alert's texts, beside its email (each once, by the ledger); never holds up the email."""
+        from .sms import TEXT_KINDS, send_texts
+
+        if self.texter is None or not planned.texts or planned.kind not in TEXT_KINDS:
+            return
+
+        send_texts(
+            self.ledger,
+            self.texter,
+            planned.key,
+            planned.kind,
+            planned.visit_id,
+            planned.texts,
+            self.now,
+            self.texts,
+            self.say,
+        )
 
     def degrade(self, exc: LedgerUnavailable) -> None:
         """Carry on without the ledger file (see ``deliver``)."""
@@ -1325,7 +1374,8 @@ def _dry_run(
         checked.require_return_columns()  # never watch returns blind (issue 11, item 4)
     _nothing_to_do(checked, settings, jobs, out)
     entries = read_ledger(config.ledger_path) or []  # read-only: a rehearsal never writes the ledger
-    history, pending = History(tuple(entries)), [e for e in entries if e.status == "pending"]
+    history = History(tuple(entries))
+    pending = [e for e in entries if e.status == "pending" and e.kind not in TEXT_ENTRIES]
     ctx = context_for(checked.visits, checked.findings, checked.policy, settings, history, now)
     lines = []
     withdrawn = withdrawals(pending, checked.visits, ctx)
@@ -1351,6 +1401,8 @@ def _dry_run(
             continue
         message = build(planned, DRY_RUN_ID, settings, now, None)
         lines.append(f"would send: {mail.describe(message)}")
+        if planned.texts and settings.sms is not None:
+            lines.append(f"would text: {planned.visit_id} {planned.kind} to {len(planned.texts)} mobile(s)")
         if planned.not_mailed:
             lines.append(
                 f"would not mail: {len(planned.not_mailed)} address(es) of {planned.label} {planned.kind} "
@@ -1408,6 +1460,8 @@ def undelivered(ctx: Context, visits: Visits) -> list[str]:
     lines = []
     for i in return_candidates(visits, ctx):
         for entry in ctx.history.of_visit(ctx.refs[i], ALERTS):
+            if texted(ctx, ctx.refs[i], entry.kind):
+                continue  # its text went: the stage reached someone
             if entry.status == "failed":
                 why = f"reached nobody ({entry.error or 'refused'})"
             elif entry.status == "pending":
@@ -1460,13 +1514,18 @@ def _run_locked(
             run_.problem = trouble
         visits = checked.visits
         broken: Exception | None = None  # a broken form template must not hold up the alerts
+        checkins, duress, safe = None, [], []
+        if "returns" in jobs and run_.texter is not None and settings.sms.inbound:
+            checkins, duress, safe, checked = check_in(run_, checked, config, settings, now)
+            visits = checked.visits
         try:
             carry_over(ledger, visits)
             history = History.of(ledger)
-            pending = ledger.pending()
+            pending = [e for e in ledger.pending() if e.kind not in TEXT_ENTRIES]
+            texts_pending = [e for e in ledger.pending() if e.kind in TEXTS]
         except LedgerUnavailable as exc:
             run_.degrade(exc)
-            history, pending = History(), []
+            history, pending, texts_pending = History(), [], []
         ctx = context_for(visits, checked.findings, checked.policy, settings, history, now)
         work: list[tuple[Planned, Entry | None]] = []
         withdrawn = withdrawals(pending, visits, ctx)
@@ -1494,12 +1553,17 @@ def _run_locked(
         bar = Progress(len(work), "messages") if err.isatty() and len(work) >= PROGRESS_MIN else None
         for planned, entry in work:
             if run_.tally.stopped:
-                break
+                run_.text(planned)  # the mail server cannot be used: an alert's texts still go
+                continue
             run_.deliver(planned, entry)
             if bar:
                 bar.step()
         if bar:
             bar.done()
+        if "returns" in jobs:
+            retry_texts(run_, texts_pending, visits, ctx)
+            duress_alerts(run_, duress, visits, ctx)
+            safe_notices(run_, safe, visits, ctx)
         if "returns" in jobs and not run_.tally.stopped:
             # A first stage that reached nobody this run: SMT is alerted now, not at the next run.
             ctx = replace(ctx, history=History.of(run_.ledger))
@@ -1531,7 +1595,103 @@ def _run_locked(
     if run_.problem is not None or notice is not None:
         print(f"homevisits: {run_.problem or notice}", file=err, flush=True)
         return 2
-    return 1 if (unsure or unsent) else tally.status
+    texts = run_.texts
+    if texts.sent or texts.queued or texts.refused:
+        print(
+            f"Texts: {texts.sent} sent, {texts.queued} queued for the next run, {texts.refused} refused for good.",
+            file=err,
+            flush=True,
+        )
+    unread = checkins is not None and checkins.unread
+    return 1 if (unsure or unsent or texts.queued or texts.refused or unread) else tally.status
+
+
+def check_in(run_: Run, checked: Checked, config: Config, settings: Settings, now: dt.datetime) -> Any:
+    """Staff texts (checkin.py): recorded in the sheet first, then the sheet read again so the alerts
+    see the safe returns just texted in. (tally, duress outcomes, the sheet as read)."""
+    from .checkin import process
+    from .pipeline import load
+
+    try:
+        tally, duress, safe = process(
+            run_.ledger,
+            run_.texter,
+            checked,
+            settings.sms.duress_word,
+            settings.timezone,
+            now,
+            run_.say,
+            run_.warn,
+        )
+    except LedgerUnavailable as exc:
+        run_.degrade(exc)
+        return None, [], [], checked
+    if tally.recorded:
+        checked = load(config, now)
+    if tally.read:
+        print(
+            f"Staff texts: {tally.read} read, {tally.recorded} recorded in the sheet, "
+            f"{tally.unknown} from unknown numbers.",
+            file=run_.err,
+            flush=True,
+        )
+    return tally, duress, safe, checked
+
+
+def duress_alerts(run_: Run, outcomes: Sequence[Any], visits: Visits, ctx: Context) -> None:
+    from .checkin import duress_alert
+
+    for outcome in outcomes:
+        planned = duress_alert(outcome, visits, ctx)
+        if planned is None:
+            run_.warn(
+                f"a duress text came from a phone with no visit in the sheet today ({outcome.visit_id})."
+            )
+            continue
+        run_.warn(f"DURESS: {planned.visit_id}: the duress word was texted; line manager and SMT alerted.")
+        run_.deliver(planned)
+        from .checkin import record
+
+        record(run_.ledger, outcome, run_.now)  # processed only once its alert is in the ledger
+
+
+def safe_notices(run_: Run, outcomes: Sequence[Any], visits: Visits, ctx: Context) -> None:
+    """A safe return texted in after an alert went: the people the alert emailed are told, once."""
+    from .checkin import safe_notice
+    from .sms import safe_label
+
+    for outcome in outcomes:
+        alerted = [
+            e for e in run_.ledger.entries(outcome.visit_id) if e.kind in ALERTS and e.status == "sent"
+        ]
+        to = tuple(dict.fromkeys(a for e in alerted for a in e.recipients))
+        position = ctx.position(outcome.visit_id)
+        if not to or position is None:
+            continue
+        label = safe_label(visit_record(visits, ctx, position))
+        text = f"{safe_notice(visits, outcome, ctx.settings.timezone)}\n\nThe overdue-return alert for {label} is closed: the staff member texted SAFE.\n"
+        subject = mail.clean_text(f"Safe return confirmed: home visit {label}")
+        run_.deliver(
+            Planned(
+                f"safe_notice:{outcome.inbound.id}", outcome.visit_id, "safe_notice", to, (), subject, text
+            )
+        )
+
+
+def retry_texts(run_: Run, entries: Sequence[Entry], visits: Visits, ctx: Context) -> None:
+    """Texts still pending from an earlier run: sent again while their visit is still overdue, else
+    withdrawn (a safe return, a cancelled visit)."""
+    candidates = set(return_candidates(visits, ctx)) if entries else set()
+    for entry in entries:
+        stage = TEXTS[entry.kind]
+        alert_key = stage + entry.key[len(entry.kind) : entry.key.rindex(":")]
+        position = ctx.position(entry.visit_id)
+        if position is None or position not in candidates:
+            run_.ledger.mark_withdrawn(entry.key, run_.now, "no longer overdue")
+            continue
+        planned = compose(stage, visit_record(visits, ctx, position), ctx, alert_key)
+        held = set(entry.recipients)
+        run_.text(replace(planned, texts=tuple(t for t in planned.texts if t[0] in held)))
 
 
 def _placeholder(entry: Entry) -> Planned:

@@ -38,6 +38,13 @@ KINDS = (
     "overdue_alert",
     "smt_alert",
     "admin_report",
+    "overdue_text",  # the alerts by text (sms.py): one entry per stage and mobile
+    "smt_text",
+    "inbound_text",  # a staff text read from Notify, processed (checkin.py): no content stored
+    "reply_text",  # the tool's answer to it, or a safe-return notice
+    "duress_alert",  # the duress word was texted: line manager and SMT, by email
+    "duress_text",  # ... and by text
+    "safe_notice",  # a safe return texted in after an alert: to the people the alert emailed
 )
 # Which sheet column the tool writes from a sent message of each kind.
 WRITE_BACK_FIELDS = {"form": "form_sent_at", "overdue_alert": "escalated_at"}
@@ -64,12 +71,18 @@ CREATE TABLE IF NOT EXISTS messages (
     written_back_at TEXT,
     withdrawn_at    TEXT,
     withdrawn_reason TEXT,
-    refused         TEXT
+    refused         TEXT,
+    provider_id     TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_visit_kind ON messages (visit_id, kind);
 """
 # Columns added since version 1, with their type: ALTER TABLE adds them to an older ledger when opened.
-ADDED_COLUMNS = {"withdrawn_at": "TEXT", "withdrawn_reason": "TEXT", "refused": "TEXT"}
+ADDED_COLUMNS = {
+    "withdrawn_at": "TEXT",
+    "withdrawn_reason": "TEXT",
+    "refused": "TEXT",
+    "provider_id": "TEXT",  # a text's id at GOV.UK Notify
+}
 COLUMNS = (
     "id, key, visit_id, kind, recipients, message_id, queued_at, attempts, last_attempt_at, "
     "sent_at, failed_at, error, written_back_at, withdrawn_at, withdrawn_reason, refused"
@@ -439,6 +452,17 @@ class Ledger:
             sql = "error = CASE WHEN sent_at IS NULL THEN ? ELSE error END"
             params = (error,)
         return self._update(key, sql, params)
+
+    def note_provider_id(self, key: str, provider_id: str) -> None:
+        """The id the text provider (GOV.UK Notify) gave the message it accepted."""
+        self._update(key, "provider_id = COALESCE(provider_id, ?)", (provider_id,))
+
+    def provider_id(self, key: str) -> str | None:
+        try:
+            row = self._db.execute("SELECT provider_id FROM messages WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise ledger_problem(self.path, exc) from exc
+        return row[0] if row else None
 
     def carry_over(self, renames: Mapping[str, str]) -> int:
         """Entries kept under a row's fingerprint (no Visit ID yet) move to the ID the row now has."""

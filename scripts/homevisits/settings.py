@@ -211,6 +211,16 @@ TABLES: dict[str, dict[str, Setting]] = {
         "signatures": Setting("bool"),
     },
     "report": {"out": Setting("text")},
+    "sms": {  # issue 14: texts through GOV.UK Notify (sms.sms_settings checks the values further)
+        "provider": Setting("choice", choices=("notify", "outbox")),
+        "api_key_env": Setting("text"),
+        "template_id": Setting("text"),
+        "base_url": Setting("url"),
+        "outbox": Setting("text"),
+        "inbound": Setting("bool"),
+        "duress_word": Setting("text"),
+        "smt": Setting("texts", ()),
+    },
 }
 CONTACT = {"name": Setting("text"), "email": Setting("text")}
 SCHOOL = {  # who the school is, as forms and emails say it (issue 11 item 10)

@@ -296,8 +296,9 @@ def layout(
 
 
 def tool_fields(schema: Any) -> list[str]:
-    """The columns the tool writes (``owner: tool`` in the catalogue)."""
-    return [column.field for column in schema.columns if column.owner == "tool"]
+    """The columns the tool writes (``owner: tool`` in the catalogue, and ``owner: shared``: the
+    check-in times staff may also text in, see checkin.py)."""
+    return [column.field for column in schema.columns if column.owner in ("tool", "shared")]
 
 
 def header_names(schema: Any, mapping: Any) -> dict[str, str]:
