@@ -217,7 +217,7 @@ def test_an_unknown_sms_setting_says_did_you_mean(tmp_path, server, notify):
     school = place(tmp_path, [visit()], server, notify, templat_id="x")
     result = school.run("run-scheduled", CHECK)
     assert result.status == 2
-    assert "[sms] has an unknown setting templat_id (did you mean template_id?)" in result.err
+    assert "[sms] has no setting templat_id: did you mean template_id?" in result.err
     assert "Traceback" not in result.err
 
 
@@ -228,7 +228,7 @@ def test_the_api_key_only_from_the_environment(tmp_path, server, notify, monkeyp
     assert result.status == 2
     assert "the environment variable HOMEVISITS_NOTIFY_API_KEY is not set" in result.err
     bad = place(tmp_path, [visit()], server, notify, api_key="secret")
-    assert "unknown setting api_key" in bad.run("run-scheduled", CHECK).err
+    assert "[sms] has no setting api_key: did you mean api_key_env?" in bad.run("run-scheduled", CHECK).err
 
 
 def test_smt_mobiles_must_be_mobiles():
@@ -556,3 +556,14 @@ def test_a_safe_text_that_could_not_be_written_is_read_again_after_newer_texts(t
     assert written(school, "V1", "returned_at") == dt.datetime(2026, 11, 23, 10, 20)
     assert replies(notify) == ["Recorded: V1 safe return 10:20."]
     assert delivered(server) == {}
+
+
+def test_check_setup_has_a_texts_line(notify, monkeypatch):
+    from homevisits.setup_check import check_texts
+
+    table = {"provider": "notify", "template_id": TEMPLATE_ID, "base_url": notify.base_url}
+    good = check_texts(config_module.from_mapping({"sms": table}))
+    assert good.ok and good.line() == "✓ texts: GOV.UK Notify accepted the key; the template is ((message))."
+    monkeypatch.setenv("HOMEVISITS_NOTIFY_API_KEY", API_KEY[:-36] + "00000000-0000-4000-8000-000000000000")
+    bad = check_texts(config_module.from_mapping({"sms": table}))
+    assert not bad.ok and bad.line().startswith("✗ texts: GOV.UK Notify refused the API key")

@@ -194,9 +194,9 @@ def _word(field_name: str) -> str:
 
 
 def _safe(visit_id: str) -> str:
-    from .sms import SAFE_VISIT_ID
+    from .visit_ids import is_header_safe_id
 
-    return visit_id if SAFE_VISIT_ID.fullmatch(visit_id) else "your visit"
+    return visit_id if is_header_safe_id(visit_id) else "your visit"
 
 
 def _missing(value: Any) -> bool:

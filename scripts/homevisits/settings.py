@@ -316,6 +316,7 @@ class Typed:
     schedule: Any
     forms: Any
     report: Any
+    sms: Any
     school: Any
 
 

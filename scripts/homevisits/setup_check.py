@@ -346,6 +346,23 @@ def check_state(config: Any) -> Check:
         )
 
 
+def check_texts(config: Any) -> Check:
+    """[sms]: the Notify key works, the template is ``((message))``, inbound texts can be read."""
+
+    def attempt() -> str:
+        from . import sms
+
+        settings = sms.sms_settings(config)
+        if settings is None or settings.provider != "notify":
+            return 'texts go to a folder (provider = "outbox"): nothing to check with Notify.'
+        problems = sms.check_setup(settings)
+        if problems:
+            raise HomevisitsError(" ".join(problems))
+        return "GOV.UK Notify accepted the key; the template is ((message))."
+
+    return _attempt("texts", attempt)
+
+
 def check_job(config: Any, now: dt.datetime) -> Check:
     from . import heartbeat
 
@@ -363,6 +380,8 @@ def check_setup(config_path: Path | None, now: dt.datetime, *, send_test: str | 
     if policy is not None:
         checks.extend(check_sheet(config, policy))
     checks.append(check_mail(config, send_test, now))
+    if getattr(config, "sms", None):
+        checks.append(check_texts(config))
     checks.append(check_state(config))
     checks.append(check_job(config, now))
     return checks

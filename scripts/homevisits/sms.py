@@ -15,7 +15,6 @@ email or the next stage.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import functools
 import hashlib
 import os
@@ -33,16 +32,6 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 PROVIDERS = ("notify", "outbox")
-SMS_KEYS = (
-    "provider",
-    "api_key_env",
-    "template_id",
-    "base_url",
-    "outbox",
-    "inbound",
-    "duress_word",
-    "smt",
-)
 NOTIFY_URL = "https://api.notifications.service.gov.uk"
 DEFAULT_KEY_ENV = "HOMEVISITS_NOTIFY_API_KEY"
 TEXT_KINDS = {"overdue_alert": "overdue_text", "smt_alert": "smt_text", "duress_alert": "duress_text"}
@@ -72,14 +61,7 @@ def sms_settings(config: Config) -> SmsSettings | None:
     table = dict(getattr(config, "sms", None) or {})
     if not table:
         return None
-    for key in table:
-        if key not in SMS_KEYS:
-            close = difflib.get_close_matches(key, SMS_KEYS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise HomevisitsError(
-                f"[sms] has an unknown setting {key}{hint}: the settings are {', '.join(SMS_KEYS)} "
-                "(see homevisits.example.toml)."
-            )
+    # Unknown keys and wrong types are caught when the config loads (settings.TABLES["sms"]).
     for key in ("provider", "api_key_env", "template_id", "base_url", "outbox", "duress_word"):
         if key in table and not isinstance(table[key], str):
             raise HomevisitsError(f'In [sms], {key} must be text in quotes, e.g. {key} = "...".')
