@@ -24,6 +24,7 @@ from jobs_fixtures import (
     ADMIN,
     MANAGER,
     SMT,
+    TODAY,
     School,
     body,
     delivered,
@@ -418,3 +419,16 @@ def test_a_huge_number_in_a_duration_formatted_cell_never_stops_the_alerts(tmp_p
     book.save(school.workbook)
     result = school.run("run-scheduled", CHECK)
     assert sorted(delivered(server)) == [("V2", "overdue_alert"), ("V3", "overdue_alert")], result.err
+
+
+def test_a_row_copied_with_yesterdays_visit_id_still_gets_its_own_alert(tmp_path, server):
+    yesterday = out_today(1, start=(9, 0), end=(10, 0), day=TODAY - dt.timedelta(days=1))
+    school = place(tmp_path, [yesterday], server)
+    school.run("run-scheduled", london(2026, 11, 22, 10, 45))
+    school.run("run-scheduled", london(2026, 11, 22, 11, 20))
+    assert kinds(server) == ["overdue_alert", "smt_alert"]
+    today = visit()  # copied for today's visit, Visit ID V1 left as it was
+    school.write([{**yesterday, "returned_at": "22/11/2026 11:30"}, today])
+    result = school.run("run-scheduled", CHECK)
+    assert kinds(server) == ["overdue_alert", "smt_alert", "overdue_alert"], result.err
+    assert "V1" in server.messages[-1].message["Subject"]

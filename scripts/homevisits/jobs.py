@@ -344,20 +344,29 @@ def _missing(value: Any) -> bool:
 
 
 def visit_refs(visits: Visits) -> tuple[str, ...]:
-    """Each row's reference in the ledger: its Visit ID, else its fingerprint."""
+    """Each row's reference in the ledger: its Visit ID, else its fingerprint. A Visit ID on two rows
+    (a row copied for a new visit, HV019) is no single visit: each such row gets ``<ID>~<fingerprint>``,
+    so yesterday's alert never stands for today's visit."""
+    from collections import Counter
+
     ids = visits.frame["visit_id"].tolist()
-    unnamed = fingerprints(visits, [i for i, visit_id in enumerate(ids) if not visit_id])
-    return tuple(visit_id or unnamed[i] for i, visit_id in enumerate(ids))
+    counts = Counter(visit_id for visit_id in ids if visit_id)
+    apart = [i for i, visit_id in enumerate(ids) if not visit_id or counts[visit_id] > 1]
+    found = fingerprints(visits, apart)
+    return tuple(
+        (found[i] if not visit_id else f"{visit_id}~{found[i].removeprefix(UNNAMED)}")
+        if i in found
+        else visit_id
+        for i, visit_id in enumerate(ids)
+    )
 
 
 def visit_record(visits: Visits, ctx: Context, position: int) -> dict[str, Any]:
     """One row as the messages see it: its reference as ``visit_id``, its label, the safe-return state."""
     record = visits.record(position)
-    named = bool(record.get("visit_id"))
-    record["visit_id"] = ctx.refs[position] if ctx.refs else record.get("visit_id")
-    record["label"] = (
-        mail.visit_text(record["visit_id"], record.get("row")) if named else f"row {record.get('row')}"
-    )
+    typed = record.get("visit_id")
+    record["visit_id"] = ctx.refs[position] if ctx.refs else typed
+    record["label"] = mail.visit_text(typed, record.get("row")) if typed else f"row {record.get('row')}"
     record["position"] = position
     if ctx.overdue is not None:
         from .safe_return import Cells
