@@ -432,3 +432,31 @@ def test_a_row_copied_with_yesterdays_visit_id_still_gets_its_own_alert(tmp_path
     result = school.run("run-scheduled", CHECK)
     assert kinds(server) == ["overdue_alert", "smt_alert", "overdue_alert"], result.err
     assert "V1" in server.messages[-1].message["Subject"]
+
+
+@pytest.mark.parametrize("typed", ["23:00", "24/11/2026", "23/11/2027 10:31", "08:00"])
+def test_an_escalated_at_still_to_come_or_before_the_start_is_not_an_alert_that_went(tmp_path, server, typed):
+    school = place(tmp_path, [visit(escalated_at=typed)], server)
+    school.run("run-scheduled", CHECK)
+    assert kinds(server) == ["overdue_alert"]
+
+
+def test_a_row_reused_for_the_next_visit_under_the_same_id_gets_its_own_alerts(tmp_path, server):
+    last_week = out_today(1, start=(9, 0), end=(10, 0), day=TODAY - dt.timedelta(days=7))
+    school = place(tmp_path, [last_week], server)
+    school.run("run-scheduled", london(2026, 11, 16, 10, 45))
+    school.run("run-scheduled", london(2026, 11, 16, 11, 20))
+    assert kinds(server) == ["overdue_alert", "smt_alert"]
+    school.write([visit()])  # the same row, overwritten with today's visit, Visit ID V1 kept
+    school.run("run-scheduled", CHECK)
+    assert kinds(server) == ["overdue_alert", "smt_alert", "overdue_alert"]
+    school.run("run-scheduled", CHECK + dt.timedelta(minutes=31))
+    assert kinds(server) == ["overdue_alert", "smt_alert", "overdue_alert", "smt_alert"]
+    assert len(set(message_ids(server))) == 4
+
+
+@pytest.mark.parametrize("typed", ["abandoned", "aborted", "not done", "Done?", "in progress"])
+def test_a_status_that_may_mean_staff_are_still_out_keeps_the_visit_watched(tmp_path, server, typed):
+    school = place(tmp_path, [visit(status=typed)], server)
+    school.run("run-scheduled", CHECK)
+    assert kinds(server) == ["overdue_alert"]

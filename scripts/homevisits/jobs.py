@@ -578,8 +578,8 @@ def compose_alert(
 
 def _manager_reached(visit: Mapping[str, Any], ctx: Context) -> bool:
     """The line manager's alert was accepted (or the sheet shows the first stage done)."""
-    alert = ctx.history.current(str(visit["visit_id"]), "overdue_alert")
-    return alert.status == "sent" if alert is not None else _escalated(visit)
+    alert = _stage(visit, ctx, "overdue_alert")
+    return alert.status == "sent" if alert is not None else _escalated(visit, ctx)
 
 
 def compose_admin_report(
@@ -634,7 +634,7 @@ def compose(kind: str, visit: Mapping[str, Any], ctx: Context, key: str) -> Plan
     if kind in ("overdue_alert", "smt_alert"):
         if kind == "overdue_alert":
             return compose_alert(kind, visit, ctx, key)
-        alert = ctx.history.current(str(visit["visit_id"]), "overdue_alert")
+        alert = _stage(visit, ctx, "overdue_alert")
         if alert is not None and alert.status == "failed":
             return compose_alert(kind, visit, ctx, key, unreachable=alert.error or "refused")
         return compose_alert(kind, visit, ctx, key, _alert_time(visit, ctx))
@@ -779,18 +779,45 @@ def form_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     return compose_chase("reminder", visit, ctx, key)
 
 
-def _escalated(visit: Mapping[str, Any]) -> bool:
-    """The sheet shows the first stage done (written back by a run, or typed in by staff)."""
-    return visit.get("escalated_at") is not None
+def _escalated(visit: Mapping[str, Any], ctx: Context) -> bool:
+    """The sheet shows the first stage done (written back by a run, or typed in by staff): an Escalated
+    at from the visit's start up to now. A time still to come, or one before the visit began, is a
+    doubt, and a doubt never stands for an alert that went."""
+    when = _utc(visit.get("escalated_at"))
+    if when is None or when > ctx.now:
+        return False
+    start = _utc(visit.get("start_at"))
+    return start is None or when >= start
+
+
+def _stage(visit: Mapping[str, Any], ctx: Context, kind: str) -> Entry | None:
+    """This visit's latest message of an alert stage. One queued before the visit started was about an
+    earlier visit under the same Visit ID (a row reused for the next visit): it does not count."""
+    entry = ctx.history.current(str(visit["visit_id"]), kind)
+    start = _utc(visit.get("start_at"))
+    if entry is not None and start is not None and entry.queued_at < start:
+        return None
+    return entry
+
+
+def _stage_key(visit: Mapping[str, Any], ctx: Context, kind: str) -> str:
+    """``overdue_alert:V1``; when an earlier visit under the same ID holds that key, one of this visit's
+    own (``overdue_alert:V1@2026-11-30T09:00``), so the ledger never takes it for the old one."""
+    key = ctx.history.new_key(f"{kind}:{visit['visit_id']}")
+    held = ctx.history.get(key)
+    start = _utc(visit.get("start_at"))
+    if held is not None and start is not None and held.queued_at < start:
+        key = ctx.history.new_key(f"{kind}:{visit['visit_id']}@{start:%Y-%m-%dT%H:%M}")
+    return key
 
 
 def _alert_time(visit: Mapping[str, Any], ctx: Context) -> dt.datetime | None:
     """When the line manager's alert went (or was first queued, if it is still being retried: the SMT
     stage never waits on a mail server), else the sheet's Escalated at."""
-    alert = ctx.history.current(str(visit["visit_id"]), "overdue_alert")
+    alert = _stage(visit, ctx, "overdue_alert")
     if alert is not None:
         return alert.sent_at or alert.queued_at
-    return _utc(visit.get("escalated_at"))
+    return _utc(visit.get("escalated_at")) if _escalated(visit, ctx) else None
 
 
 def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
@@ -799,12 +826,12 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     The chain never dead-ends: when the line manager's alert reached nobody (refused for good, or no
     usable address), SMT is alerted at once and told why."""
     visit_id = str(visit["visit_id"])
-    alert = ctx.history.current(visit_id, "overdue_alert")
-    if alert is None and not _escalated(visit):
-        return compose_alert("overdue_alert", visit, ctx, ctx.history.new_key(f"overdue_alert:{visit_id}"))
-    if ctx.history.current(visit_id, "smt_alert") is not None:
+    alert = _stage(visit, ctx, "overdue_alert")
+    if alert is None and not _escalated(visit, ctx):
+        return compose_alert("overdue_alert", visit, ctx, _stage_key(visit, ctx, "overdue_alert"))
+    if _stage(visit, ctx, "smt_alert") is not None:
         return None
-    key = ctx.history.new_key(f"smt_alert:{visit_id}")
+    key = _stage_key(visit, ctx, "smt_alert")
     if alert is not None and alert.status == "failed" and not texted(ctx, visit_id, "overdue_alert"):
         return compose_alert("smt_alert", visit, ctx, key, unreachable=alert.error or "refused")
     alerted = _alert_time(visit, ctx)
@@ -854,7 +881,7 @@ def withdrawals(entries: Iterable[Entry], visits: Visits, ctx: Context) -> dict[
 def _no_longer_due(kind: str, visit: Mapping[str, Any], ctx: Context) -> str | None:
     """Why form_step or return_step would not plan this kind for a candidate row, by the sheet alone."""
     if kind in ALERTS:
-        return "Escalated at filled in" if kind == "overdue_alert" and _escalated(visit) else None
+        return "Escalated at filled in" if kind == "overdue_alert" and _escalated(visit, ctx) else None
     if _form_sent(visit):
         return "Form sent at filled in"
     # A form stays due when the row stops being ready: findings also appear as the clock runs
@@ -1468,7 +1495,10 @@ def undelivered(ctx: Context, visits: Visits) -> list[str]:
     """Overdue visits with an alert stage that has reached nobody: refused for good, or still queued."""
     lines = []
     for i in return_candidates(visits, ctx):
+        start = _utc(visits.record(i).get("start_at"))
         for entry in ctx.history.of_visit(ctx.refs[i], ALERTS):
+            if start is not None and entry.queued_at < start:
+                continue  # about an earlier visit under the same Visit ID
             if texted(ctx, ctx.refs[i], entry.kind):
                 continue  # its text went: the stage reached someone
             if entry.status == "failed":
