@@ -460,3 +460,11 @@ def test_a_status_that_may_mean_staff_are_still_out_keeps_the_visit_watched(tmp_
     school = place(tmp_path, [visit(status=typed)], server)
     school.run("run-scheduled", CHECK)
     assert kinds(server) == ["overdue_alert"]
+
+
+def test_with_both_a_return_time_and_a_duration_the_sooner_one_counts(tmp_path, server):
+    school = place(tmp_path, [visit(expected_return="21:00", expected_duration=60)], server)
+    school.run("run-scheduled", london(2026, 11, 23, 10, 30))  # 09:00 + 60 minutes + 30 grace: not yet
+    assert kinds(server) == []
+    school.run("run-scheduled", london(2026, 11, 23, 10, 31))
+    assert "expected back by Monday 23 November 2026 at 10:00" in body(only(server, "overdue_alert", "V1"))

@@ -5,7 +5,8 @@ reports. It fails safe: a live visit past its due time plus grace has exactly tw
 safe return or an alert.
 
 - **Due back** is the Expected return (a time before the start is the next day when the gap fits the
-  longest visit); else the start plus a plausible Expected duration (up to the longest visit); else the
+  longest visit) or the start plus a plausible Expected duration (up to the longest visit), whichever
+  is sooner when both are filled in; else the
   start plus the longest visit (``max_visit_minutes``); else, with no readable start either, the visit
   day at ``day_end``. Every fallback says why, naming what the cells hold.
 - **Back** is a Returned safely at that reads as a time not after now and after the start. Words,
@@ -166,10 +167,15 @@ def due_back(visits: Visits, timings: Timings) -> DueBack:
             visits.tz,
         )
     )
+    # Both an expected return and a plausible duration: the earlier one (a doubt is never a later alert).
+    by_duration_ok = has_start & plausible
+    returned_at = np.where(next_day, by_return + DAY, by_return)
+    sooner = by_duration_ok & return_ok & (by_duration < returned_at)
     choices = (
+        (sooner, by_duration, DURATION),
         (return_ok & ~next_day, by_return, EXPECTED_RETURN),
         (next_day, by_return + DAY, NEXT_DAY),
-        (has_start & plausible, by_duration, DURATION),
+        (by_duration_ok, by_duration, DURATION),
         (has_start, start + longest, LONGEST_VISIT),
         (_known(day_end), day_end, DAY_END),
     )
@@ -222,9 +228,10 @@ def back(visits: Visits, due: DueBack, now: dt.datetime) -> Back:
     returned = _i8(frame["returned_at"])
     start = due.start
     # A visit that runs past midnight: a bare time after midnight was typed for the next day.
-    rolled = (due.basis == NEXT_DAY) & _known(returned) & (returned < start) & (returned + DAY <= moment)
-    returned = np.where(rolled, returned + DAY, returned)
     midnight = _i8(localise(frame["visit_date"], visits.tz))
+    after_midnight = _known(midnight) & (due.at >= midnight + DAY)
+    rolled = after_midnight & _known(returned) & (returned < start) & (returned + DAY <= moment)
+    returned = np.where(rolled, returned + DAY, returned)
     after_start = np.where(
         _known(start), returned > start, np.where(_known(midnight), returned > midnight, True)
     )
