@@ -255,3 +255,15 @@ def dead_port() -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         sock.close()
+
+
+def header_lines(raw: bytes) -> list[str]:
+    """The unfolded header lines of a raw message, exactly as a mail server reads them (undecoded)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    lines: list[str] = []
+    for line in head.split("\r\n"):
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += line
+        else:
+            lines.append(line)
+    return lines

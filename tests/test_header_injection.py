@@ -40,6 +40,7 @@ from jobs_fixtures import (
     toml_value,
 )
 from sheets_standin import SheetsStandIn
+from smtp_fixtures import header_lines as unfolded
 from smtp_fixtures import smtp_server
 from workbooks import ALL_HEADERS, run_check
 
@@ -74,14 +75,7 @@ def server():
 
 def header_lines(raw: bytes) -> list[tuple[str, str]]:
     """(name, value) of each header line exactly as a mail server reads them: unfolded, undecoded."""
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
-    lines: list[str] = []
-    for line in head.split("\r\n"):
-        if line[:1] in (" ", "\t") and lines:
-            lines[-1] += line
-        else:
-            lines.append(line)
-    return [(name, value.strip()) for name, value in (line.split(":", 1) for line in lines)]
+    return [(name, value.strip()) for name, value in (line.split(":", 1) for line in unfolded(raw))]
 
 
 def expected_headers(

@@ -29,6 +29,7 @@ from homevisits.mail import (
 from smtp_fixtures import (
     RecordingHandler,
     dead_port,
+    header_lines,
     make_ca,
     server_context,
     smtp_server,
@@ -78,18 +79,6 @@ def smtp_cfg(server, **overrides) -> dict:
 def text_of(part) -> str:
     """A text part's content with the wire's CRLF line ends as plain newlines."""
     return part.get_content().replace("\r\n", "\n")
-
-
-def header_lines(raw: bytes) -> list[str]:
-    """The unfolded header lines of a raw message, exactly as a mail server would read them."""
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
-    lines: list[str] = []
-    for line in head.split("\r\n"):
-        if line[:1] in (" ", "\t") and lines:
-            lines[-1] += line
-        else:
-            lines.append(line)
-    return lines
 
 
 # ---------------------------------------------------------------- building messages

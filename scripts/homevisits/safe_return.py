@@ -252,17 +252,6 @@ class Overdue:
     recent: np.ndarray  # past_grace, and not longer ago than alert_hours
     unplaced: np.ndarray  # live, planned, not back, and no visit date to place it in time
 
-    @property
-    def alerts(self) -> np.ndarray:
-        """The visits the line manager (then SMT) must be told about now."""
-        return self.recent
-
-    def limit(self, position: int) -> dt.datetime | None:
-        """Due back plus grace: when the alert goes."""
-        at = self.due.at[position]
-        grace = int(self.due.timings.grace_minutes * MINUTE)
-        return _aware(at + grace, self.due.visits) if at != NAT else None
-
 
 def overdue(visits: Visits, timings: Timings, now: dt.datetime) -> Overdue:
     """Due times, returns and who is overdue at ``now``: the one test of the safe-return loop."""
