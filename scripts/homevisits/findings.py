@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any
 
 SEVERITIES = ("alert", "error", "warning", "info")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -21,7 +22,12 @@ SEVERITY_HELP = {
 
 @dataclass(slots=True)
 class Finding:
-    """One problem: which rule, how bad, where (sheet row as staff see it, column header), what to do."""
+    """One problem as data: which rule, how bad, where (sheet row as staff see it; ``field`` the schema
+    field, ``column`` the sheet's own header), the cells that made it (``values``, e.g.
+    ``{"status": "Completed"}``), and the text rendered for people (``message``, ``fix``, ``clause``).
+
+    ``blocks_form``: whether the finding stops the risk assessment form going (the form deadline's
+    own findings do not: the form is what they are about)."""
 
     rule: str
     severity: str
@@ -31,6 +37,9 @@ class Finding:
     message: str
     fix: str
     clause: str
+    field: str | None = None
+    values: dict[str, Any] | None = None
+    blocks_form: bool = True
 
     def as_dict(self) -> dict:
         return {
@@ -42,6 +51,8 @@ class Finding:
             "message": self.message,
             "fix": self.fix,
             "clause": self.clause,
+            "field": self.field,
+            "values": dict(self.values or {}),
         }
 
 
@@ -95,25 +106,43 @@ def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
 
 def _finding_json(f: Finding) -> str:
     """One finding as ``json.dumps(f.as_dict())`` writes it, made directly (a large report has many)."""
-    return _template(f.rule, f.severity, f.column, f.fix, f.clause) % (
+    return _template(f.rule, f.severity, f.column, f.fix, f.clause, f.field) % (
         "null" if f.row is None else int(f.row),
         "null" if f.visit_id is None else encode_basestring(f.visit_id),
         encode_basestring(f.message),
+        _values_json(f.values),
     )
 
 
 @lru_cache(maxsize=4096)
-def _template(rule: str, severity: str, column: str | None, fix: str, clause: str) -> str:
-    """The JSON of a kind of finding with the row, the Visit ID and the message left to fill in:
-    the rest is shared by every finding of that rule, column and wording of the fix."""
+def _template(rule: str, severity: str, column: str | None, fix: str, clause: str, field: str | None) -> str:
+    """The JSON of a kind of finding with the row, the Visit ID, the message and the values left to
+    fill in: the rest is shared by every finding of that rule, column and wording of the fix."""
 
     def text(value: str | None) -> str:
         return "null" if value is None else encode_basestring(value).replace("%", "%%")
 
     return (
         f'{{"rule": {text(rule)}, "severity": {text(severity)}, "row": %s, "visit_id": %s, '
-        f'"column": {text(column)}, "message": %s, "fix": {text(fix)}, "clause": {text(clause)}}}'
+        f'"column": {text(column)}, "message": %s, "fix": {text(fix)}, "clause": {text(clause)}, '
+        f'"field": {text(field)}, "values": %s}}'
     )
+
+
+def _values_json(values: dict[str, Any] | None) -> str:
+    """A finding's values as JSON, worked out once per distinct set (most findings share a few)."""
+    if not values:
+        return "{}"
+    try:
+        return _values_text(tuple((key, type(value), value) for key, value in values.items()))
+    except TypeError:  # a value that cannot be a cache key
+        return json.dumps(values, ensure_ascii=False)
+
+
+@lru_cache(maxsize=4096)
+def _values_text(items: tuple[tuple[str, type, Any], ...]) -> str:
+    """(The type is in the key so that True, 1 and 1.0 are not taken for one another.)"""
+    return json.dumps({key: value for key, _type, value in items}, ensure_ascii=False)
 
 
 def to_json(report: Report) -> str:

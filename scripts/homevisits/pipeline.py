@@ -180,7 +180,7 @@ def _load(config: Config, now: dt.datetime) -> Checked:
         policy = load_policy(
             str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
         )
-        schema = load_schema()
+        schema = load_schema().with_columns(policy.columns)
     except BaseException:
         reading.wait()  # never leave the reader running behind an error
         raise

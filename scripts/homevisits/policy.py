@@ -1,19 +1,25 @@
-"""Policy profiles (policies/*.toml): which rules a school enables, their parameters and the clause each enforces."""
+"""Policy profiles (policies/*.toml): which rules a school enables, their parameters and the clause each enforces.
+
+A rule is a Python function (rules.py) or a check the profile declares as data (``[[checks]]``,
+checks.py); both become a :class:`RuleConfig` and run through the same :func:`check`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .checks import Check, bundled, load_checks
 from .errors import HomevisitsError
 from .findings import SEVERITIES, Finding, sort_key
-from .rules import RULES, Context
+from .rules import RULES, Context, Hit
 from .safe_return import Timings
+from .schema import Column
 from .settings import Setting, check_keys, check_params, check_value, closest, unknown_key
 from .visits import Visits
 
@@ -26,6 +32,7 @@ PROFILE_KEYS = {
     "template_dir",
     "required_columns",
     "rules",
+    "checks",
     "forms_to_label",
 }
 
@@ -36,6 +43,15 @@ class RuleConfig:
     clause: str
     severity: str
     params: dict[str, Any]
+    check: Check | None = None  # a check declared as data; None for a rule function
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Columns the sheet must have; ``"a|b"`` means either will do."""
+        return self.check.needs if self.check else RULES[self.id].needs
+
+    def hits(self, context: Context) -> Iterator[Hit]:
+        return self.check.hits(context) if self.check else RULES[self.id].func(context)
 
 
 @dataclass
@@ -67,13 +83,18 @@ class Policy:
     def needed_columns(self) -> list[str]:
         """Every column the sheet must have: the profile's list plus what each enabled rule reads."""
         needed = [*self.required_columns, *self.param("HV001", "fields", [])]
-        for rule_id in self.rules:
-            needed.extend(name for name in RULES[rule_id].needs if "|" not in name)
+        for config in self.rules.values():
+            needed.extend(name for name in config.needs if "|" not in name)
         return list(dict.fromkeys(needed))
 
     def needed_alternatives(self) -> list[tuple[str, ...]]:
         """Groups of columns of which the sheet needs at least one (e.g. expected return or duration)."""
-        return [tuple(n.split("|")) for r in self.rules for n in RULES[r].needs if "|" in n]
+        return [tuple(n.split("|")) for r in self.rules.values() for n in r.needs if "|" in n]
+
+    @property
+    def columns(self) -> list[Column]:
+        """Columns of the school's own that the profile's checks declare (read like the catalogue's)."""
+        return [c for r in self.rules.values() if r.check for c in r.check.columns]
 
 
 def policy_names() -> list[str]:
@@ -106,6 +127,7 @@ PROFILE_SETTINGS = {
     "template_dir": Setting("text"),
     "required_columns": Setting("texts"),
     "rules": Setting("mapping"),
+    "checks": Setting("mapping"),  # a list of [[checks]] tables, checked by checks.load_checks
     "forms_to_label": Setting("text"),
 }
 RULE_KEYS = ("clause", "severity", "enabled")  # every rule's table takes these besides its parameters
@@ -115,9 +137,15 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
     where = path.name
     check_keys(where, data, PROFILE_SETTINGS)
     for key, value in data.items():
-        check_value(f"{where}:", key, value, PROFILE_SETTINGS[key])
+        if key != "checks":
+            check_value(f"{where}:", key, value, PROFILE_SETTINGS[key])
     rules: dict[str, RuleConfig] = {}
     for rule_id, table in (data.get("rules") or {}).items():
+        if rule_id not in RULES and rule_id in bundled():
+            config = _bundled_check(where, rule_id, table)
+            if config is not None:
+                rules[rule_id] = config
+            continue
         if rule_id not in RULES:
             near = closest(rule_id, RULES)
             raise HomevisitsError(
@@ -148,12 +176,19 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
                 f"In {where}, rule {rule_id} has severity '{severity}': use one of {', '.join(SEVERITIES)}."
             )
         rules[rule_id] = RuleConfig(rule_id, str(table["clause"]).strip(), severity, params)
+    for declared in load_checks(where, data.get("checks", []), _catalogue()):
+        if declared.id in rules or declared.id in RULES:
+            raise HomevisitsError(
+                f"{where} declares check {declared.id}, but {declared.id} is already a rule: give the check an id of its own."
+            )
+        rules[declared.id] = RuleConfig(declared.id, declared.clause, declared.severity, {}, declared)
+    rules = dict(sorted(rules.items()))
     template_dir = data.get("template_dir")
     return Policy(
         key=path.stem,
         name=data.get("name", path.stem),
         path=path,
-        rules=dict(sorted(rules.items())),
+        rules=rules,
         forms=list(data.get("forms", [])),
         required_columns=list(data.get("required_columns", [])),
         template_dir=(path.parent / template_dir) if template_dir else None,
@@ -188,6 +223,7 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
             timings=timings,
         )
         rule_id, severity, clause = config.id, config.severity, f"{policy.name} {config.clause}"
+        blocks = config.check is not None or RULES[rule_id].blocks_form
         findings.extend(
             Finding(
                 rule_id,
@@ -198,7 +234,36 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
                 hit.message,
                 hit.fix,
                 clause,
+                hit.field,
+                hit.values,
+                blocks,
             )
-            for hit in RULES[rule_id].func(context)
+            for hit in config.hits(context)
         )
     return findings
+
+
+def _catalogue() -> dict[str, Column]:
+    from .schema import load_schema
+
+    return {c.field: c for c in load_schema().columns}
+
+
+def _bundled_check(where: str, rule_id: str, table: Any) -> RuleConfig | None:
+    """``[rules.HV008]`` in a profile written before HV008 became a check: the bundled declaration,
+    with the table's clause and severity (and ``enabled = false`` honoured)."""
+    if not isinstance(table, dict) or not str(table.get("clause", "")).strip():
+        raise HomevisitsError(
+            f"In {where}, rule {rule_id} needs a clause: the part of the policy it enforces."
+        )
+    check_keys(f"{where}: [rules.{rule_id}]", table, RULE_KEYS, "parameter")
+    if table.get("enabled", True) is False:
+        return None
+    declared = bundled()[rule_id]
+    severity = table.get("severity", declared.severity)
+    if severity not in SEVERITIES:
+        raise HomevisitsError(
+            f"In {where}, rule {rule_id} has severity '{severity}': use one of {', '.join(SEVERITIES)}."
+        )
+    clause = str(table["clause"]).strip()
+    return RuleConfig(rule_id, clause, severity, {}, replace(declared, clause=clause, severity=severity))

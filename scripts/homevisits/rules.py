@@ -34,6 +34,7 @@ class Hit:
     fix: str
     severity: str | None = None  # overrides the rule's severity (e.g. HV009: info until the deadline)
     row: int | None = None
+    values: dict[str, Any] | None = None  # the cells that made the finding, as plain data
 
 
 @dataclass
@@ -101,6 +102,10 @@ class Context:
         """Visits that are planned or went ahead: not cancelled and not called off."""
         return self._mask("visit is live", lambda: state.live(self.f["status"]))
 
+    def cancelled(self) -> np.ndarray:
+        """Called off before it happened (Cancelled, Not carried out)."""
+        return state.cancelled(self.f["status"])
+
     def planned(self) -> np.ndarray:
         return state.planned(self.f["status"])
 
@@ -134,6 +139,7 @@ class Rule:
     needs: tuple[str, ...]  # columns the sheet must have; "a|b" means either will do
     func: Callable[[Context], Iterator[Hit]]
     params: dict[str, Setting] = field(default_factory=dict)  # what a profile may set under [rules.<id>]
+    blocks_form: bool = True  # its findings (errors, alerts) stop the risk assessment form going
 
 
 # Parameters more than one rule declares.
@@ -163,23 +169,29 @@ def rule(
     severity: str,
     needs: tuple[str, ...] = (),
     params: dict[str, Setting] | None = None,
+    blocks_form: bool = True,
 ) -> Callable:
     """Register a rule function under its id, with the parameters a profile may set for it."""
 
     def register(func: Callable[[Context], Iterator[Hit]]) -> Callable[[Context], Iterator[Hit]]:
         if rule_id in RULES:  # two rules under one id: the first would vanish without a word
             raise ValueError(f"rule {rule_id} is registered twice")
-        RULES[rule_id] = Rule(rule_id, title, severity, needs, func, dict(params or {}))
+        RULES[rule_id] = Rule(rule_id, title, severity, needs, func, dict(params or {}), blocks_form)
         return func
 
     return register
 
 
 def rule_titles() -> dict[str, str]:
-    return {rule_id: r.title for rule_id, r in sorted(RULES.items())}
+    """Every rule id a profile can name: the functions here and the checks the bundled profiles declare."""
+    from .checks import bundled
+
+    titles = {rule_id: r.title for rule_id, r in RULES.items()}
+    titles.update({check_id: check.title for check_id, check in bundled().items()})
+    return dict(sorted(titles.items()))
 
 
-def _positions(mask: Any) -> list[int]:
+def positions(mask: Any) -> list[int]:
     return np.flatnonzero(np.asarray(mask, dtype=bool)).tolist()
 
 
@@ -224,7 +236,7 @@ def required_value_missing(ctx: Context) -> Iterator[Hit]:
     live = ctx.live()
     for name in ctx.p("fields", []):
         missing = live & ctx.empty(name) & ~ctx.unreadable(name)
-        for i in _positions(missing):
+        for i in positions(missing):
             yield Hit(i, name, f"{ctx.header(name)} is empty.", f"Fill in {ctx.header(name)} for this visit.")
 
 
@@ -268,9 +280,9 @@ def duplicate_visit_id(ctx: Context) -> Iterator[Hit]:
     ids = ctx.col("visit_id")
     rows = ctx.col("row")
     rows_of: dict[str, list[int]] = {}
-    for i in _positions(duplicated):
+    for i in positions(duplicated):
         rows_of.setdefault(ids[i], []).append(int(rows[i]))
-    for i in _positions(duplicated):
+    for i in positions(duplicated):
         others = [str(r) for r in rows_of[ids[i]] if r != rows[i]]
         yield Hit(
             i,
@@ -288,7 +300,7 @@ def unusable_visit_id(ctx: Context) -> Iterator[Hit]:
     ids = ctx.f["visit_id"]
     unusable = ids.notna().to_numpy() & ~_each_distinct(ids, is_header_safe_id, bool)
     values, rows = ctx.col("visit_id"), ctx.col("row")
-    for i in _positions(unusable):
+    for i in positions(unusable):
         yield Hit(
             i,
             "visit_id",
@@ -307,7 +319,7 @@ def high_risk_visit(ctx: Context) -> Iterator[Hit]:
     """A visit rated HIGH risk that is planned or was carried out: it must not go ahead."""
     high = (ctx.f["risk_level"] == "HIGH").to_numpy() & ctx.live()
     happened = ctx.happened()
-    for i in _positions(high):
+    for i in positions(high):
         if happened[i]:
             yield Hit(
                 i,
@@ -330,7 +342,7 @@ def medium_risk_not_public(ctx: Context) -> Iterator[Hit]:
     """A MEDIUM risk visit must meet in a public place near the home, such as a library or cafe."""
     medium = (ctx.f["risk_level"] == "MEDIUM").to_numpy() & ctx.live()
     public = (ctx.f["location_type"] == "Public place").to_numpy()
-    for i in _positions(medium & ~public):
+    for i in positions(medium & ~public):
         place = _value(ctx, i, "location_type") or "no location type"
         yield Hit(
             i,
@@ -355,7 +367,7 @@ def no_expected_return(ctx: Context) -> Iterator[Hit]:
     minutes = ctx.f["expected_duration"].to_numpy(dtype=float)
     too_long = np.nan_to_num(minutes) > ctx.timings.max_visit_minutes
     blank = ctx.f["expected_return"].isna().to_numpy() & np.isnan(minutes)
-    for i in _positions(fallback & ~unreadable & has_start & (blank | too_long)):
+    for i in positions(fallback & ~unreadable & has_start & (blank | too_long)):
         due_at = ctx.when(due.at[i])
         if too_long[i] and not blank[i]:
             yield Hit(
@@ -380,7 +392,7 @@ def no_expected_return(ctx: Context) -> Iterator[Hit]:
 def dangerous_animals(ctx: Context) -> Iterator[Hit]:
     """Animals that may be dangerous: they must be kept in another room, or the visit is cancelled."""
     flagged = ctx.yes("dangerous_animals") & ctx.live() & ~ctx.happened()
-    for i in _positions(flagged):
+    for i in positions(flagged):
         yield Hit(
             i,
             "dangerous_animals",
@@ -409,7 +421,7 @@ def no_parent_consent(ctx: Context) -> Iterator[Hit]:
     """Parents/carers agree to the visit beforehand, except safe-and-well or emergency safeguarding checks."""
     consent = ctx.f["parent_consent"]
     lacking = (consent != "YES").fillna(True).to_numpy(dtype=bool) & ~ctx.unreadable("parent_consent")
-    for i in _positions(ctx.live() & lacking & ~_exempt(ctx)):
+    for i in positions(ctx.live() & lacking & ~_exempt(ctx)):
         said = _value(ctx, i, "parent_consent")
         state = "is recorded as NO" if said == "NO" else "is not recorded" if said is None else f"is {said}"
         yield Hit(
@@ -426,7 +438,7 @@ def no_parent_consent(ctx: Context) -> Iterator[Hit]:
 def not_approved(ctx: Context) -> Iterator[Hit]:
     """A line manager approves each visit; the lead staff member cannot approve their own."""
     live = ctx.live()
-    for i in _positions(live & ctx.empty("approved_by")):
+    for i in positions(live & ctx.empty("approved_by")):
         yield Hit(
             i,
             "approved_by",
@@ -437,24 +449,12 @@ def not_approved(ctx: Context) -> Iterator[Hit]:
         )
     approver = _folded_names(ctx.f["approved_by"])
     self_approved = live & (approver != "") & (approver == _folded_names(ctx.f["lead_staff"]))
-    for i in _positions(self_approved):
+    for i in positions(self_approved):
         yield Hit(
             i,
             "approved_by",
             f"The visit is approved by {_value(ctx, i, 'approved_by')}, who is also leading it.",
             "Ask your line manager to approve the visit; nobody approves their own.",
-        )
-
-
-@rule("HV008", "Not authorised by the Principal/DSL", "error", needs=("authorised_by",))
-def not_authorised(ctx: Context) -> Iterator[Hit]:
-    """Every visit is authorised by the Principal, Headteacher or Designated Safeguarding Lead."""
-    for i in _positions(ctx.live() & ctx.empty("authorised_by")):
-        yield Hit(
-            i,
-            "authorised_by",
-            f"No authorisation recorded in {ctx.header('authorised_by')}.",
-            "Get the visit authorised by the Principal/Headteacher or the DSL and record who authorised it.",
         )
 
 
@@ -467,6 +467,7 @@ def not_authorised(ctx: Context) -> Iterator[Hit]:
     "error",
     needs=("form_sent_at", "visit_date", "start_time"),
     params={"deadline_hours": Setting("number", 24, low=0, high=24 * 28)},
+    blocks_form=False,  # the deadline is about the form itself
 )
 def form_deadline(ctx: Context) -> Iterator[Hit]:
     """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
@@ -480,7 +481,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
     passed = (deadline < ctx.now).fillna(False).to_numpy(dtype=bool)
     ahead = f"{hours:g} hours before the visit" if hours else "before the visit"
     deadline, sent = deadline.dt.tz_localize(None).to_numpy(), ctx.col("form_sent_at")
-    for i in _positions(late):
+    for i in positions(late):
         yield Hit(
             i,
             "form_sent_at",
@@ -488,7 +489,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"{ctx.when(deadline[i])} ({ahead}).",
             "Send forms earlier: the visit should not go ahead until the form has been received in time.",
         )
-    for i in _positions(unsent & passed):
+    for i in positions(unsent & passed):
         yield Hit(
             i,
             "form_sent_at",
@@ -496,7 +497,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"({ahead}).",
             "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
         )
-    for i in _positions(unsent & ~passed & ctx.planned()):
+    for i in positions(unsent & ~passed & ctx.planned()):
         yield Hit(
             i,
             "form_sent_at",
@@ -536,7 +537,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
         checks.append((mask(start.dt.dayofweek >= 5), "is at the weekend"))
     reasons: list[list[str]] = [[] for _ in range(len(start))]
     for flagged, reason in checks:
-        for i in _positions(flagged):
+        for i in positions(flagged):
             reasons[i].append(reason)
     return np.array([bool(r) for r in reasons], dtype=bool), reasons
 
@@ -589,7 +590,7 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
         needed = needed | little
     else:
         raise ValueError(f"HV010: unknown pairs mode {mode!r}")
-    for i in _positions(alone & needed):
+    for i in positions(alone & needed):
         yield Hit(
             i,
             "second_staff",
@@ -608,78 +609,13 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
 def out_of_hours(ctx: Context) -> Iterator[Hit]:
     """Visits outside office hours (default before 08:00, after 18:00, or at the weekend)."""
     outside, why = _out_of_hours(ctx)
-    for i in _positions(ctx.live() & outside):
+    for i in positions(ctx.live() & outside):
         yield Hit(
             i,
             "start_time",
             f"The visit {' and '.join(why[i])}.",
             "Move the visit into the school day if you can; if not, make sure two staff go and the school "
             "knows when to expect the safe-return call.",
-        )
-
-
-@rule("HV012", "Safeguarding team not informed", "error", needs=("safeguarding_informed",))
-def safeguarding_not_informed(ctx: Context) -> Iterator[Hit]:
-    """The safeguarding team and reception know where staff are going before they leave."""
-    missing = ctx.live() & ~ctx.yes("safeguarding_informed") & ~ctx.unreadable("safeguarding_informed")
-    started = ctx.started()
-    for i in _positions(missing):
-        if started[i]:
-            yield Hit(
-                i,
-                "safeguarding_informed",
-                "The visit went ahead without a record that the safeguarding team and reception were told.",
-                "Tell the safeguarding team and reception before leaving for every visit, and record YES.",
-            )
-        else:
-            yield Hit(
-                i,
-                "safeguarding_informed",
-                "Before leaving, tell the safeguarding team and reception where you are going.",
-                "Inform them on the day, then record YES.",
-                severity="info",
-            )
-
-
-@rule("HV013", "No safe word agreed", "error", needs=("safe_word_agreed",))
-def no_safe_word(ctx: Context) -> Iterator[Hit]:
-    """A safe word is agreed and recorded on the lone working risk assessment before the visit."""
-    missing = ctx.live() & ~ctx.yes("safe_word_agreed") & ~ctx.unreadable("safe_word_agreed")
-    started = ctx.started()
-    for i in _positions(missing):
-        yield Hit(
-            i,
-            "safe_word_agreed",
-            "No safe word is recorded as agreed for this visit.",
-            "Agree a safe word with your colleague and the school, write it on the risk assessment "
-            "(not in the sheet) and record YES here.",
-            severity=None if started[i] else "warning",
-        )
-
-
-@rule("HV014", "Laptop without SMT approval", "error", needs=("laptop_taken", "laptop_approved_by"))
-def laptop_without_approval(ctx: Context) -> Iterator[Hit]:
-    """A laptop goes on a visit only with a member of SMT's approval, emailed to IT."""
-    for i in _positions(ctx.live() & ctx.yes("laptop_taken") & ctx.empty("laptop_approved_by")):
-        yield Hit(
-            i,
-            "laptop_approved_by",
-            "A laptop is taken on the visit without a record of SMT approval.",
-            "Ask a member of SMT to approve it by email to the IT department and record their name.",
-        )
-
-
-@rule("HV016", "No valid phone taken", "error", needs=("phone_taken",))
-def no_phone(ctx: Context) -> Iterator[Hit]:
-    """Staff carry a charged work mobile on every visit and its number is recorded."""
-    unreadable = ctx.unreadable("phone_taken")
-    for i in _positions(ctx.live() & ctx.empty("phone_taken")):
-        problem = "is not a valid number" if unreadable[i] else "is not recorded"
-        yield Hit(
-            i,
-            "phone_taken",
-            f"The phone taken on the visit {problem}, so nobody could call the staff member.",
-            "Record the number of the charged work mobile the staff member carries (borrow one if needed).",
         )
 
 
@@ -701,14 +637,14 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     too_long = live & ((due - start) > pd.Timedelta(minutes=limit)).fillna(False).to_numpy(dtype=bool)
     start, due = ctx.col("start_at"), ctx.col("return_due_at")
     field = "expected_return" if "expected_return" in ctx.visits.headers else "expected_duration"
-    for i in _positions(backwards):
+    for i in positions(backwards):
         yield Hit(
             i,
             field,
             f"Expected return {ctx.when(due[i])} is not after the start {ctx.when(start[i])}.",
             "Correct the start time or the expected return (24-hour clock, e.g. 15:30).",
         )
-    for i in _positions(too_long):
+    for i in positions(too_long):
         minutes = _minutes_between(start[i], due[i])
         yield Hit(
             i,
@@ -719,7 +655,7 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
         )
     backwards_visit = live & (frame["departed_at"] < frame["arrived_at"]).fillna(False).to_numpy(dtype=bool)
     arrived, departed = ctx.col("arrived_at"), ctx.col("departed_at")
-    for i in _positions(backwards_visit):
+    for i in positions(backwards_visit):
         yield Hit(
             i,
             "departed_at",
@@ -729,34 +665,6 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
 
 
 # ---------------------------------------------------------------- after the visit
-
-
-@rule("HV020", "No arrival and departure times", "error", needs=("arrived_at", "departed_at", "status"))
-def no_arrival_departure(ctx: Context) -> Iterator[Hit]:
-    """A completed visit records when staff arrived and left."""
-    completed = (ctx.f["status"] == "Completed").to_numpy()
-    dated = ctx.f["visit_date"].notna().to_numpy()  # a bare time cannot be placed without the visit date
-    for name in ("arrived_at", "departed_at"):
-        for i in _positions(completed & dated & ctx.empty(name) & ~ctx.unreadable(name)):
-            yield Hit(
-                i,
-                name,
-                f"The visit is Completed but {ctx.header(name)} is empty.",
-                f"Record {ctx.header(name)} (a time such as 14:35 is read as on the visit date).",
-            )
-
-
-@rule("HV021", "No outcome recorded", "error", needs=("outcome", "status"))
-def no_outcome(ctx: Context) -> Iterator[Hit]:
-    """A completed visit has a short record of what happened and what follows."""
-    completed = (ctx.f["status"] == "Completed").to_numpy()
-    for i in _positions(completed & ctx.empty("outcome")):
-        yield Hit(
-            i,
-            "outcome",
-            "The visit is Completed but no outcome is recorded.",
-            "Write who was seen, what was agreed and any follow-up in " + ctx.header("outcome") + ".",
-        )
 
 
 @rule(
@@ -776,7 +684,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     grace = ctx.timings.grace_minutes
     escalated = ctx.f["escalated_at"].notna().to_numpy()
     cells = safe_return.Cells(ctx.visits)
-    for i in _positions(state_now.past_grace):
+    for i in positions(state_now.past_grace):
         staff = _value(ctx, i, "lead_staff") or "the lead staff member"
         phone = _value(ctx, i, "phone_taken") or "no phone recorded"
         due = ctx.when(state_now.due.at[i])
@@ -818,7 +726,7 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
     returned = state_now.back.returned
     placed = due != safe_return.NAT
     late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
-    for i in _positions(late):
+    for i in positions(late):
         minutes = int((returned[i] - due[i]) // safe_return.MINUTE)
         yield Hit(
             i,
@@ -826,21 +734,6 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
             f"Safe return was confirmed {ctx.when(returned[i])}, {minutes} minutes "
             "after the expected return.",
             "Review with the staff member and manager why the call was late and whether escalation began.",
-        )
-
-
-@rule("HV024", "No answer and no note left", "error", needs=("status", "note_left"))
-def no_answer_no_note(ctx: Context) -> Iterator[Hit]:
-    """When nobody answers the door, a note is left to say a visit was attempted."""
-    no_answer = (ctx.f["status"] == "No answer").to_numpy()
-    for i in _positions(no_answer & ~ctx.yes("note_left") & ~ctx.unreadable("note_left")):
-        yield Hit(
-            i,
-            "note_left",
-            "Nobody answered and no note is recorded as left.",
-            "Leave a note saying a visit was attempted (next time) and record YES in "
-            + ctx.header("note_left")
-            + ".",
         )
 
 
@@ -857,7 +750,7 @@ def concern_not_logged(ctx: Context) -> Iterator[Hit]:
     concern = ctx.live() & ctx.yes("safeguarding_concern")
     logged = ctx.f["logged_on"].to_numpy()
     expected = " or ".join(systems) if systems else "the safeguarding system"
-    for i in _positions(concern):
+    for i in positions(concern):
         if logged[i] is None:
             yield Hit(
                 i,
@@ -874,19 +767,6 @@ def concern_not_logged(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("HV026", "Cancelled without a reason", "error", needs=("status", "cancellation_reason"))
-def cancelled_without_reason(ctx: Context) -> Iterator[Hit]:
-    """A visit called off records why; a safety reason is reported to the head teacher."""
-    called_off = state.cancelled(ctx.f["status"])
-    for i in _positions(called_off & ctx.empty("cancellation_reason")):
-        yield Hit(
-            i,
-            "cancellation_reason",
-            f"The visit is {_value(ctx, i, 'status')} with no reason recorded.",
-            "Record why; if it was for safety, tell the head teacher and say so here.",
-        )
-
-
 @rule(
     "HV027",
     "Stale status",
@@ -901,7 +781,7 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
     date = ctx.f["visit_date"]
     long_past = (date < today - pd.Timedelta(days=days)).to_numpy()
     blank = ctx.empty("status") & ~ctx.unreadable("status")
-    for i in _positions(ctx.planned() & long_past & ~ctx.unreadable("status")):
+    for i in positions(ctx.planned() & long_past & ~ctx.unreadable("status")):
         state = "No status is recorded" if blank[i] else "Still Planned"
         yield Hit(
             i,
@@ -910,7 +790,7 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
             "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened.",
         )
     future = ctx.happened() & (date > today).to_numpy()
-    for i in _positions(future):
+    for i in positions(future):
         yield Hit(
             i,
             "status",
@@ -930,7 +810,7 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
 def no_prior_contact(ctx: Context) -> Iterator[Hit]:
     """A home visit is not the first option: phone calls or meetings in school come first."""
     home = (ctx.f["location_type"].isna() | (ctx.f["location_type"] == "Home")).to_numpy()
-    for i in _positions(ctx.live() & home & ctx.empty("prior_contact") & ~_exempt(ctx)):
+    for i in positions(ctx.live() & home & ctx.empty("prior_contact") & ~_exempt(ctx)):
         yield Hit(
             i,
             "prior_contact",
