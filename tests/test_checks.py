@@ -205,7 +205,12 @@ def profile_with(tmp_path: Path, block: str) -> Path:
         (
             ('"No outcome."', '"No {outcome_text}."'),
             "our_policy.toml: check AA001 message names {outcome_text}, which it cannot fill in: use {column}, "
-            "{header[<field>]}, {outcome}, {status}.",
+            "{header[<field>]}, {row}, {outcome}, {status}.",
+        ),
+        (
+            ('"No outcome."', '"No {outcome:bold}."'),
+            "our_policy.toml: check AA001 message shows {outcome:bold}, a format homevisits does not have: "
+            "use {outcome}, {outcome:or <words when blank>}",
         ),
         (
             ("fix = ", 'header = "Outcome"\nfix = '),

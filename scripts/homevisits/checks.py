@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .errors import HomevisitsError
-from .findings import SEVERITIES
-from .rules import Context, Hit, positions
+from .findings import SEVERITIES, Text, known_format
+from .rules import Context, Hit, plain, positions
 from .schema import TYPES, Column
 from .settings import check_keys, closest
 
@@ -257,91 +256,49 @@ class Check:
         """The cells whose values go into each finding (besides the one checked)."""
         return tuple(dict.fromkeys([*(("status",) if self.states else ()), *self.names]))
 
+    @property
+    def texts(self) -> dict[str, Text]:
+        """The wording of each kind of finding (rendered at the edge, like every rule's)."""
+        return {
+            "found": Text(self.message, self.fix),
+            "before start": Text(
+                self.message_before_start or self.message, self.fix_before_start or self.fix
+            ),
+            "unreadable": Text(self.message_unreadable or self.message, self.fix),
+        }
+
     def hits(self, ctx: Context) -> Iterator[Hit]:
         """One hit per row (and field checked) where ``when`` holds and the cell fails."""
         applies = evaluate(self.tree, ctx)
-        started = ctx.started() if self.severity_before_start or self.message_before_start else None
+        staged = self.severity_before_start or self.message_before_start or self.fix_before_start
+        started = ctx.started() if staged else None
+        reads = self.reads
         for name in self.fields:
-            empty = ctx.empty(name)
-            fails = empty.copy() if self.fails_if == "empty" else ~np.asarray(ctx.yes(name), dtype=bool)
+            fails = (
+                ctx.empty(name).copy() if self.fails_if == "empty" else ~np.asarray(ctx.yes(name), dtype=bool)
+            )
             unreadable = ctx.unreadable(name)
             if self.unreadable == "skip":
                 fails &= ~unreadable
-            texts = _Texts(self, ctx, name)
+            flag_unreadable = self.unreadable == "flag" and self.message_unreadable is not None
             for i in positions(applies & fails):
-                values = {key: _plain(ctx, i, key) for key in self.reads}
-                values[name] = _plain(ctx, i, name)
+                values = {key: plain(ctx, i, key) for key in reads}
+                values[name] = plain(ctx, i, name)
                 before = started is not None and not started[i]
-                unread = "unreadable" if unreadable[i] and self.message_unreadable else None
-                message, fix = texts.render(unread or ("before" if before else "after"), values)
+                kind = (
+                    "unreadable"
+                    if flag_unreadable and unreadable[i]
+                    else "before start"
+                    if before
+                    else "found"
+                )
                 yield Hit(
                     i,
                     name,
-                    message,
-                    fix,
                     severity=self.severity_before_start if before else None,
                     values=values,
+                    kind=kind,
                 )
-
-
-class _Texts:
-    """A check's message and fix for one field, headers filled in once, values per distinct set."""
-
-    def __init__(self, check: Check, ctx: Context, name: str) -> None:
-        self.check, self.ctx, self.name = check, ctx, name
-        self.done: dict[tuple, tuple[str, str]] = {}
-
-    def render(self, kind: str, values: dict[str, Any]) -> tuple[str, str]:
-        key = (kind, *values.values())
-        if key not in self.done:
-            check = self.check
-            message = {
-                "unreadable": check.message_unreadable,
-                "before": check.message_before_start,
-            }.get(kind) or check.message
-            fix = (check.fix_before_start if kind == "before" else None) or check.fix
-            self.done[key] = (self.fill(message, values), self.fill(fix, values))
-        return self.done[key]
-
-    def fill(self, template: str, values: dict[str, Any]) -> str:
-        shown = {k: _shown(v) for k, v in values.items()}
-        return template.format_map(
-            {**shown, "header": _Headers(self.ctx), "column": self.ctx.header(self.name)}
-        )
-
-
-class _Headers:
-    """``{header[outcome]}``: the sheet's own header of a field."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    def __getitem__(self, name: str) -> str:
-        return self.ctx.header(name)
-
-
-def _plain(ctx: Context, i: int, name: str) -> Any:
-    """A cell as plain data for the finding's values (None when blank; dates as ISO text)."""
-    value = ctx.col(name)[i]
-    if value is None or value is pd.NA or (not isinstance(value, str | bool) and pd.isna(value)):
-        return None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.datetime64 | np.timedelta64):
-        return str(value)
-    return value
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "blank"
-    if isinstance(value, bool):
-        return "YES" if value else "NO"
-    return str(value)
 
 
 # ---------------------------------------------------------------- reading [[checks]] from a profile
@@ -482,13 +439,19 @@ def _check_template(label: str, key: str, text: str, values: set[str], known: Ma
         parts = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise HomevisitsError(f"{label} {key} cannot be read: {exc} (write {{{{ for a brace).") from None
-    for _literal, name, _spec, _conversion in parts:
-        if name is None or name == "column" or name in values:
+    for _literal, name, spec, conversion in parts:
+        if name is not None and (conversion or not known_format(spec or "")):
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise HomevisitsError(
+                f"{label} {key} shows {{{shown}}}, a format homevisits does not have: use {{{name}}}, "
+                f"{{{name}:or <words when blank>}}, or :when, :date, :rows, :and for times, dates and lists."
+            )
+        if name is None or name in ("column", "row") or name in values:
             continue
         inner = re.fullmatch(r"header\[([A-Za-z_][A-Za-z0-9_]*)\]", name)
         if inner and inner.group(1) in known:
             continue
-        allowed = ", ".join(["{column}", "{header[<field>]}", *(f"{{{v}}}" for v in sorted(values))])
+        allowed = ", ".join(["{column}", "{header[<field>]}", "{row}", *(f"{{{v}}}" for v in sorted(values))])
         raise HomevisitsError(f"{label} {key} names {{{name}}}, which it cannot fill in: use {allowed}.")
 
 

@@ -1,14 +1,16 @@
-"""The Finding record (one problem in one row) and its renderers: text, JSON, HTML."""
+"""The Finding record (one problem in one row, as data) and its renderers: message and fix from
+templates, text, JSON (the HTML page, emails and the Policy check tab take the same records)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NamedTuple
 
 SEVERITIES = ("alert", "error", "warning", "info")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -54,6 +56,92 @@ class Finding:
             "field": self.field,
             "values": dict(self.values or {}),
         }
+
+
+class Text(NamedTuple):
+    """A kind of finding's wording: templates of its message and fix (see :func:`render`)."""
+
+    message: str
+    fix: str
+
+
+def render(template: str, values: Mapping[str, Any], fill: Fill) -> str:
+    """A message or fix from its template: ``{column}`` is the header of the finding's column as the
+    sheet spells it, ``{header[outcome]}`` any field's, ``{row}`` the sheet row, ``{name}`` a value of
+    the finding, shown by its format: ``{due:when}`` a UTC instant as the school reads it
+    (``Mon 23 Nov 2026 14:30``), ``{visit_date:date}`` a date as 23/11/2026, ``{rows:rows}`` a list
+    of rows (``row 3`` or ``rows 3, 4``), ``{reasons:and}`` a list joined by "and", ``{place:or none}``
+    the value or, when blank, the words after ``or``; a blank value shows as "blank"."""
+    return template.format_map(_Values(values, fill))
+
+
+FORMATS = ("", "when", "date", "rows", "and", "clean")  # and "or <words>": what render can show
+
+
+def known_format(spec: str) -> bool:
+    """A format :func:`render` knows (a profile's template is checked when it loads, not when it is used)."""
+    return spec in FORMATS or spec.startswith("or ")
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What every template of one check can name besides its values: headers, the row, the time zone."""
+
+    header: Mapping[str, str]
+    column: str | None
+    row: int | None
+    tz: Any  # a ZoneInfo
+
+
+class _Values:
+    __slots__ = ("fill", "values")
+
+    def __init__(self, values: Mapping[str, Any], fill: Fill) -> None:
+        self.values, self.fill = values, fill
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ("header", "column", "row"):
+            return getattr(self.fill, key)
+        return _Shown(self.values[key], self.fill.tz)
+
+
+class _Shown:
+    __slots__ = ("tz", "value")
+
+    def __init__(self, value: Any, tz: Any) -> None:
+        self.value, self.tz = value, tz
+
+    def __format__(self, spec: str) -> str:
+        value = self.value
+        if spec.startswith("or "):
+            return spec[3:] if value is None else _plain(value)
+        if spec == "when":
+            if value is None:
+                return "an unknown time"
+            moment = dt.datetime.fromisoformat(value).astimezone(self.tz)
+            return moment.strftime("%a %d %b %Y %H:%M")
+        if spec == "date":
+            year, month, day = str(value)[:10].split("-")
+            return f"{day}/{month}/{year}"
+        if spec == "rows":
+            return f"row{'s' if len(value) > 1 else ''} {', '.join(str(r) for r in value)}"
+        if spec == "and":
+            return " and ".join(value)
+        if spec == "clean":
+            from .cleaning import shown
+
+            return shown(value)
+        if spec:
+            return format(value, spec)
+        return _plain(value)
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "blank"
+    if value is True or value is False:
+        return "YES" if value else "NO"
+    return str(value)
 
 
 def sort_key(finding: Finding) -> tuple:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .checks import Check, bundled, load_checks
 from .errors import HomevisitsError
-from .findings import SEVERITIES, Finding, sort_key
+from .findings import SEVERITIES, Fill, Finding, Text, render, sort_key
 from .rules import RULES, Context, Hit
 from .safe_return import Timings
 from .schema import Column
@@ -52,6 +52,11 @@ class RuleConfig:
 
     def hits(self, context: Context) -> Iterator[Hit]:
         return self.check.hits(context) if self.check else RULES[self.id].func(context)
+
+    @property
+    def texts(self) -> dict[str, Text]:
+        """The wording of each kind of finding: message and fix templates."""
+        return self.check.texts if self.check else RULES[self.id].texts
 
 
 @dataclass
@@ -224,22 +229,30 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
         )
         rule_id, severity, clause = config.id, config.severity, f"{policy.name} {config.clause}"
         blocks = config.check is not None or RULES[rule_id].blocks_form
-        findings.extend(
-            Finding(
-                rule_id,
-                hit.severity or severity,
-                hit.row if hit.position is None else rows[hit.position],
-                None if hit.position is None else (ids[hit.position] or None),
-                headers[hit.field] if hit.field else None,
-                hit.message,
-                hit.fix,
-                clause,
-                hit.field,
-                hit.values,
-                blocks,
+        texts = config.texts
+        for hit in config.hits(context):
+            row = hit.row if hit.position is None else rows[hit.position]
+            column = headers[hit.field] if hit.field else None
+            message, fix = hit.message, hit.fix
+            if hit.kind is not None:  # worded at the edge, from the rule's template and the hit's values
+                text, values = texts[hit.kind], hit.values or {}
+                fill = Fill(headers, column, row, visits.tz)
+                message, fix = render(text.message, values, fill), render(text.fix, values, fill)
+            findings.append(
+                Finding(
+                    rule_id,
+                    hit.severity or severity,
+                    row,
+                    None if hit.position is None else (ids[hit.position] or None),
+                    column,
+                    message,
+                    fix,
+                    clause,
+                    hit.field,
+                    hit.values,
+                    blocks,
+                )
             )
-            for hit in config.hits(context)
-        )
     return findings
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import safe_return, state
-from .cleaning import shown
+from .findings import Text
 from .safe_return import Timings
 from .settings import Setting
 from .visit_ids import ALLOWED, MAX_LENGTH, is_header_safe_id
@@ -28,13 +28,18 @@ from .visits import Visits
 
 @dataclass(slots=True)
 class Hit:
+    """What a rule found, as data: where, which field, the values that made it and which of the rule's
+    texts words it (``kind``); the message and fix are rendered from that text at the edge
+    (policy.check). A rule whose wording needs more than templates gives ``message`` and ``fix``."""
+
     position: int | None  # the visit's position in the table; None for a sheet-wide finding
     field: str | None
-    message: str
-    fix: str
+    message: str = ""
+    fix: str = ""
     severity: str | None = None  # overrides the rule's severity (e.g. HV009: info until the deadline)
     row: int | None = None
     values: dict[str, Any] | None = None  # the cells that made the finding, as plain data
+    kind: str | None = None  # the key of the rule's ``texts`` that words it
 
 
 @dataclass
@@ -140,6 +145,7 @@ class Rule:
     func: Callable[[Context], Iterator[Hit]]
     params: dict[str, Setting] = field(default_factory=dict)  # what a profile may set under [rules.<id>]
     blocks_form: bool = True  # its findings (errors, alerts) stop the risk assessment form going
+    texts: dict[str, Text] = field(default_factory=dict)  # kind -> message and fix templates
 
 
 # Parameters more than one rule declares.
@@ -170,13 +176,16 @@ def rule(
     needs: tuple[str, ...] = (),
     params: dict[str, Setting] | None = None,
     blocks_form: bool = True,
+    texts: dict[str, Text] | None = None,
 ) -> Callable:
     """Register a rule function under its id, with the parameters a profile may set for it."""
 
     def register(func: Callable[[Context], Iterator[Hit]]) -> Callable[[Context], Iterator[Hit]]:
         if rule_id in RULES:  # two rules under one id: the first would vanish without a word
             raise ValueError(f"rule {rule_id} is registered twice")
-        RULES[rule_id] = Rule(rule_id, title, severity, needs, func, dict(params or {}), blocks_form)
+        RULES[rule_id] = Rule(
+            rule_id, title, severity, needs, func, dict(params or {}), blocks_form, dict(texts or {})
+        )
         return func
 
     return register
@@ -200,6 +209,39 @@ def _value(ctx: Context, position: int, name: str) -> Any:
     return (
         None if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)) else value
     )
+
+
+def plain(ctx: Context, position: int, name: str) -> Any:
+    """A cell as plain data for a finding's values: None when blank, Python numbers and bools, a date
+    as ``2026-11-23``, a time of day as ``14:30``, an instant as ISO 8601 UTC text."""
+    value = ctx.col(name)[position]
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, str | bool):
+        return value
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        if np.isnat(value):
+            return None
+        kind = ctx.visits.schema[name].type if name in ctx.visits.schema else "datetime"
+        if kind == "date":
+            return str(value)[:10]
+        if kind == "time":
+            minutes = int(value // np.timedelta64(1, "m"))
+            return f"{minutes // 60:02d}:{minutes % 60:02d}"
+        return _instant(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    return value
+
+
+def _instant(value: Any) -> str:
+    """A UTC ``datetime64`` (or integer nanoseconds) as ISO 8601 text, ``2026-11-23T14:30:00+00:00``."""
+    moment = np.datetime64(int(value), "ns") if isinstance(value, int | np.integer) else value
+    return np.datetime_as_string(np.datetime64(moment, "s")) + "+00:00"
 
 
 def _minutes_between(start: Any, end: Any) -> int:
@@ -230,14 +272,20 @@ def _folded_names(names: pd.Series) -> np.ndarray:
 # ---------------------------------------------------------------- the sheet itself
 
 
-@rule("HV001", "Required information missing", "error", params={"fields": Setting("texts", ())})
+@rule(
+    "HV001",
+    "Required information missing",
+    "error",
+    params={"fields": Setting("texts", ())},
+    texts={"missing": Text("{column} is empty.", "Fill in {column} for this visit.")},
+)
 def required_value_missing(ctx: Context) -> Iterator[Hit]:
     """A column the profile requires is empty on a visit that is planned or went ahead."""
     live = ctx.live()
     for name in ctx.p("fields", []):
         missing = live & ctx.empty(name) & ~ctx.unreadable(name)
         for i in positions(missing):
-            yield Hit(i, name, f"{ctx.header(name)} is empty.", f"Fill in {ctx.header(name)} for this visit.")
+            yield Hit(i, name, kind="missing", values={name: None})
 
 
 CELL_HINTS = {
@@ -273,7 +321,18 @@ def unreadable_cell(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@rule("HV019", "Same Visit ID twice", "error", needs=("visit_id",))
+@rule(
+    "HV019",
+    "Same Visit ID twice",
+    "error",
+    needs=("visit_id",),
+    texts={
+        "twice": Text(
+            "Visit ID {visit_id} is also used on {other_rows:rows}.",
+            "Give each visit its own ID (clear the cell on the copy and homevisits will assign a new one).",
+        )
+    },
+)
 def duplicate_visit_id(ctx: Context) -> Iterator[Hit]:
     """Two rows share a Visit ID, so emails and write-backs could land on the wrong visit."""
     duplicated = (ctx.f["visit_id"].notna() & ctx.f["visit_id"].duplicated(keep=False)).to_numpy()
@@ -283,74 +342,85 @@ def duplicate_visit_id(ctx: Context) -> Iterator[Hit]:
     for i in positions(duplicated):
         rows_of.setdefault(ids[i], []).append(int(rows[i]))
     for i in positions(duplicated):
-        others = [str(r) for r in rows_of[ids[i]] if r != rows[i]]
-        yield Hit(
-            i,
-            "visit_id",
-            f"Visit ID {ids[i]} is also used on row{'s' if len(others) > 1 else ''} {', '.join(others)}.",
-            "Give each visit its own ID (clear the cell on the copy and homevisits will assign a new one).",
+        others = [r for r in rows_of[ids[i]] if r != rows[i]]
+        yield Hit(i, "visit_id", kind="twice", values={"visit_id": ids[i], "other_rows": others})
+
+
+@rule(
+    "HV031",
+    "Visit ID unusable in emails",
+    "error",
+    needs=("visit_id",),
+    texts={
+        "unusable": Text(
+            f"Visit ID '{{visit_id:clean}}' can hold only {ALLOWED} (at most {MAX_LENGTH} characters): "
+            "emails about this visit name it as row {row} instead.",
+            "Change the Visit ID to letters and digits, e.g. HV-0042, or clear the cell and homevisits "
+            "will give the visit a new one.",
         )
-
-
-@rule("HV031", "Visit ID unusable in emails", "error", needs=("visit_id",))
+    },
+)
 def unusable_visit_id(ctx: Context) -> Iterator[Hit]:
     """A Visit ID with anything but letters, digits and ``- _ / .``, or longer than 40 characters,
     never goes into an email subject, header or file name (it could carry text into them): the
     emails about the visit name its sheet row instead, which is harder to follow."""
     ids = ctx.f["visit_id"]
     unusable = ids.notna().to_numpy() & ~_each_distinct(ids, is_header_safe_id, bool)
-    values, rows = ctx.col("visit_id"), ctx.col("row")
+    values = ctx.col("visit_id")
     for i in positions(unusable):
-        yield Hit(
-            i,
-            "visit_id",
-            f"Visit ID '{shown(values[i])}' can hold only {ALLOWED} (at most {MAX_LENGTH} characters): "
-            f"emails about this visit name it as row {int(rows[i])} instead.",
-            "Change the Visit ID to letters and digits, e.g. HV-0042, or clear the cell and homevisits "
-            "will give the visit a new one.",
-        )
+        yield Hit(i, "visit_id", kind="unusable", values={"visit_id": values[i]})
 
 
 # ---------------------------------------------------------------- risk
 
 
-@rule("HV003", "High-risk visit", "error", needs=("risk_level", "status"))
+@rule(
+    "HV003",
+    "High-risk visit",
+    "error",
+    needs=("risk_level", "status"),
+    texts={
+        "carried out": Text(
+            "A visit rated HIGH risk is recorded as carried out; high-risk visits must not go ahead.",
+            "Tell the line manager and record why it went ahead; correct the risk level if it was wrong.",
+        ),
+        "planned": Text(
+            "This visit is rated HIGH risk; under the policy it must not go ahead.",
+            "Set Status to Cancelled and meet the learner another way (in school or by phone), "
+            "or review the risk with the manager.",
+        ),
+    },
+)
 def high_risk_visit(ctx: Context) -> Iterator[Hit]:
     """A visit rated HIGH risk that is planned or was carried out: it must not go ahead."""
     high = (ctx.f["risk_level"] == "HIGH").to_numpy() & ctx.live()
     happened = ctx.happened()
     for i in positions(high):
-        if happened[i]:
-            yield Hit(
-                i,
-                "risk_level",
-                "A visit rated HIGH risk is recorded as carried out; high-risk visits must not go ahead.",
-                "Tell the line manager and record why it went ahead; correct the risk level if it was wrong.",
-            )
-        else:
-            yield Hit(
-                i,
-                "risk_level",
-                "This visit is rated HIGH risk; under the policy it must not go ahead.",
-                "Set Status to Cancelled and meet the learner another way (in school or by phone), "
-                "or review the risk with the manager.",
-            )
+        values = {"risk_level": "HIGH", "status": plain(ctx, i, "status")}
+        yield Hit(i, "risk_level", kind="carried out" if happened[i] else "planned", values=values)
 
 
-@rule("HV004", "Medium-risk visit not in a public place", "error", needs=("risk_level", "location_type"))
+@rule(
+    "HV004",
+    "Medium-risk visit not in a public place",
+    "error",
+    needs=("risk_level", "location_type"),
+    texts={
+        "not public": Text(
+            "MEDIUM risk visit planned at '{location_type:or no location type}'; medium-risk meetings must "
+            "be in a public place.",
+            "Move the meeting to a public place near the home (a library or cafe) and set Location type "
+            "to Public place.",
+        )
+    },
+)
 def medium_risk_not_public(ctx: Context) -> Iterator[Hit]:
     """A MEDIUM risk visit must meet in a public place near the home, such as a library or cafe."""
     medium = (ctx.f["risk_level"] == "MEDIUM").to_numpy() & ctx.live()
     public = (ctx.f["location_type"] == "Public place").to_numpy()
     for i in positions(medium & ~public):
-        place = _value(ctx, i, "location_type") or "no location type"
-        yield Hit(
-            i,
-            "location_type",
-            f"MEDIUM risk visit planned at '{place}'; medium-risk meetings must be in a public place.",
-            "Move the meeting to a public place near the home (a library or cafe) and set Location type "
-            "to Public place.",
-        )
+        values = {"risk_level": "MEDIUM", "location_type": plain(ctx, i, "location_type")}
+        yield Hit(i, "location_type", kind="not public", values=values)
 
 
 @rule("HV005", "No expected return", "error", needs=("expected_return|expected_duration",))
@@ -388,18 +458,24 @@ def no_expected_return(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@rule("HV015", "Dangerous animals flagged", "warning", needs=("dangerous_animals",))
-def dangerous_animals(ctx: Context) -> Iterator[Hit]:
-    """Animals that may be dangerous: they must be kept in another room, or the visit is cancelled."""
-    flagged = ctx.yes("dangerous_animals") & ctx.live() & ~ctx.happened()
-    for i in positions(flagged):
-        yield Hit(
-            i,
-            "dangerous_animals",
+@rule(
+    "HV015",
+    "Dangerous animals flagged",
+    "warning",
+    needs=("dangerous_animals",),
+    texts={
+        "flagged": Text(
             "Dangerous animals are flagged at this address.",
             "Ask the family before the visit to keep the animals in another room; cancel the visit if they "
             "refuse or cannot.",
         )
+    },
+)
+def dangerous_animals(ctx: Context) -> Iterator[Hit]:
+    """Animals that may be dangerous: they must be kept in another room, or the visit is cancelled."""
+    flagged = ctx.yes("dangerous_animals") & ctx.live() & ~ctx.happened()
+    for i in positions(flagged):
+        yield Hit(i, "dangerous_animals", kind="flagged", values={"dangerous_animals": True})
 
 
 # ---------------------------------------------------------------- consent, approval, authorisation
@@ -410,52 +486,61 @@ def _exempt(ctx: Context) -> np.ndarray:
     return _each_distinct(ctx.f["reason"], lambda reason: any(w in reason.lower() for w in words), bool)
 
 
+_CONSENT_FIX = (
+    "Confirm with the parent/carer that they are happy for the visit (a phone call is fine) and "
+    "record YES, or record the safe-and-well / emergency reason."
+)
+_NOT_EXEMPT = ", and the reason given is not an exempt safe-and-well or emergency check."
+
+
 @rule(
     "HV006",
     "No parent/carer consent",
     "error",
     needs=("parent_consent", "reason"),
     params={"exempt_reasons": EXEMPT_REASONS},
+    texts={
+        "refused": Text("Parent/carer agreement to the visit is recorded as NO" + _NOT_EXEMPT, _CONSENT_FIX),
+        "blank": Text("Parent/carer agreement to the visit is not recorded" + _NOT_EXEMPT, _CONSENT_FIX),
+        "other": Text("Parent/carer agreement to the visit is {parent_consent}" + _NOT_EXEMPT, _CONSENT_FIX),
+    },
 )
 def no_parent_consent(ctx: Context) -> Iterator[Hit]:
     """Parents/carers agree to the visit beforehand, except safe-and-well or emergency safeguarding checks."""
     consent = ctx.f["parent_consent"]
     lacking = (consent != "YES").fillna(True).to_numpy(dtype=bool) & ~ctx.unreadable("parent_consent")
     for i in positions(ctx.live() & lacking & ~_exempt(ctx)):
-        said = _value(ctx, i, "parent_consent")
-        state = "is recorded as NO" if said == "NO" else "is not recorded" if said is None else f"is {said}"
-        yield Hit(
-            i,
-            "parent_consent",
-            f"Parent/carer agreement to the visit {state}, and the reason given is not an exempt "
-            "safe-and-well or emergency check.",
-            "Confirm with the parent/carer that they are happy for the visit (a phone call is fine) and "
-            "record YES, or record the safe-and-well / emergency reason.",
-        )
+        said = plain(ctx, i, "parent_consent")
+        kind = "refused" if said == "NO" else "blank" if said is None else "other"
+        yield Hit(i, "parent_consent", kind=kind, values={"parent_consent": said})
 
 
-@rule("HV007", "Not approved by a line manager", "error", needs=("approved_by", "lead_staff"))
+@rule(
+    "HV007",
+    "Not approved by a line manager",
+    "error",
+    needs=("approved_by", "lead_staff"),
+    texts={
+        "unapproved": Text(
+            "No line manager has approved this visit.",
+            "Discuss the visit with your line manager and record their name in {header[approved_by]}.",
+        ),
+        "own": Text(
+            "The visit is approved by {approved_by}, who is also leading it.",
+            "Ask your line manager to approve the visit; nobody approves their own.",
+        ),
+    },
+)
 def not_approved(ctx: Context) -> Iterator[Hit]:
     """A line manager approves each visit; the lead staff member cannot approve their own."""
     live = ctx.live()
     for i in positions(live & ctx.empty("approved_by")):
-        yield Hit(
-            i,
-            "approved_by",
-            "No line manager has approved this visit.",
-            "Discuss the visit with your line manager and record their name in "
-            + ctx.header("approved_by")
-            + ".",
-        )
+        yield Hit(i, "approved_by", kind="unapproved", values={"approved_by": None})
     approver = _folded_names(ctx.f["approved_by"])
     self_approved = live & (approver != "") & (approver == _folded_names(ctx.f["lead_staff"]))
     for i in positions(self_approved):
-        yield Hit(
-            i,
-            "approved_by",
-            f"The visit is approved by {_value(ctx, i, 'approved_by')}, who is also leading it.",
-            "Ask your line manager to approve the visit; nobody approves their own.",
-        )
+        values = {"approved_by": plain(ctx, i, "approved_by"), "lead_staff": plain(ctx, i, "lead_staff")}
+        yield Hit(i, "approved_by", kind="own", values=values)
 
 
 # ---------------------------------------------------------------- the form and its deadline
