@@ -654,6 +654,12 @@ def _first_visits(ctx: Context) -> np.ndarray:
     "error",
     needs=("second_staff",),
     params={"pairs": PAIRS, "information_field": Setting("text", "risk_notes"), **OFFICE_HOURS},
+    texts={
+        "alone": Text(
+            "Nobody is recorded as going with the lead staff member, but {reasons:and}.",
+            "Arrange a second member of staff and record their name, or rearrange the visit.",
+        )
+    },
 )
 def no_second_staff(ctx: Context) -> Iterator[Hit]:
     """Visits go in pairs where the policy says so: always, on a first visit, out of hours or when little is known."""
@@ -676,12 +682,7 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
     else:
         raise ValueError(f"HV010: unknown pairs mode {mode!r}")
     for i in positions(alone & needed):
-        yield Hit(
-            i,
-            "second_staff",
-            f"Nobody is recorded as going with the lead staff member, but {' and '.join(why[i])}.",
-            "Arrange a second member of staff and record their name, or rearrange the visit.",
-        )
+        yield Hit(i, "second_staff", kind="alone", values={"second_staff": None, "reasons": list(why[i])})
 
 
 @rule(
@@ -690,18 +691,19 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
     "warning",
     needs=("start_time", "visit_date"),
     params=OFFICE_HOURS,
+    texts={
+        "outside": Text(
+            "The visit {reasons:and}.",
+            "Move the visit into the school day if you can; if not, make sure two staff go and the school "
+            "knows when to expect the safe-return call.",
+        )
+    },
 )
 def out_of_hours(ctx: Context) -> Iterator[Hit]:
     """Visits outside office hours (default before 08:00, after 18:00, or at the weekend)."""
     outside, why = _out_of_hours(ctx)
     for i in positions(ctx.live() & outside):
-        yield Hit(
-            i,
-            "start_time",
-            f"The visit {' and '.join(why[i])}.",
-            "Move the visit into the school day if you can; if not, make sure two staff go and the school "
-            "knows when to expect the safe-return call.",
-        )
+        yield Hit(i, "start_time", kind="outside", values={"reasons": list(why[i])})
 
 
 @rule(
@@ -801,7 +803,17 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
 
 
 @rule(
-    "HV023", "Safe return confirmed late", "warning", needs=("returned_at",), params={"grace_minutes": GRACE}
+    "HV023",
+    "Safe return confirmed late",
+    "warning",
+    needs=("returned_at",),
+    params={"grace_minutes": GRACE},
+    texts={
+        "late": Text(
+            "Safe return was confirmed {returned_at:when}, {minutes_late} minutes after the expected return.",
+            "Review with the staff member and manager why the call was late and whether escalation began.",
+        )
+    },
 )
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after due back plus grace: the escalation should have started."""
@@ -813,13 +825,8 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
     late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
     for i in positions(late):
         minutes = int((returned[i] - due[i]) // safe_return.MINUTE)
-        yield Hit(
-            i,
-            "returned_at",
-            f"Safe return was confirmed {ctx.when(returned[i])}, {minutes} minutes "
-            "after the expected return.",
-            "Review with the staff member and manager why the call was late and whether escalation began.",
-        )
+        values = {"returned_at": _instant(returned[i]), "due_at": _instant(due[i]), "minutes_late": minutes}
+        yield Hit(i, "returned_at", kind="late", values=values)
 
 
 @rule(
@@ -828,6 +835,16 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
     "error",
     needs=("safeguarding_concern", "logged_on"),
     params={"systems": Setting("texts", ())},
+    texts={
+        "not logged": Text(
+            "A safeguarding concern was raised but is not recorded as logged.",
+            "Log the concern on {systems} today and record where in {header[logged_on]}.",
+        ),
+        "elsewhere": Text(
+            "A safeguarding concern is logged on {logged_on}, but concerns go on {systems}.",
+            "Log the concern on {systems} as well and record it in {header[logged_on]}.",
+        ),
+    },
 )
 def concern_not_logged(ctx: Context) -> Iterator[Hit]:
     """A safeguarding concern from a visit is logged on the school's safeguarding system."""
@@ -836,20 +853,14 @@ def concern_not_logged(ctx: Context) -> Iterator[Hit]:
     logged = ctx.f["logged_on"].to_numpy()
     expected = " or ".join(systems) if systems else "the safeguarding system"
     for i in positions(concern):
+        values = {"safeguarding_concern": True, "logged_on": logged[i], "systems": expected}
         if logged[i] is None:
-            yield Hit(
-                i,
-                "logged_on",
-                "A safeguarding concern was raised but is not recorded as logged.",
-                f"Log the concern on {expected} today and record where in {ctx.header('logged_on')}.",
-            )
+            yield Hit(i, "logged_on", kind="not logged", values=values)
         elif systems and logged[i] not in systems:
-            yield Hit(
-                i,
-                "logged_on",
-                f"A safeguarding concern is logged on {logged[i]}, but concerns go on {expected}.",
-                f"Log the concern on {expected} as well and record it in {ctx.header('logged_on')}.",
-            )
+            yield Hit(i, "logged_on", kind="elsewhere", values=values)
+
+
+_STALE_FIX = "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened."
 
 
 @rule(
@@ -858,6 +869,20 @@ def concern_not_logged(ctx: Context) -> Iterator[Hit]:
     "warning",
     needs=("status", "visit_date"),
     params={"stale_days": Setting("integer", 2, low=0, high=366)},
+    texts={
+        "no status": Text(
+            "No status is recorded, but the visit date {visit_date:date} was more than {stale_days} days ago.",
+            _STALE_FIX,
+        ),
+        "still planned": Text(
+            "Still Planned, but the visit date {visit_date:date} was more than {stale_days} days ago.",
+            _STALE_FIX,
+        ),
+        "future": Text(
+            "Recorded as {status}, but the visit date {visit_date:date} is in the future.",
+            "Correct the visit date or the status.",
+        ),
+    },
 )
 def stale_status(ctx: Context) -> Iterator[Hit]:
     """Still Planned (or no status at all) well after the visit date, or Completed with a date in the future."""
@@ -867,22 +892,16 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
     long_past = (date < today - pd.Timedelta(days=days)).to_numpy()
     blank = ctx.empty("status") & ~ctx.unreadable("status")
     for i in positions(ctx.planned() & long_past & ~ctx.unreadable("status")):
-        state = "No status is recorded" if blank[i] else "Still Planned"
-        yield Hit(
-            i,
-            "status",
-            f"{state}, but the visit date {_uk_date(ctx.col('visit_date')[i])} was more than {days} days ago.",
-            "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened.",
-        )
+        values = {
+            "status": plain(ctx, i, "status"),
+            "visit_date": plain(ctx, i, "visit_date"),
+            "stale_days": days,
+        }
+        yield Hit(i, "status", kind="no status" if blank[i] else "still planned", values=values)
     future = ctx.happened() & (date > today).to_numpy()
     for i in positions(future):
-        yield Hit(
-            i,
-            "status",
-            f"Recorded as {_value(ctx, i, 'status')}, but the visit date {_uk_date(ctx.col('visit_date')[i])} is in the future.",
-            "Correct the visit date or the status.",
-            severity="error",
-        )
+        values = {"status": plain(ctx, i, "status"), "visit_date": plain(ctx, i, "visit_date")}
+        yield Hit(i, "status", kind="future", values=values, severity="error")
 
 
 @rule(
@@ -891,19 +910,19 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
     "error",
     needs=("prior_contact", "location_type"),
     params={"exempt_reasons": EXEMPT_REASONS},
+    texts={
+        "none": Text(
+            "No earlier contact attempts are recorded before this home visit.",
+            "Record the phone calls, texts or in-school meetings tried first in {header[prior_contact]}.",
+        )
+    },
 )
 def no_prior_contact(ctx: Context) -> Iterator[Hit]:
     """A home visit is not the first option: phone calls or meetings in school come first."""
     home = (ctx.f["location_type"].isna() | (ctx.f["location_type"] == "Home")).to_numpy()
     for i in positions(ctx.live() & home & ctx.empty("prior_contact") & ~_exempt(ctx)):
-        yield Hit(
-            i,
-            "prior_contact",
-            "No earlier contact attempts are recorded before this home visit.",
-            "Record the phone calls, texts or in-school meetings tried first in "
-            + ctx.header("prior_contact")
-            + ".",
-        )
+        values = {"prior_contact": None, "location_type": plain(ctx, i, "location_type")}
+        yield Hit(i, "prior_contact", kind="none", values=values)
 
 
 # ---------------------------------------------------------------- what the sheet holds that was not read
