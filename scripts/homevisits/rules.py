@@ -299,26 +299,28 @@ CELL_HINTS = {
 }
 
 
-@rule("HV002", "Cell could not be read", "error")
+@rule(
+    "HV002",
+    "Cell could not be read",
+    "error",
+    texts={
+        kind: Text("'{cell}' in {column} could not be read: {reason}.", f"Correct the cell: {hint}.")
+        for kind, hint in {**CELL_HINTS, "other": "write a value from the list"}.items()
+    },
+)
 def unreadable_cell(ctx: Context) -> Iterator[Hit]:
     """A cell whose value cannot be understood (a bad date, time, phone number or choice)."""
     position_of_row = {row: i for i, row in enumerate(ctx.f["row"].tolist())}
-    headers = {name: ctx.header(name) for name in {problem.field for problem in ctx.visits.problems}}
-    fixes = {
-        name: f"Correct the cell: {CELL_HINTS.get(ctx.visits.schema[name].type, 'write a value from the list')}."
-        for name in headers
+    kinds = {
+        name: ctx.visits.schema[name].type for name in {problem.field for problem in ctx.visits.problems}
     }
     for row, name, raw, reason in ctx.visits.problems:
         shown = str(raw)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        yield Hit(
-            position_of_row.get(row),
-            name,
-            f"'{shown}' in {headers[name]} could not be read: {reason}.",
-            fixes[name],
-            row=row,
-        )
+        kind = kinds[name] if kinds[name] in CELL_HINTS else "other"
+        values = {"cell": shown, "reason": reason}
+        yield Hit(position_of_row.get(row), name, row=row, kind=kind, values=values)
 
 
 @rule(
@@ -423,7 +425,27 @@ def medium_risk_not_public(ctx: Context) -> Iterator[Hit]:
         yield Hit(i, "location_type", kind="not public", values=values)
 
 
-@rule("HV005", "No expected return", "error", needs=("expected_return|expected_duration",))
+_UNTIL_THEN = " Until then the safe-return alert counts the visit as due back by {due_at:when}."
+
+
+@rule(
+    "HV005",
+    "No expected return",
+    "error",
+    needs=("expected_return|expected_duration",),
+    texts={
+        "too long": Text(
+            "{column} reads {expected_duration:g} minutes, longer than the longest visit the policy expects "
+            "({max_visit_minutes:g} minutes).",
+            "Check the duration (minutes, e.g. 90, or 1h30)." + _UNTIL_THEN,
+        ),
+        "blank": Text(
+            "No expected return time or duration: the line manager cannot tell when to expect the "
+            "safe-return call.",
+            "Fill in {column} (and tell the line manager)." + _UNTIL_THEN,
+        ),
+    },
+)
 def no_expected_return(ctx: Context) -> Iterator[Hit]:
     """Without a usable expected return time (or duration) nobody can tell when the safe-return call is late.
 
@@ -437,25 +459,15 @@ def no_expected_return(ctx: Context) -> Iterator[Hit]:
     minutes = ctx.f["expected_duration"].to_numpy(dtype=float)
     too_long = np.nan_to_num(minutes) > ctx.timings.max_visit_minutes
     blank = ctx.f["expected_return"].isna().to_numpy() & np.isnan(minutes)
+    longest = float(ctx.timings.max_visit_minutes)
     for i in positions(fallback & ~unreadable & has_start & (blank | too_long)):
-        due_at = ctx.when(due.at[i])
+        due_at = None if due.at[i] == safe_return.NAT else _instant(due.at[i])
         if too_long[i] and not blank[i]:
-            yield Hit(
-                i,
-                "expected_duration",
-                f"{ctx.header('expected_duration')} reads {minutes[i]:g} minutes, longer than the longest "
-                f"visit the policy expects ({ctx.timings.max_visit_minutes:g} minutes).",
-                f"Check the duration (minutes, e.g. 90, or 1h30). Until then the safe-return alert counts "
-                f"the visit as due back by {due_at}.",
-            )
+            values = {"expected_duration": float(minutes[i]), "max_visit_minutes": longest, "due_at": due_at}
+            yield Hit(i, "expected_duration", kind="too long", values=values)
             continue
-        yield Hit(
-            i,
-            field,
-            "No expected return time or duration: the line manager cannot tell when to expect the safe-return call.",
-            f"Fill in {ctx.header(field)} (and tell the line manager). Until then the safe-return alert counts "
-            f"the visit as due back by {due_at}.",
-        )
+        values = {"expected_return": None, "expected_duration": None, "due_at": due_at}
+        yield Hit(i, field, kind="blank", values=values)
 
 
 @rule(
@@ -573,6 +585,11 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"The risk assessment form was sent {ctx.when(sent[i])}, after the deadline of "
             f"{ctx.when(deadline[i])} ({ahead}).",
             "Send forms earlier: the visit should not go ahead until the form has been received in time.",
+            values={
+                "form_sent_at": _instant(sent[i]),
+                "deadline": _instant(deadline[i]),
+                "deadline_hours": hours,
+            },
         )
     for i in positions(unsent & passed):
         yield Hit(
@@ -581,6 +598,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"The risk assessment form has not been sent and the deadline passed {ctx.when(deadline[i])} "
             f"({ahead}).",
             "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
+            values={"form_sent_at": None, "deadline": _instant(deadline[i]), "deadline_hours": hours},
         )
     for i in positions(unsent & ~passed & ctx.planned()):
         yield Hit(
@@ -589,6 +607,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"The risk assessment form is due by {ctx.when(deadline[i])} ({ahead}).",
             "Complete the row so the form can be sent before the deadline.",
             severity="info",
+            values={"form_sent_at": None, "deadline": _instant(deadline[i]), "deadline_hours": hours},
         )
 
 
@@ -712,6 +731,21 @@ def out_of_hours(ctx: Context) -> Iterator[Hit]:
     "error",
     needs=("start_time", "visit_date"),
     params={"max_minutes": Setting("number", 240, low=1, high=24 * 60)},
+    texts={
+        "return before start": Text(
+            "Expected return {return_due_at:when} is not after the start {start_at:when}.",
+            "Correct the start time or the expected return (24-hour clock, e.g. 15:30).",
+        ),
+        "too long": Text(
+            "The visit is planned to last {minutes} minutes, longer than the {max_minutes:g} minutes the "
+            "policy expects.",
+            "Check the times; if the visit really is that long, agree check-in calls with the line manager.",
+        ),
+        "left before arriving": Text(
+            "Departed {departed_at:when} is before arrived {arrived_at:when}.",
+            "Correct the arrival or departure time.",
+        ),
+    },
 )
 def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     """Times that cannot all be true: return before start, departure before arrival, a visit far too long."""
@@ -725,30 +759,16 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     start, due = ctx.col("start_at"), ctx.col("return_due_at")
     field = "expected_return" if "expected_return" in ctx.visits.headers else "expected_duration"
     for i in positions(backwards):
-        yield Hit(
-            i,
-            field,
-            f"Expected return {ctx.when(due[i])} is not after the start {ctx.when(start[i])}.",
-            "Correct the start time or the expected return (24-hour clock, e.g. 15:30).",
-        )
+        values = {"start_at": plain(ctx, i, "start_at"), "return_due_at": plain(ctx, i, "return_due_at")}
+        yield Hit(i, field, kind="return before start", values=values)
     for i in positions(too_long):
-        minutes = _minutes_between(start[i], due[i])
-        yield Hit(
-            i,
-            field,
-            f"The visit is planned to last {minutes} minutes, longer than the {limit:g} minutes the policy expects.",
-            "Check the times; if the visit really is that long, agree check-in calls with the line manager.",
-            severity="warning",
-        )
+        values = {"minutes": _minutes_between(start[i], due[i]), "max_minutes": limit}
+        yield Hit(i, field, kind="too long", values=values, severity="warning")
     backwards_visit = live & (frame["departed_at"] < frame["arrived_at"]).fillna(False).to_numpy(dtype=bool)
     arrived, departed = ctx.col("arrived_at"), ctx.col("departed_at")
     for i in positions(backwards_visit):
-        yield Hit(
-            i,
-            "departed_at",
-            f"Departed {ctx.when(departed[i])} is before arrived {ctx.when(arrived[i])}.",
-            "Correct the arrival or departure time.",
-        )
+        values = {"arrived_at": _instant(arrived[i]), "departed_at": _instant(departed[i])}
+        yield Hit(i, "departed_at", kind="left before arriving", values=values)
 
 
 # ---------------------------------------------------------------- after the visit
@@ -779,6 +799,13 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
             n for n in (state_now.due.why(i, cells), state_now.back.doubt(i, cells)) if n is not None
         )
         notes = f" {notes}" if notes else ""
+        at = state_now.due.at[i]
+        values = {
+            "due_at": None if at == safe_return.NAT else _instant(at),
+            "returned_at": plain(ctx, i, "returned_at"),
+            "grace_minutes": float(grace),
+            "escalated": bool(escalated[i]),
+        }
         if state_now.recent[i]:
             step = steps[1] if escalated[i] and len(steps) > 1 else steps[0]
             later = (
@@ -791,6 +818,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
                 f"{grace:g} minutes later. Next step: {step}.{notes}",
                 f"Act now: {steps[0][0].lower() + steps[0][1:]}{later}. Record the time in "
                 f"{ctx.header('returned_at')} once they are safe.",
+                values={**values, "next_step": step},
             )
         else:
             yield Hit(
@@ -799,6 +827,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
                 f"{staff}'s safe return after the visit due back {due} was never recorded.{notes}",
                 f"Check with {staff} and record when they returned in {ctx.header('returned_at')}.",
                 severity="error",
+                values=values,
             )
 
 
@@ -928,38 +957,40 @@ def no_prior_contact(ctx: Context) -> Iterator[Hit]:
 # ---------------------------------------------------------------- what the sheet holds that was not read
 
 
-@rule("HV029", "Part of the sheet not read", "warning")
+_NOT_READ = "The header '{sheet_header}' (column {letter}) is not a column homevisits knows, so its cells are not read"
+
+
+@rule(
+    "HV029",
+    "Part of the sheet not read",
+    "warning",
+    texts={
+        "looks like": Text(
+            _NOT_READ + "; it looks like '{looks_like_header}'.",
+            'If it holds {looks_like_header}, add under [columns] in the config: "{sheet_header}" = "{looks_like}".',
+        ),
+        "unknown": Text(
+            _NOT_READ + ".",
+            'If the policy needs it, map it under [columns] in the config ("{sheet_header}" = "<field>", fields '
+            "as in sheets_schema/home_visits.yaml); a column of the school's own can stay as it is.",
+        ),
+        "rows skipped": Text("{note}", "Nothing to do unless one of those rows is a visit."),
+    },
+)
 def sheet_not_fully_read(ctx: Context) -> Iterator[Hit]:
     """Every header is accounted for, and every row skipped is said: a column the tool cannot place
     is not read (so its cells count for nothing), and rows holding only tick-box defaults are not visits."""
     visits = ctx.visits
     header_row = visits.header_row
     for position, header, near in visits.extra.get("unplaced", ()):
-        where = f"column {_column_name(position)}"
+        values = {"sheet_header": header, "letter": _column_name(position), "looks_like": near}
         if near is not None:
-            canonical = visits.schema[near].header
-            yield Hit(
-                None,
-                None,
-                f"The header '{header}' ({where}) is not a column homevisits knows, so its cells are not read; "
-                f"it looks like '{canonical}'.",
-                f'If it holds {canonical}, add under [columns] in the config: "{header}" = "{near}".',
-                row=header_row,
-            )
+            values["looks_like_header"] = visits.schema[near].header
+            yield Hit(None, None, row=header_row, kind="looks like", values=values)
         else:
-            yield Hit(
-                None,
-                None,
-                f"The header '{header}' ({where}) is not a column homevisits knows, so its cells are not read.",
-                f'If the policy needs it, map it under [columns] in the config ("{header}" = "<field>", fields '
-                "as in sheets_schema/home_visits.yaml); a column of the school's own can stay as it is.",
-                severity="info",
-                row=header_row,
-            )
+            yield Hit(None, None, severity="info", row=header_row, kind="unknown", values=values)
     for note in visits.extra.get("skipped", ()):
-        yield Hit(
-            None, None, note, "Nothing to do unless one of those rows is a visit.", severity="info", row=None
-        )
+        yield Hit(None, None, severity="info", row=None, kind="rows skipped", values={"note": note})
 
 
 def _column_name(position: int) -> str:
