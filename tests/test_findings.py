@@ -20,6 +20,18 @@ FINDING = st.builds(
     message=TEXT,
     fix=TEXT,
     clause=TEXT,
+    field=st.none() | TEXT,
+    values=st.none()
+    | st.dictionaries(
+        TEXT,
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | TEXT
+        | st.lists(st.integers() | TEXT, max_size=3),
+        max_size=4,
+    ),
 )
 
 

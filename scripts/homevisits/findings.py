@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -73,6 +74,39 @@ def render(template: str, values: Mapping[str, Any], fill: Fill) -> str:
     of rows (``row 3`` or ``rows 3, 4``), ``{reasons:and}`` a list joined by "and", ``{place:or none}``
     the value or, when blank, the words after ``or``; a blank value shows as "blank"."""
     return template.format_map(_Values(values, fill))
+
+
+class Wording:
+    """A rule's texts rendered for one check: a finding whose values (and column) repeat another's
+    is worded once, since a large log has thousands alike (``{row}`` counts as a value)."""
+
+    MEMO = 20_000  # findings of a kind mostly share a few wordings; times of their own never repeat
+
+    def __init__(self, texts: Mapping[str, Text], header: Mapping[str, str], tz: Any) -> None:
+        self.texts, self.header, self.tz = texts, header, tz
+        self.by_row = {kind: "{row" in t.message + t.fix for kind, t in texts.items()}
+        self.memo: dict[tuple, tuple[str, str]] = {}
+
+    def __call__(
+        self, kind: str, values: Mapping[str, Any], column: str | None, row: int | None
+    ) -> tuple[str, str]:
+        key = (
+            kind,
+            column,
+            row if self.by_row[kind] else None,
+            *((k, v, type(v)) for k, v in values.items()),
+        )
+        try:
+            return self.memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # a list among the values: no key, worded each time
+            key = ()
+        text, fill = self.texts[kind], Fill(self.header, column, row, self.tz)
+        worded = (render(text.message, values, fill), render(text.fix, values, fill))
+        if key and len(self.memo) < self.MEMO:
+            self.memo[key] = worded
+        return worded
 
 
 FORMATS = ("", "when", "date", "rows", "and", "clean")  # and "or <words>": what render can show
@@ -218,19 +252,31 @@ def _template(rule: str, severity: str, column: str | None, fix: str, clause: st
 
 
 def _values_json(values: dict[str, Any] | None) -> str:
-    """A finding's values as JSON, worked out once per distinct set (most findings share a few)."""
+    """A finding's values as ``json.dumps`` writes them, made directly (most hold a time of their own,
+    so no cache would help; a large report has many)."""
     if not values:
         return "{}"
-    try:
-        return _values_text(tuple((key, type(value), value) for key, value in values.items()))
-    except TypeError:  # a value that cannot be a cache key
-        return json.dumps(values, ensure_ascii=False)
+    return "{" + ", ".join(_key_json(key) + _value_json(value) for key, value in values.items()) + "}"
 
 
-@lru_cache(maxsize=4096)
-def _values_text(items: tuple[tuple[str, type, Any], ...]) -> str:
-    """(The type is in the key so that True, 1 and 1.0 are not taken for one another.)"""
-    return json.dumps({key: value for key, _type, value in items}, ensure_ascii=False)
+@lru_cache(maxsize=1024)
+def _key_json(key: str) -> str:
+    return encode_basestring(key) + ": "
+
+
+def _value_json(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def to_json(report: Report) -> str:

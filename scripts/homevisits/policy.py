@@ -16,7 +16,7 @@ import pandas as pd
 
 from .checks import Check, bundled, load_checks
 from .errors import HomevisitsError
-from .findings import SEVERITIES, Fill, Finding, Text, render, sort_key
+from .findings import SEVERITIES, Finding, Text, Wording, sort_key
 from .rules import RULES, Context, Hit
 from .safe_return import Timings
 from .schema import Column
@@ -229,15 +229,13 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
         )
         rule_id, severity, clause = config.id, config.severity, f"{policy.name} {config.clause}"
         blocks = config.check is not None or RULES[rule_id].blocks_form
-        texts = config.texts
+        wording = Wording(config.texts, headers, visits.tz)
         for hit in config.hits(context):
             row = hit.row if hit.position is None else rows[hit.position]
             column = headers[hit.field] if hit.field else None
             message, fix = hit.message, hit.fix
             if hit.kind is not None:  # worded at the edge, from the rule's template and the hit's values
-                text, values = texts[hit.kind], hit.values or {}
-                fill = Fill(headers, column, row, visits.tz)
-                message, fix = render(text.message, values, fill), render(text.fix, values, fill)
+                message, fix = wording(hit.kind, hit.values or {}, column, row)
             findings.append(
                 Finding(
                     rule_id,
