@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -252,31 +251,31 @@ def _template(rule: str, severity: str, column: str | None, fix: str, clause: st
 
 
 def _values_json(values: dict[str, Any] | None) -> str:
-    """A finding's values as ``json.dumps`` writes them, made directly (most hold a time of their own,
-    so no cache would help; a large report has many)."""
+    """A finding's values as ``json.dumps`` writes them (most hold a time of their own, so no cache
+    would help; a large report has many): the C encoder json.dumps itself uses, made once."""
     if not values:
         return "{}"
-    return "{" + ", ".join(_key_json(key) + _value_json(value) for key, value in values.items()) + "}"
+    return "".join(_ENCODE(values, 0))
 
 
-@lru_cache(maxsize=1024)
-def _key_json(key: str) -> str:
-    return encode_basestring(key) + ": "
+def _c_encoder() -> Any:
+    """json's C encoder (as ``json.dumps(..., ensure_ascii=False)`` builds it for each call), if this
+    Python has it and it writes what json.dumps writes; else json.dumps."""
+    from json import encoder
+
+    sample = {"a": None, "b": True, "c": 1, "d": 1.5, "e": "é\n", "f": [1, "x"]}
+    try:
+        made = encoder.c_make_encoder(  # type: ignore[attr-defined]
+            None, json.JSONEncoder().default, encode_basestring, None, ": ", ", ", False, False, True
+        )
+        if "".join(made(sample, 0)) == json.dumps(sample, ensure_ascii=False):
+            return made
+    except (AttributeError, TypeError):
+        pass
+    return lambda values, _level: (json.dumps(values, ensure_ascii=False),)
 
 
-def _value_json(value: Any) -> str:
-    kind = type(value)
-    if kind is str:
-        return encode_basestring(value)
-    if value is None:
-        return "null"
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float and math.isfinite(value):
-        return float.__repr__(value)
-    return json.dumps(value, ensure_ascii=False)
+_ENCODE = _c_encoder()
 
 
 def to_json(report: Report) -> str:

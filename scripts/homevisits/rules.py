@@ -77,6 +77,14 @@ class Context:
                 self.cache[name] = series.to_numpy()
         return self.cache[name]
 
+    def plain(self, name: str) -> np.ndarray:
+        """A column's cells as plain data for findings' values (rules.plain_column), made once."""
+        key = ("plain", name)
+        if key not in self.cache:
+            kind = self.visits.schema[name].type if name in self.visits.schema else None
+            self.cache[key] = plain_column(self.f[name], kind)
+        return self.cache[key]
+
     def when(self, instant: Any) -> str:
         """A UTC instant (``datetime64`` or ``Timestamp``) as the school reads it: ``Mon 23 Nov 2026 14:30``."""
         if instant is None or pd.isna(instant):
@@ -214,34 +222,45 @@ def _value(ctx: Context, position: int, name: str) -> Any:
 def plain(ctx: Context, position: int, name: str) -> Any:
     """A cell as plain data for a finding's values: None when blank, Python numbers and bools, a date
     as ``2026-11-23``, a time of day as ``14:30``, an instant as ISO 8601 UTC text."""
-    value = ctx.col(name)[position]
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, str | bool):
-        return value
-    if isinstance(value, np.datetime64 | np.timedelta64):
-        if np.isnat(value):
-            return None
-        kind = ctx.visits.schema[name].type if name in ctx.visits.schema else "datetime"
-        if kind == "date":
-            return str(value)[:10]
-        if kind == "time":
-            minutes = int(value // np.timedelta64(1, "m"))
-            return f"{minutes // 60:02d}:{minutes % 60:02d}"
-        return _instant(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)
-    return value
+    return ctx.plain(name)[position]
 
 
-def _instant(value: Any) -> str:
-    """A UTC ``datetime64`` (or integer nanoseconds) as ISO 8601 text, ``2026-11-23T14:30:00+00:00``."""
-    moment = np.datetime64(int(value), "ns") if isinstance(value, int | np.integer) else value
-    return np.datetime_as_string(np.datetime64(moment, "s")) + "+00:00"
+def plain_column(series: pd.Series, kind: str | None) -> np.ndarray:
+    """A whole column as :func:`plain` gives its cells (made at once: a large log has many findings)."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return instants(series.dt.tz_localize(None).to_numpy())
+    if isinstance(series.dtype, pd.BooleanDtype):
+        return series.to_numpy(dtype=object, na_value=None)
+    values = series.to_numpy()
+    if values.dtype.kind == "M":  # a date at midnight
+        out = np.datetime_as_string(values, unit="D").astype(object)
+        out[np.isnat(values)] = None
+        return out
+    if values.dtype.kind == "m":  # a time of day
+        minutes = values // np.timedelta64(1, "m")
+        return np.array(
+            [
+                None if np.isnat(v) else f"{int(m) // 60:02d}:{int(m) % 60:02d}"
+                for v, m in zip(values, minutes, strict=True)
+            ],
+            dtype=object,
+        )
+    if values.dtype.kind == "f":
+        out = values.astype(object)
+        out[np.isnan(values)] = None
+        return out
+    out = values.astype(object)
+    if values.dtype.kind == "O":
+        out[pd.isna(values)] = None
+    return out
+
+
+def instants(values: np.ndarray) -> np.ndarray:
+    """UTC instants (``datetime64`` or integer nanoseconds, NAT where missing) as ISO 8601 text, or None."""
+    moments = values.view("datetime64[ns]") if values.dtype.kind in "iu" else values.astype("datetime64[ns]")
+    out = np.char.add(np.datetime_as_string(moments, unit="s"), "+00:00").astype(object)
+    out[np.isnat(moments)] = None
+    return out
 
 
 def _minutes_between(start: Any, end: Any) -> int:
@@ -460,8 +479,9 @@ def no_expected_return(ctx: Context) -> Iterator[Hit]:
     too_long = np.nan_to_num(minutes) > ctx.timings.max_visit_minutes
     blank = ctx.f["expected_return"].isna().to_numpy() & np.isnan(minutes)
     longest = float(ctx.timings.max_visit_minutes)
+    due_text = instants(due.at)
     for i in positions(fallback & ~unreadable & has_start & (blank | too_long)):
-        due_at = None if due.at[i] == safe_return.NAT else _instant(due.at[i])
+        due_at = due_text[i]
         if too_long[i] and not blank[i]:
             values = {"expected_duration": float(minutes[i]), "max_visit_minutes": longest, "due_at": due_at}
             yield Hit(i, "expected_duration", kind="too long", values=values)
@@ -578,6 +598,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
     passed = (deadline < ctx.now).fillna(False).to_numpy(dtype=bool)
     ahead = f"{hours:g} hours before the visit" if hours else "before the visit"
     deadline, sent = deadline.dt.tz_localize(None).to_numpy(), ctx.col("form_sent_at")
+    deadline_text, sent_text = instants(deadline), ctx.plain("form_sent_at")
     for i in positions(late):
         yield Hit(
             i,
@@ -586,8 +607,8 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"{ctx.when(deadline[i])} ({ahead}).",
             "Send forms earlier: the visit should not go ahead until the form has been received in time.",
             values={
-                "form_sent_at": _instant(sent[i]),
-                "deadline": _instant(deadline[i]),
+                "form_sent_at": sent_text[i],
+                "deadline": deadline_text[i],
                 "deadline_hours": hours,
             },
         )
@@ -598,7 +619,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"The risk assessment form has not been sent and the deadline passed {ctx.when(deadline[i])} "
             f"({ahead}).",
             "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
-            values={"form_sent_at": None, "deadline": _instant(deadline[i]), "deadline_hours": hours},
+            values={"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours},
         )
     for i in positions(unsent & ~passed & ctx.planned()):
         yield Hit(
@@ -607,7 +628,7 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
             f"The risk assessment form is due by {ctx.when(deadline[i])} ({ahead}).",
             "Complete the row so the form can be sent before the deadline.",
             severity="info",
-            values={"form_sent_at": None, "deadline": _instant(deadline[i]), "deadline_hours": hours},
+            values={"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours},
         )
 
 
@@ -765,9 +786,8 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
         values = {"minutes": _minutes_between(start[i], due[i]), "max_minutes": limit}
         yield Hit(i, field, kind="too long", values=values, severity="warning")
     backwards_visit = live & (frame["departed_at"] < frame["arrived_at"]).fillna(False).to_numpy(dtype=bool)
-    arrived, departed = ctx.col("arrived_at"), ctx.col("departed_at")
     for i in positions(backwards_visit):
-        values = {"arrived_at": _instant(arrived[i]), "departed_at": _instant(departed[i])}
+        values = {"arrived_at": plain(ctx, i, "arrived_at"), "departed_at": plain(ctx, i, "departed_at")}
         yield Hit(i, "departed_at", kind="left before arriving", values=values)
 
 
@@ -791,6 +811,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     grace = ctx.timings.grace_minutes
     escalated = ctx.f["escalated_at"].notna().to_numpy()
     cells = safe_return.Cells(ctx.visits)
+    due_text = instants(state_now.due.at)
     for i in positions(state_now.past_grace):
         staff = _value(ctx, i, "lead_staff") or "the lead staff member"
         phone = _value(ctx, i, "phone_taken") or "no phone recorded"
@@ -799,9 +820,8 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
             n for n in (state_now.due.why(i, cells), state_now.back.doubt(i, cells)) if n is not None
         )
         notes = f" {notes}" if notes else ""
-        at = state_now.due.at[i]
         values = {
-            "due_at": None if at == safe_return.NAT else _instant(at),
+            "due_at": due_text[i],
             "returned_at": plain(ctx, i, "returned_at"),
             "grace_minutes": float(grace),
             "escalated": bool(escalated[i]),
@@ -852,9 +872,10 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
     returned = state_now.back.returned
     placed = due != safe_return.NAT
     late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
+    due_text, returned_text = instants(due), instants(returned)
     for i in positions(late):
         minutes = int((returned[i] - due[i]) // safe_return.MINUTE)
-        values = {"returned_at": _instant(returned[i]), "due_at": _instant(due[i]), "minutes_late": minutes}
+        values = {"returned_at": returned_text[i], "due_at": due_text[i], "minutes_late": minutes}
         yield Hit(i, "returned_at", kind="late", values=values)
 
 
