@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -71,8 +72,30 @@ def render(template: str, values: Mapping[str, Any], fill: Fill) -> str:
     the finding, shown by its format: ``{due:when}`` a UTC instant as the school reads it
     (``Mon 23 Nov 2026 14:30``), ``{visit_date:date}`` a date as 23/11/2026, ``{rows:rows}`` a list
     of rows (``row 3`` or ``rows 3, 4``), ``{reasons:and}`` a list joined by "and", ``{place:or none}``
-    the value or, when blank, the words after ``or``; a blank value shows as "blank"."""
-    return template.format_map(_Values(values, fill))
+    the value or, when blank, the words after ``or``; a blank value shows as "blank", a yes/no as
+    YES or NO."""
+    out = []
+    for literal, name, spec in _parts(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if name == "column":
+            out.append(str(fill.column))
+        elif name == "row":
+            out.append(str(fill.row))
+        elif name.startswith("header["):
+            out.append(fill.header[name[7:-1]])
+        else:
+            out.append(_shown(values[name], spec, fill.tz))
+    return "".join(out)
+
+
+@lru_cache(maxsize=1024)
+def _parts(template: str) -> tuple[tuple[str, str | None, str], ...]:
+    """A template as (text, name, format) pieces, read once."""
+    import string
+
+    return tuple((literal, name, spec or "") for literal, name, spec, _ in string.Formatter().parse(template))
 
 
 class Wording:
@@ -83,18 +106,19 @@ class Wording:
 
     def __init__(self, texts: Mapping[str, Text], header: Mapping[str, str], tz: Any) -> None:
         self.texts, self.header, self.tz = texts, header, tz
-        self.by_row = {kind: "{row" in t.message + t.fix for kind, t in texts.items()}
+        self.by_row: dict[str, bool] = {}
+        self.named: dict[str, Callable[[Mapping[str, Any]], Any]] = {}  # the values a kind's texts show
+        for kind, text in texts.items():
+            names = [n for _, n, _ in (*_parts(text.message), *_parts(text.fix)) if n is not None]
+            self.by_row[kind] = "row" in names
+            shown = sorted({n for n in names if n not in ("row", "column") and not n.startswith("header[")})
+            self.named[kind] = operator.itemgetter(*shown) if shown else _nothing
         self.memo: dict[tuple, tuple[str, str]] = {}
 
     def __call__(
         self, kind: str, values: Mapping[str, Any], column: str | None, row: int | None
     ) -> tuple[str, str]:
-        key = (
-            kind,
-            column,
-            row if self.by_row[kind] else None,
-            *((k, v, type(v)) for k, v in values.items()),
-        )
+        key: tuple = (kind, column, row if self.by_row[kind] else None, self.named[kind](values))
         try:
             return self.memo[key]
         except KeyError:
@@ -106,6 +130,10 @@ class Wording:
         if key and len(self.memo) < self.MEMO:
             self.memo[key] = worded
         return worded
+
+
+def _nothing(_values: Mapping[str, Any]) -> None:
+    return None
 
 
 FORMATS = ("", "when", "date", "rows", "and", "clean")  # and "or <words>": what render can show
@@ -126,47 +154,28 @@ class Fill:
     tz: Any  # a ZoneInfo
 
 
-class _Values:
-    __slots__ = ("fill", "values")
+def _shown(value: Any, spec: str, tz: Any) -> str:
+    """One value as a template's format asks (see :func:`render`)."""
+    if not spec:
+        return value if type(value) is str else _plain(value)
+    if spec.startswith("or "):
+        return spec[3:] if value is None else _plain(value)
+    if spec == "when":
+        if value is None:
+            return "an unknown time"
+        return dt.datetime.fromisoformat(value).astimezone(tz).strftime("%a %d %b %Y %H:%M")
+    if spec == "date":
+        year, month, day = str(value)[:10].split("-")
+        return f"{day}/{month}/{year}"
+    if spec == "rows":
+        return f"row{'s' if len(value) > 1 else ''} {', '.join(str(r) for r in value)}"
+    if spec == "and":
+        return " and ".join(value)
+    if spec == "clean":
+        from .cleaning import shown
 
-    def __init__(self, values: Mapping[str, Any], fill: Fill) -> None:
-        self.values, self.fill = values, fill
-
-    def __getitem__(self, key: str) -> Any:
-        if key in ("header", "column", "row"):
-            return getattr(self.fill, key)
-        return _Shown(self.values[key], self.fill.tz)
-
-
-class _Shown:
-    __slots__ = ("tz", "value")
-
-    def __init__(self, value: Any, tz: Any) -> None:
-        self.value, self.tz = value, tz
-
-    def __format__(self, spec: str) -> str:
-        value = self.value
-        if spec.startswith("or "):
-            return spec[3:] if value is None else _plain(value)
-        if spec == "when":
-            if value is None:
-                return "an unknown time"
-            moment = dt.datetime.fromisoformat(value).astimezone(self.tz)
-            return moment.strftime("%a %d %b %Y %H:%M")
-        if spec == "date":
-            year, month, day = str(value)[:10].split("-")
-            return f"{day}/{month}/{year}"
-        if spec == "rows":
-            return f"row{'s' if len(value) > 1 else ''} {', '.join(str(r) for r in value)}"
-        if spec == "and":
-            return " and ".join(value)
-        if spec == "clean":
-            from .cleaning import shown
-
-            return shown(value)
-        if spec:
-            return format(value, spec)
-        return _plain(value)
+        return shown(value)
+    return format(value, spec)
 
 
 def _plain(value: Any) -> str:

@@ -255,6 +255,11 @@ def plain_column(series: pd.Series, kind: str | None) -> np.ndarray:
     return out
 
 
+def instants_at(values: np.ndarray, at: list[int]) -> dict[int, str | None]:
+    """:func:`instants` of the positions ``at`` only (the rows a rule found), by position."""
+    return dict(zip(at, instants(values[at]).tolist(), strict=True)) if at else {}
+
+
 def instants(values: np.ndarray) -> np.ndarray:
     """UTC instants (``datetime64`` or integer nanoseconds, NAT where missing) as ISO 8601 text, or None."""
     moments = values.view("datetime64[ns]") if values.dtype.kind in "iu" else values.astype("datetime64[ns]")
@@ -479,8 +484,9 @@ def no_expected_return(ctx: Context) -> Iterator[Hit]:
     too_long = np.nan_to_num(minutes) > ctx.timings.max_visit_minutes
     blank = ctx.f["expected_return"].isna().to_numpy() & np.isnan(minutes)
     longest = float(ctx.timings.max_visit_minutes)
-    due_text = instants(due.at)
-    for i in positions(fallback & ~unreadable & has_start & (blank | too_long)):
+    found = positions(fallback & ~unreadable & has_start & (blank | too_long))
+    due_text = instants_at(due.at, found)
+    for i in found:
         due_at = due_text[i]
         if too_long[i] and not blank[i]:
             values = {"expected_duration": float(minutes[i]), "max_visit_minutes": longest, "due_at": due_at}
@@ -598,7 +604,8 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
     passed = (deadline < ctx.now).fillna(False).to_numpy(dtype=bool)
     ahead = f"{hours:g} hours before the visit" if hours else "before the visit"
     deadline, sent = deadline.dt.tz_localize(None).to_numpy(), ctx.col("form_sent_at")
-    deadline_text, sent_text = instants(deadline), ctx.plain("form_sent_at")
+    flagged = positions(late | unsent)
+    deadline_text, sent_text = instants_at(deadline, flagged), instants_at(sent, flagged)
     for i in positions(late):
         yield Hit(
             i,
@@ -811,8 +818,10 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     grace = ctx.timings.grace_minutes
     escalated = ctx.f["escalated_at"].notna().to_numpy()
     cells = safe_return.Cells(ctx.visits)
-    due_text = instants(state_now.due.at)
-    for i in positions(state_now.past_grace):
+    overdue = positions(state_now.past_grace)
+    due_text = instants_at(state_now.due.at, overdue)
+    returned_text = instants_at(ctx.col("returned_at"), overdue)
+    for i in overdue:
         staff = _value(ctx, i, "lead_staff") or "the lead staff member"
         phone = _value(ctx, i, "phone_taken") or "no phone recorded"
         due = ctx.when(state_now.due.at[i])
@@ -822,7 +831,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
         notes = f" {notes}" if notes else ""
         values = {
             "due_at": due_text[i],
-            "returned_at": plain(ctx, i, "returned_at"),
+            "returned_at": returned_text[i],
             "grace_minutes": float(grace),
             "escalated": bool(escalated[i]),
         }
@@ -872,8 +881,9 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
     returned = state_now.back.returned
     placed = due != safe_return.NAT
     late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
-    due_text, returned_text = instants(due), instants(returned)
-    for i in positions(late):
+    found = positions(late)
+    due_text, returned_text = instants_at(due, found), instants_at(returned, found)
+    for i in found:
         minutes = int((returned[i] - due[i]) // safe_return.MINUTE)
         values = {"returned_at": returned_text[i], "due_at": due_text[i], "minutes_late": minutes}
         yield Hit(i, "returned_at", kind="late", values=values)
