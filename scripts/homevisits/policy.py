@@ -152,7 +152,7 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
                 rules[rule_id] = config
             continue
         if rule_id not in RULES:
-            near = closest(rule_id, RULES)
+            near = closest(rule_id, [*RULES, *bundled()])
             raise HomevisitsError(
                 f"{where} enables rule {rule_id}, which does not exist"
                 + (f": did you mean {near}?" if near else f" (rules: {min(RULES)} to {max(RULES)}).")

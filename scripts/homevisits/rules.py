@@ -1,10 +1,13 @@
 """The rules, one small function each, registered by a stable id (HV001...).
 
-A rule reads the visits table through a :class:`Context` and yields :class:`Hit` records: which
-visit, which column, a plain-English message and one sentence on what to do. It never opens a
-file and never knows which school it serves: the profile (policies/*.toml) turns it on, sets its
-parameters and names the clause it enforces. Masks are computed over whole columns (pandas); only
-the rows that break a rule are looped over to word their messages.
+A rule reads the visits table through a :class:`Context` and yields :class:`Hit` records as data:
+which visit, which field, the values that made the finding and which of the rule's ``texts`` words
+it; the message and fix are rendered from those templates at the edge (policy.check, with the
+sheet's own headers). A rule never opens a file and never knows which school it serves: the profile
+(policies/*.toml) turns it on, sets its parameters and names the clause it enforces. The simple
+"this cell must be filled in when..." rules are not here: profiles declare them as ``[[checks]]``
+(checks.py). Masks are computed over whole columns (pandas); only the rows that break a rule are
+looped over.
 """
 
 from __future__ import annotations
@@ -1060,4 +1063,5 @@ def spreadsheet_locale(ctx: Context) -> Iterator[Hit]:
         f"In the Google Sheet choose File → Settings → Locale: {LOCALE_NAMES.get(expected, expected)}, then check "
         "every date typed so far whose day is 12 or less, and retype any that changed.",
         row=None,
+        values={"locale": locale, "expected_locale": expected, "ambiguous_dates": ambiguous},
     )
