@@ -605,7 +605,7 @@ def need_config(args: argparse.Namespace, why: str = "") -> None:
 
 
 def run_jobs(args: argparse.Namespace, jobs: tuple[str, ...]) -> int:
-    from .jobs import run
+    from .notify import run
 
     need_config(args, "it never sends from the demo workbook (make demo shows that on invented data)")
     config, now = settings(args)
