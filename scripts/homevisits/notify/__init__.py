@@ -11,6 +11,6 @@ and is handled from the next run on (cron runs every 5 minutes). stdout and logs
 """
 
 from .plan import JOBS, RunPlan, plan
-from .run import run
 
-__all__ = ["JOBS", "RunPlan", "plan", "run"]
+# The run itself is ``homevisits.notify.run.run`` (not re-exported: the name would hide its module).
+__all__ = ["JOBS", "RunPlan", "plan"]

@@ -59,9 +59,8 @@ def _addresses(value: Any) -> tuple[str, ...]:
 def settings_from(config: Config) -> Settings:
     """The jobs' settings from the config; a bad number names the setting to fix."""
     schedule, mail_cfg = dict(config.schedule or {}), dict(config.mail or {})
-    window = schedule.get("window_days", (config.forms or {}).get("window_days", 14))
     return Settings(
-        window_days=_number({"window_days": window}, "window_days", 14, "schedule"),
+        window_days=window_days(config),
         reminder_hours=_number(schedule, "reminder_hours", 24, "schedule"),
         final_reminder_hours=_number(schedule, "final_reminder_hours", 6, "schedule"),
         smt_after_minutes=_number(schedule, "smt_after_minutes", 30, "schedule"),
@@ -76,6 +75,13 @@ def settings_from(config: Config) -> Settings:
         forms={**(config.forms or {}), **_resolved_template_dir(config)},
         sms=_sms_settings(config),
     )
+
+
+def window_days(config: Config) -> float:
+    """How many days ahead forms are sent: ``[schedule] window_days`` (else ``[forms] window_days``, 14),
+    one reading for the job and ``forms --due``."""
+    window = (config.schedule or {}).get("window_days", (config.forms or {}).get("window_days", 14))
+    return _number({"window_days": window}, "window_days", 14, "schedule")
 
 
 def _sms_settings(config: Config) -> Any:
