@@ -654,6 +654,22 @@ def test_forms_command_writes_the_due_forms_as_html_and_pdf(tmp_path, capsys):
     ]
 
 
+def test_forms_due_names_a_row_owed_a_form_but_for_its_visit_id(tmp_path, capsys):
+    from homevisits.cli import main
+
+    rows = [
+        {**FULL, "visit_id": "HV-0001", "status": "Planned", "risk_level": "LOW", "arrived_at": None},
+        {**FULL, "visit_id": None, "status": "Planned", "risk_level": "LOW", "arrived_at": None},
+    ]
+    config = _config(tmp_path, rows)
+    out = tmp_path / "out"
+    assert (
+        main(["forms", "--config", str(config), "--due", "--out", str(out), "--now", "2026-04-01T09:00"]) == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["HV-0001-risk_assessment.html"]
+    assert "Row(s) 3 would need a form but have no Visit ID yet" in capsys.readouterr().err
+
+
 def test_forms_command_for_chosen_visits_and_an_unknown_one(tmp_path, capsys):
     from homevisits.cli import main
 

@@ -795,6 +795,30 @@ def test_dry_run_prints_visit_ids_only_and_changes_nothing(tmp_path, server):
     assert hashlib.sha256(place.workbook.read_bytes()).hexdigest() == before
 
 
+def test_explain_gives_each_message_its_reason_and_the_run_then_sends_that_plan(tmp_path, server):
+    place = school(tmp_path, [*batch(), planned(5, THURSDAY, visit_id=None)], server)
+    explained = place.run("run-scheduled", NOW, "--explain")  # --explain implies --dry-run
+    assert explained.status == 0, explained.err
+    no_personal_data(explained.out + explained.err)
+    lines = explained.out.splitlines()
+    assert [line for line in lines if line.startswith("would send: ")] == [
+        "would send: V1 overdue_alert to 1 recipient",
+        "would send: V2 deadline_missed to 2 recipients",
+        "would send: V3 form to 3 recipients",
+        "would send: V4 reminder to 2 recipients",
+    ]
+    assert lines[lines.index("would send: V3 form to 3 recipients") + 1] == (
+        "  why: form: row ready, due in 46 h, deadline Wed 25 Nov 10:00"
+    )
+    assert "left alone: row 6 forms: no Visit ID" in lines
+    assert server.messages == [] and not (tmp_path / "state").exists()
+    assert place.run("run-scheduled", NOW).status == 0
+    sent = [
+        (str(m.message["X-Homevisits-Visit"]), str(m.message["X-Homevisits-Kind"])) for m in server.messages
+    ]
+    assert sent == [tuple(line.split()[2:4]) for line in lines if line.startswith("would send: ")]
+
+
 def test_a_row_without_a_visit_id_gets_one_and_is_handled_from_the_next_run(tmp_path, server):
     place = school(tmp_path, [planned(1, THURSDAY, visit_id=None)], server)
     first = place.run("run-scheduled", NOW)
