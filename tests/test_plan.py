@@ -437,3 +437,23 @@ def test_the_explained_plan_names_visit_ids_and_rows_only(tmp_path):
     ]
     assert "left alone: row 3 forms: no Visit ID" in lines
     assert not [line for line in lines if "Learner" in line or "Sam" in line or "unnamed-" in line]
+
+
+def test_alerts_kept_under_a_fingerprint_belong_to_the_visit_id_the_row_is_given(tmp_path):
+    """What a run's carry_over does to the ledger, a dry run does to its history (it writes nothing)."""
+    first = the_plan(tmp_path, [overdue(1, visit_id=None)], CHECK)
+    fingerprint = first.send[0].planned.visit_id
+    history = History((entry(f"overdue_alert:{fingerprint}", CHECK, sent=CHECK),))
+    named = run_check(
+        write_workbook(tmp_path / "log.xlsx", [overdue(1)], columns=list(HEADERS.values())),
+        "omg_education",
+        CHECK,
+    )
+    carried = history.carried_over(named.visits)
+    assert [e.visit_id for e in carried.entries] == ["V1"] and history.entries[0].visit_id == fingerprint
+    later = CHECK + dt.timedelta(minutes=5)
+    assert plan(named.visits, carried, SETTINGS, later, named.policy, named.findings).send == ()
+    assert [
+        s.planned.kind
+        for s in plan(named.visits, history, SETTINGS, later, named.policy, named.findings).send
+    ] == ["overdue_alert"]

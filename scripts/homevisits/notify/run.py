@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import mail
 from ..errors import HomevisitsError
@@ -28,7 +28,9 @@ from .texts import check_in, duress_alerts, retry_texts, safe_notices
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..ledger import Ledger
     from ..pipeline import Checked
+    from ..visits import Visits
 
 
 def run(
@@ -125,7 +127,9 @@ def _dry_run(
     return 0
 
 
-def _open_ledger(config: Config, now: dt.datetime, settings: Settings, problem: LedgerUnavailable | None):
+def _open_ledger(
+    config: Config, now: dt.datetime, settings: Settings, problem: LedgerUnavailable | None
+) -> tuple[Ledger, str | None, str | None]:
     """(ledger, trouble, notice): the ledger file (recovered if it had to be moved aside), or one in
     memory when it cannot be used (alerts still go; forms and reminders wait)."""
     from ..ledger import Ledger, open_or_recover
@@ -162,7 +166,7 @@ def _execute(run_: Run, the_plan: RunPlan) -> None:
         bar.done()
 
 
-def _follow_up(run_: Run, the_plan: RunPlan, visits, jobs: Sequence[str]) -> None:
+def _follow_up(run_: Run, the_plan: RunPlan, visits: Visits, jobs: Sequence[str]) -> None:
     """What depends on this run's answers: a first alert stage refused just now brings SMT in at once;
     refusals are reported to the admin."""
     ctx = the_plan.context
@@ -226,7 +230,7 @@ def _run_locked(
 
 
 def _report(
-    run_: Run, notice: str | None, unsure: list[str], unsent: list[str], checkins, err: TextIO
+    run_: Run, notice: str | None, unsure: list[str], unsent: list[str], checkins: Any, err: TextIO
 ) -> int:
     """The run's last words on stderr, and its exit status."""
     tally = run_.tally
