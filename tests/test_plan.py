@@ -457,3 +457,12 @@ def test_alerts_kept_under_a_fingerprint_belong_to_the_visit_id_the_row_is_given
         s.planned.kind
         for s in plan(named.visits, history, SETTINGS, later, named.policy, named.findings).send
     ] == ["overdue_alert"]
+
+
+def test_many_rows_left_alone_for_one_reason_are_one_line(tmp_path):
+    rows = [planned_visit(row, THURSDAY, status="Completed") for row in range(1, 8)]
+    lines = the_plan(tmp_path, rows, NOW, jobs=("forms",)).describe(SETTINGS, explain=True)
+    assert lines == [
+        "Nothing would be sent.",
+        "left alone: 7 rows forms: visit no longer Planned (V1 (row 2), V2 (row 3), V3 (row 4), ...)",
+    ]

@@ -24,7 +24,6 @@ from .options import utc
 from .steps import (
     Decision,
     Send,
-    form_candidates,
     form_step,
     local,
     return_candidates,
@@ -119,9 +118,22 @@ class RunPlan:
                 "by sheet row), and the run after handles their forms"
             )
         lines = lines or ["Nothing would be sent."]
-        if explain:
-            lines += [f"left alone: {skip.where} {skip.job}: {skip.reason}" for skip in self.skipped]
-        return lines
+        return lines + (_left_alone(self.skipped) if explain else [])
+
+
+def _left_alone(skipped: Sequence[Skip], listed: int = 5) -> list[str]:
+    """One line per row left alone; a reason shared by many rows (a sheet's past visits) is one line
+    with the count and the first few rows."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for skip in skipped:
+        groups.setdefault((skip.job, skip.reason), []).append(skip.where)
+    lines = []
+    for (job, reason), places in groups.items():
+        if len(places) <= listed:
+            lines += [f"left alone: {where} {job}: {reason}" for where in places]
+        else:
+            lines.append(f"left alone: {len(places)} rows {job}: {reason} ({', '.join(places[:3])}, ...)")
+    return lines
 
 
 def _send_lines(planned: Planned, settings: Settings, now: dt.datetime) -> list[str]:
@@ -204,33 +216,22 @@ def _retry_reason(entry: Entry, ctx: Context) -> str:
 
 
 def _job(job: str, visits: Visits, ctx: Context) -> tuple[list[Send], list[Skip]]:
-    """One job's new messages (with why) and the rows it left alone (with why)."""
+    """One job's new messages (with why) and the rows it left alone (with why): a row that passes every
+    condition gets its step; any other is left alone with the first condition it fails."""
     if job == "forms":
         if not ctx.policy.forms:
             return [], []
-        conditions, candidates, step = (
-            form_conditions(visits, ctx.now, ctx.settings.window_days),
-            form_candidates(visits, ctx),
-            form_step,
-        )
+        conditions, step = form_conditions(visits, ctx.now, ctx.settings.window_days), form_step
     else:
-        conditions, candidates, step = (
-            return_conditions(visits, ctx),
-            return_candidates(visits, ctx),
-            return_step,
-        )
+        conditions, step = return_conditions(visits, ctx), return_step
     sends: list[Send] = []
     skipped: list[Skip] = []
-    chosen = set(candidates)
-    failed = _first_failures(conditions, len(visits.frame))
     rows = visits.frame["row"].tolist()
-    for position in range(len(visits.frame) if conditions else 0):
-        if position in chosen:
+    for position, reason in enumerate(_first_failures(conditions, len(rows)) if conditions else []):
+        if reason is None:
             decision: Decision = step(visit_record(visits, ctx, position), ctx)
             sends += decision.sends
             reason = None if decision.sends else decision.reason
-        else:
-            reason = failed[position] or "not due"
         if reason is not None:
             skipped.append(Skip(_place(rows[position], ctx.refs[position]), job, reason))
     return sends, skipped

@@ -112,7 +112,8 @@ def _plan(
 def _dry_run(
     config: Config, now: dt.datetime, jobs: Sequence[str], settings: Settings, out: TextIO, explain: bool
 ) -> int:
-    """Print the plan the real run would execute; read-only (the ledger and the sheet stay as they are)."""
+    """Print the plan the real run would execute; read-only (the ledger and the sheet stay as they are).
+    Staff texts are not read: reading one records it, so a rehearsal leaves them for the real run."""
     from ..activity import read_ledger
 
     checked = _load(config, now, jobs)

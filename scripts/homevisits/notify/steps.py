@@ -68,11 +68,6 @@ def span(delta: dt.timedelta) -> str:
 # ---------------------------------------------------------------- which rows each job looks at
 
 
-def form_candidates(visits: Visits, ctx: Context) -> list[int]:
-    """The rows send-forms looks at (``state.form_conditions``)."""
-    return passing(form_conditions(visits, ctx.now, ctx.settings.window_days))
-
-
 def return_conditions(visits: Visits, ctx: Context) -> list[Condition]:
     """Not called off, no readable safe return (an unreadable, future or too-early one is none), due back
     plus grace passed (a fallback due time when none can be read), started, not too old. Rows without a

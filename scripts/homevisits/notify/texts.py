@@ -60,6 +60,7 @@ def check_in(run_: Run, checked: Checked, config: Config, settings: Settings, no
 
 
 def duress_alerts(run_: Run, outcomes: Sequence[Any], visits: Visits, ctx: Context) -> None:
+    """Each duress text's alert, delivered at once; the text counts as processed only after."""
     for outcome in outcomes:
         planned = duress_alert(outcome, visits, ctx)
         if planned is None:
@@ -117,7 +118,6 @@ def duress_alert(outcome: Outcome, visits: Visits, ctx: Context) -> Planned | No
     """The DURESS alert for a text holding the duress word: to the line manager and SMT by email and
     text, at once, regardless of grace or status, with the address (email only) and the phones.
     None when the text's visit is not in the sheet (the run says so)."""
-    from dataclasses import replace
     from zoneinfo import ZoneInfo
 
     from ..sms import _plain, alert_texts, safe_label
