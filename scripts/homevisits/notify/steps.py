@@ -179,8 +179,8 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Decision:
         return _send(first, f"overdue_alert: {why}", then)
     held = stage_entry(visit, ctx, "smt_alert")
     if held is not None:
-        done = "queued: retried first" if held.status == "pending" else f"{held.status}"
-        return _skip(f"SMT alert {done}")
+        done = {"pending": "queued: retried first", "failed": "refused for good (the admin is told)"}
+        return _skip(f"SMT alert {done.get(held.status, held.status)}")
     key = stage_key(visit, ctx, "smt_alert")
     if alert is not None and alert.status == "failed" and not texted(ctx, visit_id, "overdue_alert"):
         error = alert.error or "refused"
