@@ -28,7 +28,8 @@ from homevisits.sources.drive import (
 )
 from homevisits.sources.excel import read as read_excel
 from homevisits.sources.gsheet import GoogleSheet
-from homevisits.sources.writeback import CellUpdate, assign_ids
+from homevisits.sources.writeback import CellUpdate
+from homevisits.visit_ids import assign_ids
 from jobs_fixtures import DOMAINS, DSL, SENDER, SMT, planned, send_at_now, toml_value
 from workbooks import ALL_HEADERS, NOW, found, visit, write_workbook
 

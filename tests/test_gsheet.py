@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from homevisits.cells import parse_text
 from homevisits.config import from_mapping
 from homevisits.errors import HomevisitsError
+from homevisits.findings_tab import FINDINGS_TAB
 from homevisits.pipeline import load
+from homevisits.sheet import LayoutChanged
 from homevisits.sources import open_source
 from homevisits.sources.gsheet import GoogleSheet, spreadsheet_key
 from homevisits.sources.http import (
@@ -27,7 +29,8 @@ from homevisits.sources.http import (
     check_loopback,
     retry_mode,
 )
-from homevisits.sources.writeback import FINDINGS_TAB, CellUpdate, assign_ids
+from homevisits.sources.writeback import CellUpdate
+from homevisits.visit_ids import assign_ids
 from sheets_standin import SheetsStandIn, column_letters
 from workbooks import ALL_HEADERS, NOW, found, visit, write_workbook
 
@@ -385,9 +388,12 @@ def test_moved_columns_stop_the_write(api, key_file, clock):
     header[SENT], header[ESCALATED] = header[ESCALATED], header[SENT]
     api.put_rows(KEY, TAB, [header])
     api.reset_counts()
-    result = sheet.write([CellUpdate("HV-0001", "form_sent_at", "sent")])
-    assert result.written == [] and "columns were moved or renamed" in result.skipped[0].reason
+    # issue 13: a column moved since the read fails loud (one sentence), it is no longer a quiet skip
+    with pytest.raises(LayoutChanged, match="columns were moved or renamed") as stopped:
+        sheet.write([CellUpdate("HV-0001", "form_sent_at", "sent")])
+    assert "'Form sent at' is now column" in str(stopped.value) and "\n" not in str(stopped.value)
     assert "values.batchUpdate" not in api.counts
+    assert "sent" not in column(api, SENT) and "sent" not in column(api, ESCALATED)
 
 
 def test_formula_looking_values_are_stored_as_text_and_read_back(api, key_file, clock):
@@ -507,7 +513,7 @@ def test_findings_tab_is_created_then_fully_replaced(api, key_file, clock):
 )
 def test_live_sheet_validate_and_write_back(tmp_path):
     """A dedicated test sheet shared with the service account: set up, validated, written back."""
-    from homevisits.sources.writeback import findings_table
+    from homevisits.findings_tab import findings_table
 
     url = os.environ["HOMEVISITS_LIVE_SHEET"]
     worksheet = os.environ.get("HOMEVISITS_LIVE_WORKSHEET", TAB)

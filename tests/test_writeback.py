@@ -8,7 +8,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from homevisits.formula_guard import is_formula_like, neutralise, unneutralise
-from homevisits.sources.writeback import CellUpdate, id_key, locate, next_ids, sheet_value
+from homevisits.sources.writeback import CellUpdate, locate, sheet_value
+from homevisits.visit_ids import id_key, next_ids
 
 LONDON = ZoneInfo("Europe/London")
 TOOL = ("visit_id", "form_sent_at", "escalated_at")

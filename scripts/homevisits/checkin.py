@@ -352,7 +352,7 @@ def process(
         from .errors import HomevisitsError
 
         try:
-            result = checked.source.write(updates)
+            result = checked.write_back(updates)
         except HomevisitsError as exc:
             warn(
                 f"check-in texts were read but the sheet could not be updated ({exc}): tried again next run."

@@ -7,10 +7,13 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HomevisitsError
 from . import RawSheet
+
+if TYPE_CHECKING:
+    from ..sheet import SheetLayout
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 
@@ -969,19 +972,21 @@ class ExcelSource:
         self.snapshot, self.stamp = raw, stamp
         return raw
 
-    def write(self, updates: Any) -> Any:
-        """Write the tool's cells, each located by Visit ID; one atomic save, or nothing at all."""
-        from ..schema import load_schema
-        from .writeback import Skipped, WriteResult, header_names, layout, locate, tool_fields
+    def write(self, updates: Any, layout: SheetLayout | None = None) -> Any:
+        """Write the tool's cells in the columns ``layout`` (the read's) names, each row located by Visit
+        ID; one atomic save, or nothing at all (nothing, and one sentence, if a column moved)."""
+        from .writeback import Skipped, WriteResult, layout_for, locate
 
         updates = list(updates)
         if not updates:
             return WriteResult()
         raw = self.snapshot or self.read()
-        schema = load_schema()
-        header_pos, mapping = layout(raw.rows, schema, self.columns)
+        found = layout_for(raw, layout, self.columns)
+        header_pos = found.header_pos
+        header = raw.rows[header_pos] if header_pos < len(raw.rows) else []
+        found.check(header, (u.field for u in updates))  # this file's header row, as just read
         first = raw.first_row + header_pos + 1
-        id_column = mapping.positions.get("visit_id")
+        id_column = found.positions.get("visit_id")
         ids = {}
         if id_column is not None:
             for offset, cells in enumerate(raw.rows[header_pos + 1 :]):
@@ -989,9 +994,9 @@ class ExcelSource:
         placed, skipped = locate(
             updates,
             ids=ids,
-            columns=mapping.positions,
-            headers=header_names(schema, mapping),
-            tool_fields=tool_fields(schema),
+            columns=found.positions,
+            headers=found.headers,
+            tool_fields=found.tool_fields,
             row_unchanged=lambda row: True,  # the file is checked unchanged since the read before saving
         )
         if placed:
@@ -999,7 +1004,6 @@ class ExcelSource:
             self.stamp, refused = write_cells(
                 self.path, raw.worksheet, cells, stamp=self.stamp, timezone=self.tz.key
             )
-            header = raw.rows[header_pos] if header_pos < len(raw.rows) else []
             for cell in [c for c in placed if (c.row, c.column) in refused]:
                 name = header[cell.column] if cell.column < len(header) else cell.update.field
                 reason = f"row {cell.row}'s '{name}' cell holds a formula, which homevisits never overwrites"
@@ -1017,9 +1021,9 @@ class ExcelSource:
 
     def write_findings(self, header: list[str], rows: list[list[Any]]) -> None:
         """Replace the 'Policy check' tab (found ignoring case; added after the others when missing)."""
-        from .writeback import FINDINGS_TAB
+        from ..findings_tab import FINDINGS_TAB, FINDINGS_WIDTHS
 
-        widths = [12, 6, 10, 18, 7, 60, 60, 40, 17][: len(header)]
+        widths = FINDINGS_WIDTHS[: len(header)]
         self.stamp = write_tab(self.path, FINDINGS_TAB, [header, *rows], stamp=self.stamp, widths=widths)
 
     def init_sheet(self, schema: Any = None, fields: Any = None) -> Any:
