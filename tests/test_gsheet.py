@@ -615,3 +615,67 @@ def test_no_answer_at_all_says_check_the_connection(api, key_file, clock):
     ):
         sheet.read()
     assert len(clock.waits) == 6 and sum(clock.waits) <= RetryPolicy().budget
+
+
+def test_a_column_inserted_between_read_and_write_back_stops_the_write_and_the_alert_still_goes(
+    api, key_file, tmp_path, monkeypatch
+):
+    """Issue 13: write-back goes by the columns the run read. A column inserted meanwhile would put the
+    time in the wrong column: nothing is written, one sentence says so, the alert is sent all the same,
+    and the next run (reading the new layout) writes it where it now belongs."""
+    import contextlib
+    import io
+
+    from homevisits import cli
+    from jobs_fixtures import DOMAINS, DSL, SENDER, SMT, out_today, send_at_now, toml_value
+
+    rows = [out_today(2, start=(9, 0), end=(10, 0))]  # due back at 10:00, nobody back by 12:00
+    api.add_book(KEY, {TAB: grid_of(rows)})
+    mail = {"transport": "outbox", "outbox": "outbox", "from": SENDER, "forms_to": [DSL], "smt": [SMT]}
+    lines = ['policy = "omg_education"', 'school = "Test School"', "", "[source]"]
+    lines += [
+        f"spreadsheet = {toml_value(KEY)}",
+        f'worksheet = "{TAB}"',
+        f"credentials = {toml_value(key_file.name)}",
+    ]
+    lines += [
+        "",
+        "[mail]",
+        *(f"{k} = {toml_value(v)}" for k, v in {**mail, "allowed_domains": DOMAINS}.items()),
+    ]
+    lines += ["", "[state]", 'ledger = "state/ledger.sqlite"']
+    config = tmp_path / "homevisits.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
+
+    def run(now):
+        out, err = io.StringIO(), io.StringIO()
+        with send_at_now(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["run-scheduled", "--config", str(config), "--now", now.isoformat()])
+        return code, out.getvalue(), err.getvalue()
+
+    shifted = [["Who rang", *cells] for cells in api.values(KEY, TAB)]
+    shifted[1][0] = "rang the school first"
+    api.before("values.batchGet", lambda api: api.put_rows(KEY, TAB, shifted))  # someone inserts column A
+    code, out, err = run(NOW)
+    assert code == 0, err  # the job tolerates a failed write-back, as before: the ledger keeps it
+
+    alerts = list((tmp_path / "outbox").glob("*.eml"))
+    assert alerts and "V2" in out, (out, err)  # the alert went
+    (sentence,) = [line for line in err.splitlines() if "the sheet was not updated" in line]
+    assert sentence == (
+        "homevisits: 1 message(s) went, but the sheet was not updated: The sheet's columns were moved or "
+        "renamed since it was read ('Visit ID' is now column B, it was column A): nothing was written; the "
+        "next run will try again."
+    )
+    assert "values.batchUpdate" not in api.counts
+    assert [cells[1:] for cells in api.values(KEY, TAB)] == [cells[1:] for cells in shifted]  # untouched
+
+    code, out, err = run(NOW + dt.timedelta(minutes=5))
+    assert code == 0, err
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == len(alerts), err  # nothing sent twice
+    assert "the sheet was not updated" not in err
+    header, *body = api.values(KEY, TAB)
+    assert header[ESCALATED + 1] == "Escalated at" and body[0][0] == "rang the school first"
+    assert body[0][ESCALATED + 1] not in ("", None)  # written where 'Escalated at' is now
+    assert body[0][ESCALATED] == shifted[1][ESCALATED]  # the column it was read from is left alone
