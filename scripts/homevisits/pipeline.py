@@ -52,8 +52,9 @@ class Checked:
 
         if "HV022" in self.policy.rules and self.mapping is not None:
             raw = self.raw
+            schema = self.layout.schema if self.layout is not None else load_schema()
             require_return_columns(
-                self.mapping, load_schema(), f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
+                self.mapping, schema, f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
             )
 
     def report(self) -> Report:
