@@ -307,16 +307,19 @@ def test_omg_education_finds_exactly_the_demo_cases(demo, findings_by_profile):
 
 @needs_policy
 @pytest.mark.parametrize("now", [NOW, LATER_NOW], ids=["march", "november"])
-def test_validate_with_no_config_builds_the_demo_around_now_and_checks_it(tmp_path, now):
+def test_validate_with_no_config_builds_the_demo_around_now_and_checks_it(tmp_path, monkeypatch, capsys, now):
     """The demo workbook is built from --now (not the real clock): the answer is exact."""
-    pytest.importorskip("homevisits.cli")
+    from homevisits.cli import main
     from homevisits.policy import load_policy
 
-    done = run_cli("validate", "--now", now.isoformat(), "--format", "json", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HOMEVISITS_CONFIG", raising=False)
+    code = main(["validate", "--now", now.isoformat(), "--format", "json"])
+    out, err = capsys.readouterr()
     workbook = tmp_path / "demo" / "home_visits.xlsx"
     assert workbook.is_file()
-    assert done.returncode == 1, done.stderr
-    report = json.loads(done.stdout)
+    assert code == 1, err
+    report = json.loads(out)
     assert report["rows"] == DEMO_ROWS
     assert report["checked_at"] == now.isoformat(timespec="seconds")
     *_, visits = parsed(workbook)
@@ -326,24 +329,17 @@ def test_validate_with_no_config_builds_the_demo_around_now_and_checks_it(tmp_pa
     assert found == expected_findings(visits, enabled)
 
 
-def test_the_demo_workbook_script_takes_now(tmp_path):
+def test_the_demo_workbook_script_takes_now(tmp_path, capsys):
+    from homevisits.demo_data import main
+
     target = tmp_path / "built.xlsx"
-    done = subprocess.run(
-        [sys.executable, "-m", "homevisits.demo_data", str(target), "--now", "2026-03-24T11:20"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    assert main([str(target), "--now", "2026-03-24T11:20"]) == 0
+    assert capsys.readouterr().out == f"{target}\n"
     assert (
         parsed(target)[3].records() == parsed(build_demo_workbook(tmp_path / "same.xlsx", NOW))[3].records()
     )
-    wrong = subprocess.run(
-        [sys.executable, "-m", "homevisits.demo_data", str(tmp_path / "x.xlsx"), "--now", "soon"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
-    assert wrong.stderr.startswith("homevisits: --now 'soon' is not an ISO 8601 date and time")
+    assert main([str(tmp_path / "x.xlsx"), "--now", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("homevisits: --now 'soon' is not an ISO 8601 date and time")
     assert not (tmp_path / "x.xlsx").exists()

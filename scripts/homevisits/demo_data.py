@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -782,9 +783,11 @@ def build_demo_workbook(path: Path | str, now: dt.datetime) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m homevisits.demo_data [PATH] [--now ISO]
+def main(argv: list[str] | None = None) -> int:
+    """``python -m homevisits.demo_data [PATH] [--now ISO]``: build the demo workbook, dated around ``--now``."""
     import argparse
 
+    from .errors import HomevisitsError
     from .pipeline import parse_now
 
     parser = argparse.ArgumentParser(
@@ -792,11 +795,15 @@ if __name__ == "__main__":  # python -m homevisits.demo_data [PATH] [--now ISO]
     )
     parser.add_argument("path", nargs="?", default="demo/home_visits.xlsx")
     parser.add_argument("--now", metavar="ISO", help="date the visits around this time (default: the clock)")
-    args = parser.parse_args()
-    from .errors import HomevisitsError
-
+    args = parser.parse_args(argv)
     try:
         moment = parse_now(args.now, LONDON)
     except HomevisitsError as exc:
-        parser.exit(2, f"homevisits: {exc}\n")
+        print(f"homevisits: {exc}", file=sys.stderr)
+        return 2
     print(build_demo_workbook(Path(args.path), moment))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

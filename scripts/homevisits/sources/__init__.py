@@ -1,7 +1,8 @@
 """Where the log lives: an Excel workbook, a Google Sheet or a workbook on Google Drive, behind one interface.
 
 A source reads the whole worksheet as raw cells (:class:`RawSheet`) and writes back only the
-tool's own cells, locating each row by its Visit ID at write time.
+tool's own cells, in the columns the read found (the :class:`SheetLayout` the pipeline hands it),
+locating each row by its Visit ID at write time.
 """
 
 from __future__ import annotations
