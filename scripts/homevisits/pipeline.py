@@ -37,8 +37,12 @@ class Checked:
     policy: Policy
     now: dt.datetime
     findings: list[Finding]
-    mapping: HeaderMap | None = None
     layout: SheetLayout | None = None  # where the read found the header row and columns
+
+    @property
+    def mapping(self) -> HeaderMap | None:
+        """Which column holds which field, as the read found it (the layout's)."""
+        return self.layout.mapping if self.layout is not None else None
 
     def write_back(self, updates: list[CellUpdate]) -> WriteResult:
         """Write the tool's cells into the columns this read found (never a layout found again later:
@@ -48,13 +52,14 @@ class Checked:
     def require_return_columns(self) -> None:
         """Stop with one sentence when the policy watches safe returns and the sheet lacks a column the
         check depends on (visit date, start time, expected return or duration, returned at, status)."""
-        from .schema import load_schema, require_return_columns
+        from .schema import require_return_columns
 
-        if "HV022" in self.policy.rules and self.mapping is not None:
+        if "HV022" in self.policy.rules and self.layout is not None:
             raw = self.raw
-            schema = self.layout.schema if self.layout is not None else load_schema()
             require_return_columns(
-                self.mapping, schema, f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
+                self.layout.mapping,
+                self.layout.schema,
+                f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name,
             )
 
     def report(self) -> Report:
@@ -220,6 +225,5 @@ def _load(config: Config, now: dt.datetime) -> Checked:
         policy=policy,
         now=now,
         findings=findings,
-        mapping=mapping,
         layout=layout,
     )
