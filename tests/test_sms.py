@@ -375,7 +375,7 @@ def test_a_run_killed_between_reading_and_writing_back_reads_the_text_again(
     notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 10, 20))
     original = excel.ExcelSource.write
 
-    def dies(self, updates):
+    def dies(self, updates, layout=None):
         raise SystemExit(KILLED)
 
     monkeypatch.setattr(excel.ExcelSource, "write", dies)

@@ -290,7 +290,7 @@ def describe_staff(visits: Visits, visit_id: str) -> str:
 
 
 def updates_for(outcomes: Sequence[Outcome]) -> list[Any]:
-    from .sources.writeback import CellUpdate
+    from .sheet import CellUpdate
 
     return [CellUpdate(o.visit_id, o.field, o.inbound.received_at) for o in outcomes if o.field]
 
@@ -331,7 +331,7 @@ def process(
     processed unless its cell was written."""
     from . import safe_return
     from .sms import TextDelayed
-    from .sources.writeback import id_key
+    from .visit_ids import id_key
 
     tally = CheckinTally()
     try:
@@ -352,7 +352,7 @@ def process(
         from .errors import HomevisitsError
 
         try:
-            result = checked.source.write(updates)
+            result = checked.write_back(updates)
         except HomevisitsError as exc:
             warn(
                 f"check-in texts were read but the sheet could not be updated ({exc}): tried again next run."

@@ -589,7 +589,7 @@ def run_init_sheet(args: argparse.Namespace) -> int:
 
 def write_findings_tab(source, report) -> None:
     """Replace the sheet's 'Policy check' tab with the report's findings (validate --write-findings)."""
-    from .sources.writeback import FINDINGS_TAB, findings_table
+    from .findings_tab import FINDINGS_TAB, findings_table
 
     header, rows = findings_table(report.findings, report.checked_at)
     source.write_findings(header, rows)

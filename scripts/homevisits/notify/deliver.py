@@ -259,7 +259,8 @@ def write_back(checked: Checked, ledger: Ledger, now: dt.datetime, err: TextIO, 
 
     Entries whose visit is not in the sheet are left for a later run; a failed write is redone
     next run (the ledger still lists them)."""
-    from ..sources.writeback import CellUpdate, assign_ids, id_key
+    from ..sheet import CellUpdate
+    from ..visit_ids import assign_ids, id_key
 
     frame = checked.visits.frame
     ids = [v for v in frame["visit_id"].tolist() if v]
@@ -275,7 +276,7 @@ def write_back(checked: Checked, ledger: Ledger, now: dt.datetime, err: TextIO, 
     if not updates:
         return
     try:
-        result = checked.source.write(updates)
+        result = checked.write_back(updates)
     except HomevisitsError as exc:
         went = f"{sent} message(s) went, but " if sent else ""
         print(f"homevisits: {went}the sheet was not updated: {exc}", file=err, flush=True)
