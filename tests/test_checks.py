@@ -140,6 +140,18 @@ def test_when_parses_the_vocabulary(text, tree):
         ("outcom is empty", "outcom is neither a field nor a state (did you mean outcome?)", 0),
         ("note_left is yess", "expected yes or empty but found 'yess'", 13),
         ("note_left yes", "expected is, ==, != or in after note_left but found 'yes'", 10),
+        ("outcome is yes", "outcome is not a yes/no column, so it is never yes", 0),
+        (
+            "status == 'Complted'",
+            "'Complted' is not a status of the list (Planned, Completed, Cancelled, Not carried out, No answer): "
+            "did you mean 'Completed'?",
+            10,
+        ),
+        (
+            "status in ('Completed', 'Nope')",
+            "'Nope' is not a status of the list (Planned, Completed, Cancelled, Not carried out, No answer)",
+            25,
+        ),
     ],
 )
 def test_a_bad_when_says_what_and_where(text, problem, position):
@@ -211,6 +223,10 @@ def profile_with(tmp_path: Path, block: str) -> Path:
             ('"No outcome."', '"No {outcome:bold}."'),
             "our_policy.toml: check AA001 message shows {outcome:bold}, a format homevisits does not have: "
             "use {outcome}, {outcome:or <words when blank>}",
+        ),
+        (
+            ("fix = ", 'fails_if = "not yes"\nfix = '),
+            'our_policy.toml: check AA001 fails_if = "not yes" needs a yes/no column, and outcome is text.',
         ),
         (
             ("fix = ", 'header = "Outcome"\nfix = '),

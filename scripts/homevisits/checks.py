@@ -151,7 +151,7 @@ class _Parser:
         if text in STATES:
             self.states.append(text)
             return ("state", text)
-        name = self.field(text, position)
+        name, named_at = self.field(text, position), position
         kind, text, position = self.take()
         if text == "is" and kind == "word":
             negated = self.peek()[1] == "not" and self.peek()[0] == "word"
@@ -160,17 +160,19 @@ class _Parser:
             kind, text, position = self.take()
             if kind != "word" or text not in ("yes", "empty"):
                 raise WhenError(f"expected yes or empty but found {_said(kind, text)}", position)
+            if text == "yes" and getattr(self.fields[name], "type", None) != "yesno":
+                raise WhenError(f"{name} is not a yes/no column, so it is never yes", named_at)
             tree: tuple = (text, name)
             return ("not", tree) if negated else tree
         if text in ("==", "!=") and kind == "op":
-            value = self.text()
+            value = self.text(name)
             return ("equals", name, (value,)) if text == "==" else ("not", ("equals", name, (value,)))
         if text == "in" and kind == "word":
             self.expect("(", "'(' after in")
-            values = [self.text()]
+            values = [self.text(name)]
             while self.peek()[1] == ",":
                 self.take()
-                values.append(self.text())
+                values.append(self.text(name))
             self.expect(")", "')' or ','")
             return ("equals", name, tuple(values))
         raise WhenError(f"expected is, ==, != or in after {name} but found {_said(kind, text)}", position)
@@ -185,11 +187,21 @@ class _Parser:
         self.used.append(name)
         return name
 
-    def text(self) -> str:
+    def text(self, name: str) -> str:
+        """A value in quotes, one of the field's choices when it has a list (a typo would never match)."""
         kind, text, position = self.take()
         if kind != "string":
             raise WhenError(f"expected a value in quotes but found {_said(kind, text)}", position)
-        return text[1:-1]
+        value = text[1:-1]
+        choices = getattr(self.fields[name], "choices", ())
+        if choices and value not in choices:
+            near = closest(value, choices)
+            raise WhenError(
+                f"'{value}' is not a {name} of the list ({', '.join(choices)})"
+                + (f": did you mean '{near}'?" if near else ""),
+                position,
+            )
+        return value
 
 
 def _said(kind: str, text: str) -> str:
@@ -376,6 +388,12 @@ def _one(
                 + (f": did you mean {near}?" if near else "")
                 + ' (a column of the school\'s own needs header = "..." and type = "yesno").'
             )
+    if table.get("fails_if") == "not yes":
+        for name in names:
+            if known[name].type != "yesno":
+                raise HomevisitsError(
+                    f'{label} fails_if = "not yes" needs a yes/no column, and {name} is {known[name].type}.'
+                )
     if ("header" in table or "type" in table) and not any(n in own for n in names):
         raise HomevisitsError(
             f"{label} sets header or type, which only a column of the school's own takes "
