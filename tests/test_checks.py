@@ -150,7 +150,7 @@ def test_when_parses_the_vocabulary(text, tree):
         (
             "status in ('Completed', 'Nope')",
             "'Nope' is not a status of the list (Planned, Completed, Cancelled, Not carried out, No answer)",
-            25,
+            24,
         ),
     ],
 )
