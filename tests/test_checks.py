@@ -294,3 +294,14 @@ def test_every_bundled_check_cites_its_clause_and_words_its_own_fix():
                 assert config.check.clause and config.check.fix, (path.stem, config.id)
     fixes = {load_policy(p.stem).rules["HV021"].check.fix for p in POLICY_DIR.glob("*.toml")}
     assert len(fixes) == 5  # each school's fix follows its own policy
+
+
+def test_the_html_page_names_a_check_of_the_schools_own_by_its_title(tmp_path, capsys):
+    config = id_card_school(tmp_path)
+    page = tmp_path / "findings.html"
+    status = cli.main(
+        ["validate", "--config", str(config), "--now", NOW_ISO, "--format", "html", "--output", str(page)]
+    )
+    assert status == 1
+    text = page.read_text(encoding="utf-8")
+    assert "ID card not worn" in text and "AA001" in text

@@ -202,12 +202,16 @@ def rule(
     return register
 
 
-def rule_titles() -> dict[str, str]:
-    """Every rule id a profile can name: the functions here and the checks the bundled profiles declare."""
+def rule_titles(policy: Any = None) -> dict[str, str]:
+    """Every rule id a profile can name: the functions here and the checks the bundled profiles
+    declare, plus the checks ``policy`` (a policy.Policy) declares of its own."""
     from .checks import bundled
 
     titles = {rule_id: r.title for rule_id, r in RULES.items()}
     titles.update({check_id: check.title for check_id, check in bundled().items()})
+    for config in getattr(policy, "rules", {}).values():
+        if config.check is not None:
+            titles[config.id] = config.check.title
     return dict(sorted(titles.items()))
 
 
