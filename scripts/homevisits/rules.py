@@ -591,6 +591,29 @@ def not_approved(ctx: Context) -> Iterator[Hit]:
 # ---------------------------------------------------------------- the form and its deadline
 
 
+def _deadline_texts() -> dict[str, Text]:
+    """HV009's wording: the deadline said as hours before the visit, or (0 hours) as the visit itself."""
+    texts: dict[str, Text] = {}
+    for suffix, ahead in (
+        ("", " ({deadline_hours:g} hours before the visit)."),
+        (" at the start", " (before the visit)."),
+    ):
+        texts["sent late" + suffix] = Text(
+            "The risk assessment form was sent {form_sent_at:when}, after the deadline of {deadline:when}"
+            + ahead,
+            "Send forms earlier: the visit should not go ahead until the form has been received in time.",
+        )
+        texts["deadline passed" + suffix] = Text(
+            "The risk assessment form has not been sent and the deadline passed {deadline:when}" + ahead,
+            "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
+        )
+        texts["due" + suffix] = Text(
+            "The risk assessment form is due by {deadline:when}" + ahead,
+            "Complete the row so the form can be sent before the deadline.",
+        )
+    return texts
+
+
 @rule(
     "HV009",
     "Risk assessment form deadline",
@@ -598,6 +621,7 @@ def not_approved(ctx: Context) -> Iterator[Hit]:
     needs=("form_sent_at", "visit_date", "start_time"),
     params={"deadline_hours": Setting("number", 24, low=0, high=24 * 28)},
     blocks_form=False,  # the deadline is about the form itself
+    texts=_deadline_texts(),
 )
 def form_deadline(ctx: Context) -> Iterator[Hit]:
     """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
@@ -609,41 +633,19 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
     late = eligible & (sent > deadline).fillna(False).to_numpy(dtype=bool)
     unsent = eligible & sent.isna().to_numpy() & ~ctx.unreadable("form_sent_at")
     passed = (deadline < ctx.now).fillna(False).to_numpy(dtype=bool)
-    ahead = f"{hours:g} hours before the visit" if hours else "before the visit"
+    suffix = "" if hours else " at the start"
     deadline, sent = deadline.dt.tz_localize(None).to_numpy(), ctx.col("form_sent_at")
     flagged = positions(late | unsent)
     deadline_text, sent_text = instants_at(deadline, flagged), instants_at(sent, flagged)
     for i in positions(late):
-        yield Hit(
-            i,
-            "form_sent_at",
-            f"The risk assessment form was sent {ctx.when(sent[i])}, after the deadline of "
-            f"{ctx.when(deadline[i])} ({ahead}).",
-            "Send forms earlier: the visit should not go ahead until the form has been received in time.",
-            values={
-                "form_sent_at": sent_text[i],
-                "deadline": deadline_text[i],
-                "deadline_hours": hours,
-            },
-        )
+        values = {"form_sent_at": sent_text[i], "deadline": deadline_text[i], "deadline_hours": hours}
+        yield Hit(i, "form_sent_at", kind="sent late" + suffix, values=values)
     for i in positions(unsent & passed):
-        yield Hit(
-            i,
-            "form_sent_at",
-            f"The risk assessment form has not been sent and the deadline passed {ctx.when(deadline[i])} "
-            f"({ahead}).",
-            "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
-            values={"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours},
-        )
+        values = {"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours}
+        yield Hit(i, "form_sent_at", kind="deadline passed" + suffix, values=values)
     for i in positions(unsent & ~passed & ctx.planned()):
-        yield Hit(
-            i,
-            "form_sent_at",
-            f"The risk assessment form is due by {ctx.when(deadline[i])} ({ahead}).",
-            "Complete the row so the form can be sent before the deadline.",
-            severity="info",
-            values={"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours},
-        )
+        values = {"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours}
+        yield Hit(i, "form_sent_at", kind="due" + suffix, values=values, severity="info")
 
 
 # ---------------------------------------------------------------- who goes, when, what they carry
