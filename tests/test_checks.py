@@ -305,3 +305,32 @@ def test_the_html_page_names_a_check_of_the_schools_own_by_its_title(tmp_path, c
     assert status == 1
     text = page.read_text(encoding="utf-8")
     assert "ID card not worn" in text and "AA001" in text
+
+
+def test_a_bundled_check_words_an_unreadable_cell_and_the_time_before_the_visit_its_own_way(tmp_path):
+    from workbooks import NOW
+
+    rows = [
+        visit(2),
+        visit(3, phone_taken="12345"),  # unreadable: HV002 says so, and HV016 says it is no number
+        visit(4, phone_taken=None),
+        visit(5, "planned", safeguarding_informed=None),  # not started yet: a reminder
+        visit(6, safeguarding_informed="NO"),
+    ]
+    log = write_workbook(tmp_path / "log.xlsx", rows, columns=ALL_HEADERS)
+    findings = run_check(log, "one_mat", NOW).findings
+    said = {(f.rule, f.row): (f.severity, f.message, f.fix) for f in findings if f.rule in ("HV012", "HV016")}
+    assert said["HV016", 3][1] == (
+        "The phone taken on the visit is not a valid number, so nobody could call the staff member."
+    )
+    assert (
+        said["HV016", 4][1]
+        == "The phone taken on the visit is not recorded, so nobody could call the staff member."
+    )
+    assert said["HV012", 5] == (
+        "info",
+        "Before leaving, tell the safeguarding team and school reception where you are going.",
+        "Inform them on the day, before you leave, then record YES in Safeguarding team informed.",
+    )
+    assert said["HV012", 6][0] == "error"
+    assert said["HV012", 6][2].endswith("record YES in Safeguarding team informed.")
