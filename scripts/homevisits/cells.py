@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from . import uk_numbers
 from .formula_guard import unneutralise
 
 Parsed = tuple[Any, str | None]
@@ -584,9 +585,13 @@ def _numbers_in(text: str) -> list[str]:
 @lru_cache(maxsize=65536)
 def _checked_number(digits: str) -> Parsed:
     """A number that is not a plain UK mobile, checked and formatted by ``phonenumbers`` (once per number:
-    a log writes the same landline many ways)."""
+    a log writes the same landline many ways). A plain UK number that GB's own patterns show valid is
+    decided by :func:`uk_numbers.national`, in microseconds; phonenumbers parses only the rest."""
     if not re.fullmatch(r"\+?\d{6,15}", digits):
         return None, "not a phone number"
+    shown = uk_numbers.national(digits)
+    if shown is not None:
+        return shown, None
     import phonenumbers  # imported on first use: most numbers are mobiles and never need it
 
     try:
