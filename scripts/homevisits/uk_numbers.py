@@ -66,9 +66,8 @@ def _plan() -> _Plan:
     formats = []
     for number_format in metadata.number_format:
         rule = number_format.national_prefix_formatting_rule
-        national = (
-            re.sub(r"(\\\d)", lambda _: rule, number_format.format, count=1) if rule else number_format.format
-        )
+        # As phonenumbers formats nationally: the rule ("0\\1") put in place of the first group.
+        national = number_format.format.replace("\\1", rule, 1) if rule else number_format.format
         leading = number_format.leading_digits_pattern
         formats.append(
             _Format(re.compile(leading[-1]) if leading else None, re.compile(number_format.pattern), national)
