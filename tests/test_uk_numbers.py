@@ -138,3 +138,32 @@ def test_a_landline_column_never_parses_with_phonenumbers(monkeypatch):
     cells._checked_number.cache_clear()
     assert column.values == ["0113 496 0000", "020 7946 0123", "0121 496 0999", "0113 496 0001"]
     assert column.problems == []
+
+
+MOBILES = st.builds(
+    lambda digits, style: {
+        "plain": digits,
+        "spaced": f"{digits[:5]} {digits[5:]}",
+        "plus44": f"+44 {digits[1:5]} {digits[5:]}",
+        "plus44 tight": f"+44{digits[1:]}",
+        "plus44 0": f"+44 {digits}",
+        "odd spaces": f" {digits[:4]} {digits[4:]}",
+        "number": int(digits),
+    }[style],
+    st.text("0123456789", min_size=9, max_size=9).map(lambda tail: "07" + tail),
+    st.sampled_from(["plain", "spaced", "plus44", "plus44 tight", "plus44 0", "odd spaces", "number"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(MOBILES, WRITTEN, st.sampled_from(["", "n/a", "#N/A", "call office"])), max_size=25)
+)
+def test_a_phone_column_reads_exactly_as_its_cells_one_by_one(raws):
+    """The column's plain-mobile pass (cells._phone_results) gives what parse_phone gives each cell."""
+    column = cells.parse_cells("phone", raws)
+    one_by_one = [cells.parse_one("phone", raw) for raw in raws]
+    assert column.values == [value for value, _ in one_by_one]
+    assert [(i, problem) for i, _, problem in column.problems] == [
+        (i, problem) for i, (_, problem) in enumerate(one_by_one) if problem is not None
+    ]
