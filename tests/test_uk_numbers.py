@@ -45,7 +45,7 @@ def phonenumbers_says(digits: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(NUMBERS)
 @example("01134960000")
 @example("02079460999")
