@@ -73,6 +73,7 @@ class Run:
     peak_mb: float
     status: int
     stderr: str
+    cpu_seconds: float = 0.0  # user + system time of the process and its children: less swayed by other jobs
 
     @property
     def failed(self) -> bool:
@@ -120,7 +121,9 @@ def measure(label: str, argv: list[str], accepted: tuple[int, ...] = (0,), *, sa
         process.returncode = os.waitstatus_to_exitcode(wait_status)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace").strip()
-    return Run(label, seconds, max(usage.ru_maxrss, tree_peak) / 1024, process.returncode, stderr, accepted)
+    cpu = usage.ru_utime + usage.ru_stime
+    peak_mb = max(usage.ru_maxrss, tree_peak) / 1024
+    return Run(label, seconds, peak_mb, process.returncode, stderr, cpu, accepted)
 
 
 def best(runs: list[Run]) -> Run:
@@ -255,13 +258,13 @@ def bench_shape(shape: str, args: argparse.Namespace) -> ShapeResult:
     print(f"findings: {findings:,}" if findings is not None else "findings: (no report)")
     print(f"best of {rounds} interleaved rounds (openpyxl: {len(tried.get('openpyxl', []))}):")
     runs = [r for r in (validate, openpyxl, calamine) if r is not None]
-    print("| process | wall time | peak memory |")
-    print("|---|---:|---:|")
+    print("| process | wall time | CPU time | peak memory |")
+    print("|---|---:|---:|---:|")
     for r in runs:
         note = f" (FAILED, exit {r.status})" if r.failed else ""
-        print(f"| {r.label}{note} | {r.seconds:.2f} s | {r.peak_mb:.0f} MB |")
+        print(f"| {r.label}{note} | {r.seconds:.2f} s | {r.cpu_seconds:.2f} s | {r.peak_mb:.0f} MB |")
     if openpyxl is None:
-        print(f"| pandas.read_excel (openpyxl) | skipped (reference {REFERENCE_OPENPYXL_S:g} s) | |")
+        print(f"| pandas.read_excel (openpyxl) | skipped (reference {REFERENCE_OPENPYXL_S:g} s) | | |")
     print()
 
     openpyxl_s = openpyxl.seconds if openpyxl and not openpyxl.failed else REFERENCE_OPENPYXL_S
@@ -279,10 +282,21 @@ def bench_shape(shape: str, args: argparse.Namespace) -> ShapeResult:
     print("|---|---:|---:|---|")
     for name, value, goal, met in checks:
         print(f"| {name} | {value} | {goal} | {verdict(met)} |")
+    print(
+        f"\nCPU time, less swayed by other jobs on the machine (no target): {cpu_ratios(validate, calamine, openpyxl)}"
+    )
     for r in runs:
         if r.failed:
             print(f"\n{r.label} failed (exit {r.status}):\n{r.stderr[-2000:]}")
     return ShapeResult(shape, validate, calamine, openpyxl, findings, checks)
+
+
+def cpu_ratios(validate: Run, calamine: Run, openpyxl: Run | None) -> str:
+    """Validate's CPU time against each read's, as a phrase."""
+    parts = [f"validate / calamine {validate.cpu_seconds / max(calamine.cpu_seconds, 1e-9):.2f}"]
+    if openpyxl is not None:
+        parts.append(f"validate / openpyxl {validate.cpu_seconds / max(openpyxl.cpu_seconds, 1e-9):.3f}")
+    return ", ".join(parts)
 
 
 def count_findings(report: Path) -> int | None:
@@ -304,16 +318,17 @@ def print_summary(results: list[ShapeResult]) -> None:
     print("\n## all shapes\n")
     print(
         "| shape | findings | validate | calamine | openpyxl | validate / calamine | validate / openpyxl "
-        "| peak memory | targets |"
+        "| peak memory | targets | CPU time ratios |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for result in results:
         by_openpyxl, by_calamine, memory = (value for _, value, _, _ in result.checks)
         openpyxl = f"{result.openpyxl.seconds:.2f} s" if result.openpyxl else "skipped"
         findings = f"{result.findings:,}" if result.findings is not None else "?"
         print(
             f"| {result.shape} | {findings} | {result.validate.seconds:.2f} s | {result.calamine.seconds:.2f} s "
-            f"| {openpyxl} | {by_calamine} | {by_openpyxl} | {memory} | {verdict(result.ok)} |"
+            f"| {openpyxl} | {by_calamine} | {by_openpyxl} | {memory} | {verdict(result.ok)} "
+            f"| {cpu_ratios(result.validate, result.calamine, result.openpyxl)} |"
         )
 
 
