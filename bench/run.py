@@ -53,7 +53,7 @@ TARGET_PEAK_MB = 400.0
 REFERENCE_OPENPYXL_S = 35.0
 SHAPE_NOTES = {
     "standard": "8,000 learners sharing 2,000 phone numbers, ~2% bad cells",
-    "phones": "9,000 learners, each with their own phone and their parent's: ~40,000 distinct numbers",
+    "phones": "9,000 learners, each with their own phone and their parent's: ~18,000 numbers written ~42,000 ways",
     "findings": "the standard log with ~14% bad cells: a finding-heavy check",
 }
 
