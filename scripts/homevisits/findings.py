@@ -131,6 +131,28 @@ class Wording:
             self.memo[key] = worded
         return worded
 
+    def many(
+        self, kind: str, values: Sequence[Mapping[str, Any]], column: str | None, rows: Sequence[int | None]
+    ) -> list[tuple[str, str]]:
+        """The wording of many findings of one kind and column, as calling this Wording on each
+        gives it: each distinct set of values (and row, when the texts show it) worded once."""
+        text, by_row, named = self.texts[kind], self.by_row[kind], self.named[kind]
+        done: dict[tuple, tuple[str, str]] = {}
+        out: list[tuple[str, str]] = []
+        for one, row in zip(values, rows, strict=True):
+            try:
+                key: tuple | None = (named(one), row if by_row else None)
+                worded = done.get(key)  # type: ignore[arg-type]
+            except TypeError:  # a list among the values: no key, worded each time
+                key, worded = None, None
+            if worded is None:
+                fill = Fill(self.header, column, row, self.tz)
+                worded = (render(text.message, one, fill), render(text.fix, one, fill))
+                if key is not None:
+                    done[key] = worded
+            out.append(worded)
+        return out
+
 
 def _nothing(_values: Mapping[str, Any]) -> None:
     return None
@@ -188,6 +210,16 @@ def _plain(value: Any) -> str:
 
 def sort_key(finding: Finding) -> tuple:
     return (SEVERITY_RANK.get(finding.severity, 9), finding.row or 0, finding.rule, finding.column or "")
+
+
+def in_order(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings as ``sorted(findings, key=sort_key)`` orders them (stable: equal keys keep their
+    order), the keys made in one pass rather than a call per finding (a large log has ~200,000)."""
+    rank = SEVERITY_RANK.get
+    keys = [(rank(f.severity, 9), f.row or 0, f.rule, f.column or "") for f in findings]
+    if all(map(operator.le, keys, keys[1:])):  # already in order (a checked report): no sort
+        return list(findings)
+    return [findings[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
 
 def summary(findings: Iterable[Finding]) -> dict[str, int]:
@@ -294,7 +326,7 @@ def to_json(report: Report) -> str:
 def to_text(report: Report, width: int = 100) -> str:
     """A readable listing grouped by severity, alerts first, then a one-line summary."""
     lines: list[str] = [f"{report.source}: {report.rows} visits checked against {report.policy}"]
-    ordered = sorted(report.findings, key=sort_key)
+    ordered = in_order(report.findings)
     for severity in SEVERITIES:
         group = [f for f in ordered if f.severity == severity]
         if not group:

@@ -16,8 +16,8 @@ import pandas as pd
 
 from .checks import Check, bundled, load_checks
 from .errors import HomevisitsError
-from .findings import SEVERITIES, Finding, Text, Wording, sort_key
-from .rules import RULES, Context, Hit
+from .findings import SEVERITIES, Finding, Text, Wording, in_order
+from .rules import RULES, Context, Hit, Hits
 from .safe_return import Timings
 from .schema import Column
 from .settings import Setting, check_keys, check_params, check_value, closest, unknown_key
@@ -50,7 +50,7 @@ class RuleConfig:
         """Columns the sheet must have; ``"a|b"`` means either will do."""
         return self.check.needs if self.check else RULES[self.id].needs
 
-    def hits(self, context: Context) -> Iterator[Hit]:
+    def hits(self, context: Context) -> Iterator[Hit | Hits]:
         return self.check.hits(context) if self.check else RULES[self.id].func(context)
 
     @property
@@ -205,9 +205,7 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
 
 def check(visits: Visits, policy: Policy, now: dt.datetime) -> list[Finding]:
     """Run every enabled rule over the visits table; all findings, never stopping at the first."""
-    findings = _run(visits, policy, now, list(policy.rules.values()))
-    findings.sort(key=sort_key)
-    return findings
+    return in_order(_run(visits, policy, now, list(policy.rules.values())))
 
 
 def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfig]) -> list[Finding]:
@@ -230,28 +228,67 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
         rule_id, severity, clause = config.id, config.severity, f"{policy.name} {config.clause}"
         blocks = config.check is not None or RULES[rule_id].blocks_form
         wording = Wording(config.texts, headers, visits.tz)
+        append = findings.append
         for hit in config.hits(context):
-            row = hit.row if hit.position is None else rows[hit.position]
-            column = headers[hit.field] if hit.field else None
-            message, fix = hit.message, hit.fix
-            if hit.kind is not None:  # worded at the edge, from the rule's template and the hit's values
+            if hit.__class__ is Hits:
+                findings.extend(_many(hit, rule_id, severity, clause, blocks, headers, ids, wording))
+                continue
+            position, name = hit.position, hit.field
+            row = hit.row if position is None else rows[position]
+            column = headers[name] if name else None
+            if hit.kind is None:
+                message, fix = hit.message, hit.fix
+            else:  # worded at the edge, from the rule's template and the hit's values
                 message, fix = wording(hit.kind, hit.values or {}, column, row)
-            findings.append(
+            append(
                 Finding(
                     rule_id,
                     hit.severity or severity,
                     row,
-                    None if hit.position is None else (ids[hit.position] or None),
+                    None if position is None else (ids[position] or None),
                     column,
                     message,
                     fix,
                     clause,
-                    hit.field,
+                    name,
                     hit.values,
                     blocks,
                 )
             )
     return findings
+
+
+def _many(
+    hits: Hits,
+    rule_id: str,
+    severity: str,
+    clause: str,
+    blocks: bool,
+    headers: dict[str, str],
+    ids: list[Any],
+    wording: Wording,
+) -> list[Finding]:
+    """The findings of a batch of hits (rules.Hits), as the loop in _run would make them one by one."""
+    column = headers[hits.field]
+    worded = wording.many(hits.kind, hits.values, column, hits.rows)
+    return [
+        Finding(
+            rule_id,
+            severity,
+            row,
+            None if position is None else (ids[position] or None),
+            column,
+            message,
+            fix,
+            clause,
+            hits.field,
+            values,
+            blocks,
+        )
+        for position, row, values, (message, fix) in zip(
+            hits.positions, hits.rows, hits.values, worded, strict=True
+        )
+    ]
 
 
 def _catalogue() -> dict[str, Column]:

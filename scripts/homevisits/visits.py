@@ -76,20 +76,29 @@ class Visits:
         return [self.record(i) for i in range(len(self.frame))]
 
     def unreadable(self, name: str) -> np.ndarray:
-        """True where the cell had a value that could not be read (each one is in ``problems``)."""
-        if not self._unreadable and self.problems:
+        """True where the cell had a value that could not be read (each one is in ``problems``).
+
+        Read-only and made once per field: safe-return asks it visit by visit, so a copy per call
+        would cost more than the answer (a caller that needs to change it copies it first)."""
+        if not self._unreadable:
             by_field: dict[str, list[int]] = {}
             for problem in self.problems:
                 by_field.setdefault(problem.field, []).append(problem.row)
             rows = self.frame["row"].to_numpy()
             for field_name, bad_rows in by_field.items():
-                self._unreadable[field_name] = np.isin(rows, bad_rows)
+                self._unreadable[field_name] = _read_only(np.isin(rows, bad_rows))
+            self._unreadable[""] = _read_only(np.zeros(len(self.frame), dtype=bool))  # every other field
         found = self._unreadable.get(name)
-        return found.copy() if found is not None else np.zeros(len(self.frame), dtype=bool)
+        return found if found is not None else self._unreadable[""]
 
     def position_of(self, visit_id: str) -> int | None:
         hits = np.flatnonzero(self.frame["visit_id"].to_numpy() == visit_id)
         return int(hits[0]) if len(hits) else None
+
+
+def _read_only(mask: np.ndarray) -> np.ndarray:
+    mask.flags.writeable = False
+    return mask
 
 
 Job = tuple[str, str, int, Any]  # field, type, column position, choice lookup
