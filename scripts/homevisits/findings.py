@@ -214,12 +214,25 @@ def sort_key(finding: Finding) -> tuple:
 
 def in_order(findings: Sequence[Finding]) -> list[Finding]:
     """The findings as ``sorted(findings, key=sort_key)`` orders them (stable: equal keys keep their
-    order), the keys made in one pass rather than a call per finding (a large log has ~200,000)."""
+    order), sorted as four columns of integers (NumPy's stable lexsort) rather than ~200,000 tuples."""
+    import numpy as np
+
+    count = len(findings)
     rank = SEVERITY_RANK.get
-    keys = [(rank(f.severity, 9), f.row or 0, f.rule, f.column or "") for f in findings]
-    if all(map(operator.le, keys, keys[1:])):  # already in order (a checked report): no sort
-        return list(findings)
-    return [findings[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
+    severities = np.fromiter((rank(f.severity, 9) for f in findings), np.int64, count)
+    rows = np.fromiter((f.row or 0 for f in findings), np.int64, count)
+    rules = _codes([f.rule for f in findings])
+    columns = _codes([f.column or "" for f in findings])
+    order = np.lexsort((columns, rules, rows, severities)).tolist()
+    return [findings[i] for i in order]
+
+
+def _codes(texts: list[str]) -> Any:
+    """Each text's place among the distinct texts in sorted order: compares as the texts do."""
+    import numpy as np
+
+    place = {text: code for code, text in enumerate(sorted(set(texts)))}
+    return np.fromiter(map(place.__getitem__, texts), np.int64, len(texts))
 
 
 def summary(findings: Iterable[Finding]) -> dict[str, int]:
@@ -261,9 +274,37 @@ def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
     yield json.dumps(report.head(), ensure_ascii=False)[:-1] + ', "findings": [\n'
     findings = report.findings
     for start in range(0, len(findings), batch):
-        pieces = [_finding_json(f) for f in findings[start : start + batch]]
-        yield ("" if start == 0 else ",\n") + ", ".join(pieces)
+        yield ("" if start == 0 else ",\n") + ", ".join(_findings_json(findings[start : start + batch]))
     yield "\n]}\n"
+
+
+def _findings_json(findings: Sequence[Finding]) -> list[str]:
+    """:func:`_finding_json` of each, in one loop (a call per finding costs as much as the work).
+
+    Findings that share one values dict or message (HV002's bad cells repeat: rules.unreadable_cell
+    hands the same dict to each alike) have them written once: by identity, and only within this
+    batch, whose findings hold them (so no id is reused meanwhile)."""
+    template, encode, values_json = _template, encode_basestring, _ENCODE
+    written: dict[int, str] = {}
+    out = []
+    for f in findings:
+        values, message = f.values, f.message
+        values_text = written.get(id(values))
+        if values_text is None:
+            values_text = written[id(values)] = "".join(values_json(values, 0)) if values else "{}"
+        message_text = written.get(id(message))
+        if message_text is None:
+            message_text = written[id(message)] = encode(message)
+        out.append(
+            template(f.rule, f.severity, f.column, f.fix, f.clause, f.field)
+            % (
+                "null" if f.row is None else int(f.row),
+                "null" if f.visit_id is None else encode(f.visit_id),
+                message_text,
+                values_text,
+            )
+        )
+    return out
 
 
 def _finding_json(f: Finding) -> str:

@@ -115,8 +115,11 @@ class Context:
             nanoseconds = int(instant)
         else:
             nanoseconds = np.datetime64(instant, "ns").astype(np.int64).item()
-        moment = dt.datetime.fromtimestamp(nanoseconds / 1e9, self.visits.tz)
-        return moment.strftime("%a %d %b %Y %H:%M")
+        shown = self.cache.get(("when", nanoseconds))  # each distinct instant formatted once per check
+        if shown is None:
+            moment = dt.datetime.fromtimestamp(nanoseconds / 1e9, self.visits.tz)
+            shown = self.cache[("when", nanoseconds)] = moment.strftime("%a %d %b %Y %H:%M")
+        return shown
 
     def status(self) -> pd.Series:
         return self.f["status"]
@@ -358,14 +361,19 @@ def unreadable_cell(ctx: Context) -> Iterator[Hits]:
     """A cell whose value cannot be understood (a bad date, time, phone number or choice).
 
     One :class:`Hits` per run of problems in the same field (the problems come field by field), in
-    the problems' order: a finding-heavy log has ~150,000 of them."""
+    the problems' order: a finding-heavy log has ~150,000 of them, most alike (the same text, the
+    same reason), which share one values dict so that it is written once."""
     position_of_row = {row: i for i, row in enumerate(ctx.f["row"].tolist())}
+    alike: dict[tuple[str, str], dict[str, str]] = {}  # cells alike share one values dict (never changed)
     for name, run in itertools.groupby(ctx.visits.problems, key=operator.itemgetter(1)):
         problems = list(run)
         rows = [problem[0] for problem in problems]
         texts = [str(problem[2]) for problem in problems]
         shown = [text if len(text) <= 60 else text[:57] + "..." for text in texts]
-        values = [{"cell": cell, "reason": problem[3]} for cell, problem in zip(shown, problems, strict=True)]
+        values = [
+            alike.get(key) or alike.setdefault(key, {"cell": key[0], "reason": key[1]})
+            for key in zip(shown, [problem[3] for problem in problems], strict=True)
+        ]
         kind = ctx.visits.schema[name].type
         kind = kind if kind in CELL_HINTS else "other"
         yield Hits(name, kind, list(map(position_of_row.get, rows)), rows, values)

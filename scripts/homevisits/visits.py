@@ -162,8 +162,11 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     ]
     parsed = _parse_columns(rows, width, jobs, raw.date1904)
     numbers = row_numbers.tolist()
-    problems = [
-        CellProblem(numbers[i], name, value, reason)
+    make = (
+        tuple.__new__
+    )  # what CellProblem(...) calls, without its Python-level __new__ (~150,000 in a bad log)
+    problems: list[CellProblem] = [
+        make(CellProblem, (numbers[i], name, value, reason))
         for name, column in parsed.items()
         for i, value, reason in column.problems
     ]
