@@ -149,3 +149,58 @@ def test_templates_show_values_as_the_school_reads_them():
         "Mon 01 Jun 2026 14:30|03/04/2026|rows 3, 4|row 9|starts after 18:00 and is at the weekend|no place|"
         "blank|YES|90|Visit date|What happened|row 7"
     )
+
+
+# ---------------------------------------------------------------- written in bulk, as one by one
+
+
+@settings(max_examples=200, deadline=None)
+@given(findings=st.lists(FINDING, max_size=30))
+def test_findings_are_put_in_order_as_sorted_by_sort_key_would_equal_keys_keeping_their_order(findings):
+    from homevisits.findings import in_order, sort_key
+
+    expected = sorted(findings, key=sort_key)
+    assert [id(f) for f in in_order(findings)] == [id(f) for f in expected]
+
+
+def test_findings_sharing_values_and_messages_are_written_as_json_dumps_writes_each():
+    from homevisits.findings import json_chunks
+
+    alike = {"cell": 'yes "sir" 100%', "reason": "not YES or NO"}
+    message = "'x' in Consent could not be read."
+    findings = [
+        Finding("HV002", "error", row, None if row % 2 else f"HV-{row}", "Consent", message, "Fix.",
+                "Policy 4.1", "parent_consent", alike if row % 3 else {"cell": str(row)})
+        for row in range(1, 40)
+    ]  # fmt: skip
+    findings.append(Finding("HV010", "alert", None, None, None, "Sheet-wide.", "Fix.", "4.2"))
+    report = Report(source="log.xlsx", policy="p", checked_at="2026-11-23T09:00:00+00:00", rows=40,
+                    findings=findings)  # fmt: skip
+    written = "".join(json_chunks(report, batch=7))
+    body = written.split('"findings": [\n', 1)[1].rsplit("\n]}", 1)[0].replace(",\n", ", ")
+    assert body == ", ".join(json.dumps(f.as_dict(), ensure_ascii=False) for f in findings)
+
+
+def test_many_findings_are_worded_as_each_would_be_alone():
+    from zoneinfo import ZoneInfo
+
+    from homevisits.findings import Text, Wording
+
+    texts = {
+        "bad": Text("'{cell}' in {column} could not be read: {reason}.", "Correct {column}."),
+        "row": Text("Row {row} lists {others:rows}.", "See row {row}."),
+    }
+    headers = {"visit_date": "Visit date"}
+    tz = ZoneInfo("Europe/London")
+    values = [{"cell": "32/01", "reason": "no such day"}, {"cell": "x", "reason": "no date"}] * 3
+    rows = [2, 3, 4, 5, 6, 7]
+    alone = Wording(texts, headers, tz)
+    assert Wording(texts, headers, tz).many("bad", values, "Visit date", rows) == [
+        alone("bad", v, "Visit date", r) for v, r in zip(values, rows, strict=True)
+    ]
+    listed = [{"others": [1, 2]}, {"others": [1, 2]}, {"others": [3]}]  # a list: no key, each worded
+    assert Wording(texts, headers, tz).many("row", listed, None, [8, 9, 9]) == [
+        ("Row 8 lists rows 1, 2.", "See row 8."),
+        ("Row 9 lists rows 1, 2.", "See row 9."),
+        ("Row 9 lists row 3.", "See row 9."),
+    ]

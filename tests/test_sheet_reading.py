@@ -617,3 +617,15 @@ def test_a_mobile_with_a_label_or_an_extension_reads_as_the_number(digits, label
     value, problem = cells.parse_one("phone", f"{label}{written}{after}")
     assert (value, problem) == (f"{digits[:5]} {digits[5:]}", None)
     assert tuple(getattr(value, "others", ())) == ()
+
+
+def test_the_unreadable_mask_is_read_only_so_no_rule_can_change_what_the_next_one_sees(tmp_path):
+    rows = [visit(2, visit_date="32/01/2026"), visit(3)]
+    path = write_workbook(tmp_path / "log.xlsx", rows, columns=ALL_HEADERS)
+    visits = run_check(path, "omg_education", NOW).visits
+    bad, blank = visits.unreadable("visit_date"), visits.unreadable("learner_name")
+    assert bad.tolist() == [True, False] and blank.tolist() == [False, False]
+    for mask in (bad, blank):
+        with pytest.raises(ValueError):
+            mask[1] = True
+    assert visits.unreadable("visit_date").tolist() == [True, False]
