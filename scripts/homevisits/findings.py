@@ -183,9 +183,7 @@ def _shown(value: Any, spec: str, tz: Any) -> str:
     if spec.startswith("or "):
         return spec[3:] if value is None else _plain(value)
     if spec == "when":
-        if value is None:
-            return "an unknown time"
-        return dt.datetime.fromisoformat(value).astimezone(tz).strftime("%a %d %b %Y %H:%M")
+        return "an unknown time" if value is None else _when(value, tz)
     if spec == "date":
         year, month, day = str(value)[:10].split("-")
         return f"{day}/{month}/{year}"
@@ -198,6 +196,13 @@ def _shown(value: Any, spec: str, tz: Any) -> str:
 
         return shown(value)
     return format(value, spec)
+
+
+@lru_cache(maxsize=8192)
+def _when(instant: str, tz: Any) -> str:
+    """An ISO 8601 instant as the school reads it, worked out once (a message and its fix often both
+    show it, and visits due back at the same time share it)."""
+    return dt.datetime.fromisoformat(instant).astimezone(tz).strftime("%a %d %b %Y %H:%M")
 
 
 def _plain(value: Any) -> str:
