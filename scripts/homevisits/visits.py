@@ -15,6 +15,8 @@ visit date + start time, and visit date + expected return, else start + expected
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -82,8 +84,8 @@ class Visits:
         would cost more than the answer (a caller that needs to change it copies it first)."""
         if not self._unreadable:
             by_field: dict[str, list[int]] = {}
-            for problem in self.problems:
-                by_field.setdefault(problem.field, []).append(problem.row)
+            for name, run in itertools.groupby(self.problems, key=operator.itemgetter(1)):  # field by field
+                by_field.setdefault(name, []).extend(map(operator.itemgetter(0), run))
             rows = self.frame["row"].to_numpy()
             for field_name, bad_rows in by_field.items():
                 self._unreadable[field_name] = _read_only(np.isin(rows, bad_rows))
