@@ -338,15 +338,14 @@ def run_report(args: argparse.Namespace) -> int:
     checked = load(config, now)
     keep_until_exit(checked)
     policy = checked.policy
-    grace = policy.param("HV022", "grace_minutes", policy.param("HV023", "grace_minutes", 30))
     summary = build_summary(
         checked.visits,
         checked.findings,
         start=start,
         end=end,
         now=now,
-        deadline_hours=float(policy.param("HV009", "deadline_hours", 24)),
-        grace_minutes=float(grace),
+        deadline_hours=policy.timings.form_deadline_hours,
+        grace_minutes=policy.timings.grace_minutes,
         rule_titles=rule_titles(),
         policy=f"DEMO DATA (invented visits): {policy.name}" if config.demo else policy.name,
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import mail
+from .config import DEFAULT_TIMEZONE
 from .errors import HomevisitsError
 from .ledger import LedgerUnavailable
 from .state import CANCELLED
@@ -66,12 +67,10 @@ DRY_RUN_ID = "<dry-run@homevisits.invalid>"
 
 @dataclass(frozen=True)
 class Settings:
-    """What the jobs take from the config: [schedule] timings and [mail] recipient lists."""
+    """What the jobs take from the config: [schedule] window_days and [mail] recipient lists (timings:
+    ``policy.timings``)."""
 
     window_days: float = 14
-    reminder_hours: float = 24
-    final_reminder_hours: float = 6
-    smt_after_minutes: float = 30
     forms_to: tuple[str, ...] = ()
     smt: tuple[str, ...] = ()
     admin: tuple[str, ...] = ()
@@ -79,7 +78,7 @@ class Settings:
     sender: str = FALLBACK_SENDER
     school: str = ""
     school_table: Mapping[str, Any] = field(default_factory=dict)  # [school], when given as a table
-    timezone: str = "Europe/London"
+    timezone: str = DEFAULT_TIMEZONE
     forms: Mapping[str, Any] = field(default_factory=dict)
     sms: Any = None  # sms.SmsSettings: [sms], alerts by text (None: email only)
 
@@ -105,9 +104,6 @@ def settings_from(config: Config) -> Settings:
     window = schedule.get("window_days", (config.forms or {}).get("window_days", 14))
     return Settings(
         window_days=_number({"window_days": window}, "window_days", 14, "schedule"),
-        reminder_hours=_number(schedule, "reminder_hours", 24, "schedule"),
-        final_reminder_hours=_number(schedule, "final_reminder_hours", 6, "schedule"),
-        smt_after_minutes=_number(schedule, "smt_after_minutes", 30, "schedule"),
         forms_to=_addresses(mail_cfg.get("forms_to")),
         smt=_addresses(mail_cfg.get("smt")),
         admin=_addresses(mail_cfg.get("admin")),
@@ -134,8 +130,8 @@ def _resolved_template_dir(config: Config) -> dict[str, str]:
 
 
 def deadline_hours(policy: Policy) -> float:
-    """Hours before the start the form is due (HV009 ``deadline_hours``); 0 without HV009."""
-    return float(policy.param("HV009", "deadline_hours", 24)) if policy.rule("HV009") else 0.0
+    """Hours before the start the form is due: the policy's ``[timings] form_deadline_hours``."""
+    return policy.timings.form_deadline_hours
 
 
 def form_deadline(start_at: dt.datetime | None, hours: float) -> dt.datetime | None:
@@ -767,13 +763,13 @@ def form_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     chases = ctx.history.of_visit(visit_id, ("reminder", "final_reminder"))
     if any(e.status == "pending" for e in chases):
         return None  # the one still queued goes first
-    if deadline - ctx.now < dt.timedelta(hours=ctx.settings.final_reminder_hours):
+    if deadline - ctx.now < dt.timedelta(hours=ctx.policy.timings.final_reminder_hours):
         if ctx.history.current(visit_id, "final_reminder") is not None:
             return None
         key = ctx.history.new_key(f"final_reminder:{visit_id}")
         return compose_chase("final_reminder", visit, ctx, key)
     last = ctx.history.last_time(visit_id, ("reminder", "final_reminder"))
-    if last is not None and ctx.now - last < dt.timedelta(hours=ctx.settings.reminder_hours):
+    if last is not None and ctx.now - last < dt.timedelta(hours=ctx.policy.timings.reminder_hours):
         return None
     key = ctx.history.new_key(f"reminder:{visit_id}:{ctx.now:%Y-%m-%dT%H:%M}")
     return compose_chase("reminder", visit, ctx, key)
@@ -835,7 +831,7 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Planned | None:
     if alert is not None and alert.status == "failed" and not texted(ctx, visit_id, "overdue_alert"):
         return compose_alert("smt_alert", visit, ctx, key, unreachable=alert.error or "refused")
     alerted = _alert_time(visit, ctx)
-    if alerted is None or ctx.now - alerted <= dt.timedelta(minutes=ctx.settings.smt_after_minutes):
+    if alerted is None or ctx.now - alerted <= dt.timedelta(minutes=ctx.policy.timings.smt_after_minutes):
         return None
     return compose_alert("smt_alert", visit, ctx, key, alerted)
 

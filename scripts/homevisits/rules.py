@@ -21,6 +21,7 @@ import pandas as pd
 from . import safe_return, state
 from .cleaning import shown
 from .safe_return import Timings
+from .timings import clock
 from .settings import Setting
 from .visit_ids import ALLOWED, MAX_LENGTH, is_header_safe_id
 from .visits import Visits
@@ -136,22 +137,10 @@ class Rule:
     params: dict[str, Setting] = field(default_factory=dict)  # what a profile may set under [rules.<id>]
 
 
-# Parameters more than one rule declares.
-GRACE = Setting("number", 30, low=0, high=24 * 60)
+# Parameters more than one rule declares (timings are not parameters: policy [timings], ctx.timings).
 EXEMPT_REASONS = Setting("texts", ())
 PAIRS = Setting("choice", "always", choices=("always", "first_visit", "out_of_hours_or_little_info"))
-OFFICE_HOURS = {
-    "office_start": Setting("time", "08:00"),
-    "office_end": Setting("time", "18:00"),
-    "weekends": Setting("bool", True),
-}
-SAFE_RETURN = {
-    "grace_minutes": GRACE,
-    "alert_hours": Setting("number", 24, low=1, high=24 * 28),
-    "escalation": Setting("texts", ()),
-    "max_visit_minutes": Setting("number", 120, low=5, high=24 * 60),  # issue 10: no readable return time
-    "day_end": Setting("time", "17:00"),  # issue 10: no readable start either
-}
+SAFE_RETURN = {"escalation": Setting("texts", ())}
 
 
 RULES: dict[str, Rule] = {}
@@ -466,11 +455,10 @@ def not_authorised(ctx: Context) -> Iterator[Hit]:
     "Risk assessment form deadline",
     "error",
     needs=("form_sent_at", "visit_date", "start_time"),
-    params={"deadline_hours": Setting("number", 24, low=0, high=24 * 28)},
 )
 def form_deadline(ctx: Context) -> Iterator[Hit]:
     """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
-    hours = float(ctx.p("deadline_hours", 24))
+    hours = ctx.timings.form_deadline_hours
     deadline = ctx.f["start_at"] - pd.Timedelta(hours=hours)
     sent = ctx.f["form_sent_at"]
     known = deadline.notna().to_numpy()
@@ -514,7 +502,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
     zone = ctx.visits.tz.key
     start = ctx.f["start_at"].dt.tz_convert(zone)
     end = ctx.f["return_due_at"].dt.tz_convert(zone)
-    office_start, office_end = ctx.p("office_start", "08:00"), ctx.p("office_end", "18:00")
+    office_start, office_end = clock(ctx.timings.office_start), clock(ctx.timings.office_end)
     opens, closes = pd.Timedelta(office_start + ":00"), pd.Timedelta(office_end + ":00")
     start_clock = start - start.dt.normalize()
     end_clock = end - end.dt.normalize()
@@ -532,7 +520,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
             f"ends after {office_end}",
         ),
     ]
-    if ctx.p("weekends", True):
+    if ctx.timings.weekends_out_of_hours:
         checks.append((mask(start.dt.dayofweek >= 5), "is at the weekend"))
     reasons: list[list[str]] = [[] for _ in range(len(start))]
     for flagged, reason in checks:
@@ -567,7 +555,7 @@ def _first_visits(ctx: Context) -> np.ndarray:
     "No second member of staff",
     "error",
     needs=("second_staff",),
-    params={"pairs": PAIRS, "information_field": Setting("text", "risk_notes"), **OFFICE_HOURS},
+    params={"pairs": PAIRS, "information_field": Setting("text", "risk_notes")},
 )
 def no_second_staff(ctx: Context) -> Iterator[Hit]:
     """Visits go in pairs where the policy says so: always, on a first visit, out of hours or when little is known."""
@@ -603,7 +591,6 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
     "Evening or out-of-hours visit",
     "warning",
     needs=("start_time", "visit_date"),
-    params=OFFICE_HOURS,
 )
 def out_of_hours(ctx: Context) -> Iterator[Hit]:
     """Visits outside office hours (default before 08:00, after 18:00, or at the weekend)."""
@@ -808,7 +795,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
 
 
 @rule(
-    "HV023", "Safe return confirmed late", "warning", needs=("returned_at",), params={"grace_minutes": GRACE}
+    "HV023", "Safe return confirmed late", "warning", needs=("returned_at",)
 )
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after due back plus grace: the escalation should have started."""
