@@ -57,9 +57,11 @@ def server():
         yield running
 
 
-def school(tmp_path, rows, server=None, *, policy="omg_education", mail=None, schedule=None) -> School:
+def school(
+    tmp_path, rows, server=None, *, policy="omg_education", mail=None, schedule=None, timings=None
+) -> School:
     place = School(tmp_path, policy).write(rows)
-    return place.configure(mail or smtp_mail(server), schedule)
+    return place.configure(mail or smtp_mail(server), schedule, timings)
 
 
 def no_personal_data(text: str) -> None:
@@ -847,9 +849,9 @@ def test_a_queued_message_whose_visit_left_the_sheet_is_reported_not_sent(tmp_pa
 
 
 def test_settings_that_cannot_work_say_what_to_fix(tmp_path, server):
-    place = school(tmp_path, batch(), server, schedule={"reminder_hours": "daily"})
+    place = school(tmp_path, batch(), server, timings={"reminder_hours": "daily"})
     result = place.run("run-scheduled", NOW)
-    assert result.status == 2 and "[schedule] reminder_hours must be a number" in result.err
+    assert result.status == 2 and "[timings] reminder_hours must be a number" in result.err
     place.configure({"transport": "outbox", "from": "homevisits@school.example"})
     result = place.run("run-scheduled", NOW)
     assert result.status == 2 and "allowed_domains" in result.err
