@@ -160,9 +160,21 @@ def copied_profile(tmp_path: Path, extra: str, rule: str | None = None) -> Path:
             "HV009",
             "our_policy.toml: [rules.HV009] deadline_hours has moved to [timings] form_deadline_hours.",
         ),
-        ("grace_minutes = 30", "HV022", "our_policy.toml: [rules.HV022] grace_minutes has moved to [timings] grace_minutes."),
-        ("grace_minutes = 30", "HV023", "our_policy.toml: [rules.HV023] grace_minutes has moved to [timings] grace_minutes."),
-        ('day_end = "16:00"', "HV022", "our_policy.toml: [rules.HV022] day_end has moved to [timings] day_end."),
+        (
+            "grace_minutes = 30",
+            "HV022",
+            "our_policy.toml: [rules.HV022] grace_minutes has moved to [timings] grace_minutes.",
+        ),
+        (
+            "grace_minutes = 30",
+            "HV023",
+            "our_policy.toml: [rules.HV023] grace_minutes has moved to [timings] grace_minutes.",
+        ),
+        (
+            'day_end = "16:00"',
+            "HV022",
+            "our_policy.toml: [rules.HV022] day_end has moved to [timings] day_end.",
+        ),
         ("stale_days = 2.5", "HV027", "[rules.HV027] stale_days must be a whole number"),
         ("grace_minutes = 30", "HV003", "[rules.HV003] has no parameter grace_minutes"),
         (

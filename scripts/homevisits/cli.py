@@ -237,7 +237,7 @@ def add_check_setup(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
 def run_check_setup(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from .config import find_config
+    from .config import find_config, timezone_of
     from .pipeline import parse_now
     from .setup_check import check_setup
 
@@ -245,9 +245,8 @@ def run_check_setup(args: argparse.Namespace) -> int:
         raise HomevisitsError(
             "check-setup checks a school's own settings: give --config FILE (or none), not --demo or --source."
         )
-    checks = check_setup(
-        find_config(args.config), parse_now(args.now, ZoneInfo("Europe/London")), send_test=args.send_test
-    )
+    path = find_config(args.config)
+    checks = check_setup(path, parse_now(args.now, ZoneInfo(timezone_of(path))), send_test=args.send_test)
     for check in checks:
         print(check.line(), flush=True)
     failed = sum(not c.ok for c in checks)
@@ -457,6 +456,7 @@ def run_forms(args: argparse.Namespace) -> int:
         ),
         extra=form_settings(policy, config.forms, config.school_table or {"name": config.school}),
         progress=True,
+        timezone=config.timezone,
     )
     for path in written:
         print(path)

@@ -126,6 +126,19 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
     return config
 
 
+def timezone_of(path: Path | None) -> str:
+    """The config file's ``timezone`` for reading ``--now`` before the file is checked (check-setup
+    lists the file's faults itself); the default zone when the file names none or cannot be read."""
+    if path is None:
+        return DEFAULT_TIMEZONE
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("timezone", DEFAULT_TIMEZONE)
+        check_timezone(name)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, HomevisitsError, TypeError):
+        return DEFAULT_TIMEZONE
+    return name
+
+
 def check_timezone(name: str) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -434,7 +434,11 @@ def _message(
         to=to_ok,
         cc=cc_ok,
         subject=mail.subject(
-            kind, visit.get("label") or visit.get("visit_id"), visit.get("start_at"), row=visit.get("row")
+            kind,
+            visit.get("label") or visit.get("visit_id"),
+            visit.get("start_at"),
+            row=visit.get("row"),
+            timezone=ctx.settings.timezone,
         ),
         text=text,
         not_mailed=not_mailed,
@@ -459,7 +463,15 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
     pages = tuple(
         (
             f"{file_stem(visit_ref(visit.get('visit_id'), visit.get('row')))}-{form}.pdf",
-            render_form(form, visit, school=school, now=ctx.now, template_dirs=template_dirs, extra=extra),
+            render_form(
+                form,
+                visit,
+                school=school,
+                now=ctx.now,
+                template_dirs=template_dirs,
+                extra=extra,
+                timezone=ctx.settings.timezone,
+            ),
         )
         for form in chosen
         if words[form] is None

@@ -35,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import cleaning
+from .config import DEFAULT_TIMEZONE
 from .errors import HomevisitsError
 from .visit_ids import is_header_safe_id, visit_ref
 from .wording import clock_time, long_day, long_moment, on_clock
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL_TEMPLATE_DIR = ROOT / "templates" / "emails"
-LONDON = ZoneInfo("Europe/London")
 
 TEXT_TEMPLATES = {
     "form": "form_sent.txt.j2",
@@ -330,11 +330,14 @@ def subject(
     day: dt.date | dt.datetime | None = None,
     count: int = 1,
     row: int | None = None,
+    timezone: str | None = None,
 ) -> str:
     """The subject for a kind of message: the visit ID and the date, never anybody's name. An ID that
-    is not header-safe (``visit_ids``) never appears: the subject names its sheet row (``row 14``)."""
+    is not header-safe (``visit_ids``) never appears: the subject names its sheet row (``row 14``).
+    The date is the visit's day on the school's clock (``timezone``, the config's)."""
     if isinstance(day, dt.datetime):
-        day = day.astimezone(LONDON).date() if day.tzinfo else day.date()
+        tz = ZoneInfo(timezone or DEFAULT_TIMEZONE)
+        day = day.astimezone(tz).date() if day.tzinfo else day.date()
     ref = visit_ref(visit_id, row, " ") if (visit_id or row) else "(no visit ID)"
     if ref == "unnamed" or ref.startswith("id-"):
         ref = "(Visit ID not usable)"
@@ -458,7 +461,7 @@ def describe(msg: EmailMessage) -> str:
 
 
 def render_text(
-    kind: str, context: Mapping[str, Any], template_dir: Path | None = None, timezone: str = "Europe/London"
+    kind: str, context: Mapping[str, Any], template_dir: Path | None = None, timezone: str | None = None
 ) -> str:
     """The plain-text body for a kind of message from ``templates/emails`` (a school's folder first).
 
@@ -467,7 +470,7 @@ def render_text(
     """
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    tz = ZoneInfo(timezone)
+    tz = ZoneInfo(timezone or DEFAULT_TIMEZONE)
     folders = [str(p) for p in (template_dir, EMAIL_TEMPLATE_DIR) if p]
     env = Environment(
         loader=FileSystemLoader(folders),

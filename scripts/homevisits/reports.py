@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from . import state
 from .findings import SEVERITIES, SEVERITY_HELP, SEVERITY_RANK, Finding, Report, sort_key, summary
-from .state import CANCELLED
 from .visits import Visits
 from .wording import long_day, long_moment
 
@@ -400,7 +400,7 @@ def build_summary(
         breaches,
         _by_staff(period),
     )
-    happened = int(period["status"].isin(("Completed", "No answer")).sum())
+    happened = int(state.happened(period["status"]).sum())
     concerns = int(period["safeguarding_concern"].fillna(False).astype(bool).sum())
     figures = (
         Figure("Visits", f"{len(period):,}", f"{happened:,} carried out"),
@@ -496,7 +496,7 @@ def _reasons(column: pd.Series) -> dict[str, int]:
 def _by_month(period: pd.DataFrame, start: dt.date, end: dt.date) -> Table:
     months = pd.period_range(pd.Timestamp(start), pd.Timestamp(end), freq="M")
     keys = period["visit_date"].dt.to_period("M")
-    done = period["status"].isin(("Completed", "No answer"))
+    done = pd.Series(state.happened(period["status"]), index=period.index)
     rows = []
     for month in months:
         mask = (keys == month).to_numpy(dtype=bool)
@@ -515,7 +515,7 @@ def _forms_on_time(period: pd.DataFrame, now: pd.Timestamp, deadline_hours: floa
     """Forms judged against their deadline: visits not cancelled, not HIGH risk, deadline passed (or sent)."""
     deadline = period["start_at"] - pd.Timedelta(hours=float(deadline_hours))
     sent = period["form_sent_at"]
-    live = ~period["status"].isin(CANCELLED) & ~(period["risk_level"] == "HIGH")
+    live = pd.Series(state.live(period["status"]), index=period.index) & ~(period["risk_level"] == "HIGH")
     due = live & deadline.notna() & ((deadline < now) | sent.notna())
     on_time = due & (sent <= deadline)
     late = due & (sent > deadline)
@@ -527,7 +527,7 @@ def _returns_on_time(period: pd.DataFrame, now: pd.Timestamp, grace_minutes: flo
     """Safe returns judged against expected return plus grace, for visits not cancelled whose return was due."""
     limit = period["return_due_at"] + pd.Timedelta(minutes=float(grace_minutes))
     returned = period["returned_at"]
-    live = ~period["status"].isin(CANCELLED)
+    live = pd.Series(state.live(period["status"]), index=period.index)
     due = live & limit.notna() & ((limit < now) | returned.notna())
     return {
         "Confirmed on time": int((due & (returned <= limit)).sum()),
@@ -577,7 +577,7 @@ def _by_staff(period: pd.DataFrame) -> Table:
     second: Counter[str] = Counter()
     done: Counter[str] = Counter()
     spelling: dict[str, str] = {}
-    happened = period["status"].isin(("Completed", "No answer")).tolist()
+    happened = state.happened(period["status"]).tolist()
     for lead, partner, carried_out in zip(
         period["lead_staff"], period["second_staff"], happened, strict=True
     ):

@@ -21,8 +21,8 @@ import pandas as pd
 from . import safe_return, state
 from .cleaning import shown
 from .safe_return import Timings
-from .timings import clock
 from .settings import Setting
+from .timings import clock
 from .visit_ids import ALLOWED, MAX_LENGTH, is_header_safe_id
 from .visits import Visits
 
@@ -531,23 +531,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
 
 def _first_visits(ctx: Context) -> np.ndarray:
     """No earlier Completed visit for the same learner (Learner ID, else name and postcode)."""
-    frame = ctx.f
-    when = frame["start_at"].fillna(frame["visit_date"].dt.tz_localize("UTC"))
-    completed = (frame["status"] == "Completed").to_numpy()
-    earliest: dict[Any, pd.Timestamp] = {}
-    for key, moment, done in zip(frame["learner_key"], when, completed, strict=True):
-        if (
-            done
-            and key is not None
-            and not pd.isna(moment)
-            and (key not in earliest or moment < earliest[key])
-        ):
-            earliest[key] = moment
-    first = []
-    for key, moment in zip(frame["learner_key"], when, strict=True):
-        prior = earliest.get(key)
-        first.append(prior is None or pd.isna(moment) or not prior < moment)
-    return np.array(first, dtype=bool)
+    return state.first_visits(ctx.f)
 
 
 @rule(
@@ -721,7 +705,7 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
 @rule("HV020", "No arrival and departure times", "error", needs=("arrived_at", "departed_at", "status"))
 def no_arrival_departure(ctx: Context) -> Iterator[Hit]:
     """A completed visit records when staff arrived and left."""
-    completed = (ctx.f["status"] == "Completed").to_numpy()
+    completed = state.done(ctx.f["status"])
     dated = ctx.f["visit_date"].notna().to_numpy()  # a bare time cannot be placed without the visit date
     for name in ("arrived_at", "departed_at"):
         for i in _positions(completed & dated & ctx.empty(name) & ~ctx.unreadable(name)):
@@ -736,7 +720,7 @@ def no_arrival_departure(ctx: Context) -> Iterator[Hit]:
 @rule("HV021", "No outcome recorded", "error", needs=("outcome", "status"))
 def no_outcome(ctx: Context) -> Iterator[Hit]:
     """A completed visit has a short record of what happened and what follows."""
-    completed = (ctx.f["status"] == "Completed").to_numpy()
+    completed = state.done(ctx.f["status"])
     for i in _positions(completed & ctx.empty("outcome")):
         yield Hit(
             i,
@@ -794,9 +778,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule(
-    "HV023", "Safe return confirmed late", "warning", needs=("returned_at",)
-)
+@rule("HV023", "Safe return confirmed late", "warning", needs=("returned_at",))
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after due back plus grace: the escalation should have started."""
     state_now = ctx.overdue()
@@ -819,7 +801,7 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
 @rule("HV024", "No answer and no note left", "error", needs=("status", "note_left"))
 def no_answer_no_note(ctx: Context) -> Iterator[Hit]:
     """When nobody answers the door, a note is left to say a visit was attempted."""
-    no_answer = (ctx.f["status"] == "No answer").to_numpy()
+    no_answer = state.no_answer(ctx.f["status"])
     for i in _positions(no_answer & ~ctx.yes("note_left") & ~ctx.unreadable("note_left")):
         yield Hit(
             i,

@@ -209,7 +209,9 @@ TABLES: dict[str, dict[str, Setting]] = {
     # table sets them from its policy; a school's homevisits.toml may override any of them in its own
     # [timings]. Read as ``policy.timings`` (timings.Timings), never from a rule's parameters.
     "timings": {
-        "form_deadline_hours": Setting("number", 0, low=0, high=24 * 28),  # form due this long before the start
+        "form_deadline_hours": Setting(
+            "number", 0, low=0, high=24 * 28
+        ),  # form due this long before the start
         "grace_minutes": Setting("number", 30, low=0, high=24 * 60),  # after due back, before the alert
         "alert_hours": Setting("number", 24, low=1, high=24 * 28),  # then a record to fix, not an alert
         "smt_after_minutes": Setting("number", 30, low=0, high=24 * 60),  # after the alert, SMT is told
@@ -264,7 +266,9 @@ def check_table(
     spec: Mapping[str, Setting], table: Mapping[str, Any], where: str, name: str = ""
 ) -> dict[str, Any]:
     """``table`` from TOML with every key checked against ``spec`` (``where``: ``homevisits.toml: [mail]``)."""
-    check_moved(where, table, {key: moved for (table_name, key), moved in MOVED.items() if table_name == name})
+    check_moved(
+        where, table, {key: moved for (table_name, key), moved in MOVED.items() if table_name == name}
+    )
     check_keys(where, table, spec)
     checked = {}
     for key, value in table.items():

@@ -47,21 +47,24 @@ def _default(key: str) -> Any:
     return _clock(value) if SPEC[key].kind == "time" else value
 
 
+DEFAULTS = {key: _default(key) for key in SPEC}
+
+
 @dataclass(frozen=True)
 class Timings:
     """A profile's timings (with the school's overrides); the defaults are the declarations' own."""
 
-    form_deadline_hours: float = _default("form_deadline_hours")
-    grace_minutes: float = _default("grace_minutes")
-    alert_hours: float = _default("alert_hours")
-    smt_after_minutes: float = _default("smt_after_minutes")
-    max_visit_minutes: float = _default("max_visit_minutes")
-    day_end: dt.time = _default("day_end")
-    office_start: dt.time = _default("office_start")
-    office_end: dt.time = _default("office_end")
-    weekends_out_of_hours: bool = _default("weekends_out_of_hours")
-    reminder_hours: float = _default("reminder_hours")
-    final_reminder_hours: float = _default("final_reminder_hours")
+    form_deadline_hours: float = DEFAULTS["form_deadline_hours"]
+    grace_minutes: float = DEFAULTS["grace_minutes"]
+    alert_hours: float = DEFAULTS["alert_hours"]
+    smt_after_minutes: float = DEFAULTS["smt_after_minutes"]
+    max_visit_minutes: float = DEFAULTS["max_visit_minutes"]
+    day_end: dt.time = DEFAULTS["day_end"]
+    office_start: dt.time = DEFAULTS["office_start"]
+    office_end: dt.time = DEFAULTS["office_end"]
+    weekends_out_of_hours: bool = DEFAULTS["weekends_out_of_hours"]
+    reminder_hours: float = DEFAULTS["reminder_hours"]
+    final_reminder_hours: float = DEFAULTS["final_reminder_hours"]
 
     @classmethod
     def of(cls, values: Mapping[str, Any] | None) -> Timings:
