@@ -26,12 +26,17 @@ from .visits import Visits
 from .wording import long_day, long_moment
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "reports"
-STATUSES = ("Planned", "Completed", "No answer", "Cancelled", "Not carried out")
 RISKS = ("LOW", "MEDIUM", "HIGH")
 NOT_RECORDED = "Not recorded"
 SEVERITY_LABELS = {"alert": "Alerts", "error": "Errors", "warning": "Warnings", "info": "Coming due"}
 CARD_HELP = {**SEVERITY_HELP, "info": "a deadline ahead, nothing wrong yet"}
 BADGE_LABELS = {"alert": "Alert", "error": "Error", "warning": "Warning", "info": "Coming due"}
+
+
+def statuses() -> tuple[str, ...]:
+    """Every Status in the report's order (planned, done, no answer, called off), from the schema's tags."""
+    return tuple(dict.fromkeys((*state.PLANNED, *state.DONE, *state.NO_ANSWER, *state.CANCELLED)))
+
 
 # Reason for visit is free text: it is grouped by keywords so no typed detail reaches the summary.
 # First match wins; a reason matching nothing counts as "Other".
@@ -366,7 +371,7 @@ def build_summary(
             "Visits by outcome",
             "By outcome",
             "Status",
-            _ordered(period["status"], STATUSES),
+            _ordered(period["status"], statuses()),
             chart="barh",
         ),
         _share_table(
