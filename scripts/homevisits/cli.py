@@ -644,7 +644,7 @@ def add_check_returns(sub: argparse._SubParsersAction, common: argparse.Argument
         "alert the line manager, then SMT, when a safe return is overdue",
         "For every visit whose expected return plus the policy's grace period has passed with no safe return "
         "recorded: alert the line manager at once with what they need to act and record Escalated at; alert "
-        "[mail] smt if still unconfirmed [schedule] smt_after_minutes later. Each stage once.",
+        "[mail] smt if still unconfirmed [timings] smt_after_minutes later. Each stage once.",
     )
     parser.set_defaults(run=run_check_returns)
 
