@@ -14,6 +14,7 @@ import pytest
 
 from homevisits.errors import HomevisitsError
 from homevisits.findings import Finding, Report
+from homevisits.policy import load_policy
 from homevisits.reports import (
     PAGE_VISITS,
     academic_year,
@@ -26,6 +27,7 @@ from homevisits.reports import (
 )
 from homevisits.schema import find_header_row, load_schema, map_headers
 from homevisits.sources import excel
+from homevisits.timings import Timings
 from homevisits.visits import build_visits
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,6 +35,7 @@ import browser
 
 LONDON = ZoneInfo("Europe/London")
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=LONDON)
+OMG = load_policy("omg_education").timings  # the summaries below judge forms and returns as OMG does
 XSS = "<img src=x onerror=alert(1)>"
 
 # Distinctive invented personal data: none of it may reach the governors' summary.
@@ -236,7 +239,9 @@ def test_academic_year_runs_september_to_august():
 
 
 def test_summary_tables_for_the_academic_year(visits):
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES, policy="OMG Education")
+    summary = build_summary(
+        visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES, policy="OMG Education"
+    )
     assert (summary.start, summary.end) == (dt.date(2026, 9, 1), dt.date(2027, 8, 31))
     assert summary.visits == 7  # HV-008 is last year's, HV-009's date is unreadable
     assert summary.undated == 1
@@ -289,7 +294,7 @@ def _counts(summary, key):
 
 
 def test_summary_deadline_and_grace_are_parameters(visits):
-    summary = build_summary(visits, [], now=NOW, deadline_hours=0, grace_minutes=60)
+    summary = build_summary(visits, [], now=NOW, timings=Timings(form_deadline_hours=0, grace_minutes=60))
     assert _counts(summary, "forms_on_time") == {"On time": 3, "Late": 0, "Not sent": 1}
     assert _counts(summary, "safe_returns") == {
         "Confirmed on time": 2,
@@ -299,12 +304,19 @@ def test_summary_deadline_and_grace_are_parameters(visits):
 
 
 def test_summary_over_a_chosen_period(visits):
-    summary = build_summary(visits, FINDINGS, start=dt.date(2025, 9, 1), end=dt.date(2025, 9, 30), now=NOW)
+    summary = build_summary(
+        visits,
+        FINDINGS,
+        start=dt.date(2025, 9, 1),
+        end=dt.date(2025, 9, 30),
+        now=NOW,
+        timings=OMG,
+    )
     assert summary.visits == 1
     assert summary.table("by_month").rows == (("Sep 2025", 1, 1),)
     assert summary.table("breaches").rows == (("HV019", "HV019", 0, 1, 1),)
     with pytest.raises(HomevisitsError, match="ends"):
-        build_summary(visits, [], start=dt.date(2026, 9, 1), end=dt.date(2026, 8, 1), now=NOW)
+        build_summary(visits, [], start=dt.date(2026, 9, 1), end=dt.date(2026, 8, 1), now=NOW, timings=OMG)
 
 
 def test_reasons_become_categories_never_text():
@@ -318,7 +330,9 @@ def test_reasons_become_categories_never_text():
 
 
 def test_write_report_files_hold_aggregates_only(visits, tmp_path):
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES, policy="OMG Education")
+    summary = build_summary(
+        visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES, policy="OMG Education"
+    )
     html_path, xlsx_path = write_report(summary, tmp_path / "out")
     assert html_path.name == "governors-summary-2026-09-01-to-2027-08-31.html"
     assert xlsx_path.name == "governors-summary-2026-09-01-to-2027-08-31.xlsx"
@@ -337,7 +351,7 @@ def test_write_report_files_hold_aggregates_only(visits, tmp_path):
 def test_workbook_has_the_same_tables(visits, tmp_path):
     from openpyxl import load_workbook
 
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES)
+    summary = build_summary(visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES)
     _, xlsx_path = write_report(summary, tmp_path)
     book = load_workbook(xlsx_path)
     assert book.sheetnames == ["Summary", *(t.sheet for t in summary.tables)]
@@ -372,7 +386,7 @@ def test_the_summary_workbook_holds_no_formula_and_never_stops_on_a_name(visits,
 
     visits.frame.loc[0, "lead_staff"] = name
     visits.frame.loc[1, "second_staff"] = name
-    summary = build_summary(visits, [], now=NOW)
+    summary = build_summary(visits, [], now=NOW, timings=OMG)
     _, xlsx_path = write_report(summary, tmp_path)
     with zipfile.ZipFile(xlsx_path) as archive:
         sheets = [archive.read(n) for n in archive.namelist() if n.startswith("xl/worksheets/")]
@@ -391,12 +405,12 @@ def test_the_summary_workbook_holds_no_formula_and_never_stops_on_a_name(visits,
 
 def test_summary_page_survives_odd_staff_names(visits):
     visits.frame.loc[0, "lead_staff"] = "Pat $\\frac{$ <b>Lee</b>"
-    html = summary_page(build_summary(visits, [], now=NOW))
+    html = summary_page(build_summary(visits, [], now=NOW, timings=OMG))
     assert "Pat $\\frac{$ &lt;b&gt;Lee&lt;/b&gt;" in html and "<b>" not in html
 
 
 def test_summary_page_is_self_contained(visits):
-    html = summary_page(build_summary(visits, FINDINGS, now=NOW))
+    html = summary_page(build_summary(visits, FINDINGS, now=NOW, timings=OMG))
     assert not re.search(r"(?:src|href)\s*=\s*(?![\"']?(?:data:|#))", html, re.I)
     assert "<script" not in html
     assert "1 row of the log had no readable visit date" in html
@@ -408,7 +422,9 @@ def test_summary_from_the_real_rules(visits):
 
     policy = load_policy("omg_education")
     findings = check(visits, policy, NOW)
-    summary = build_summary(visits, findings, now=NOW, rule_titles=rule_titles(), policy=policy.name)
+    summary = build_summary(
+        visits, findings, now=NOW, timings=OMG, rule_titles=rule_titles(), policy=policy.name
+    )
     breaches = {row[0]: row for row in summary.table("breaches").rows}
     assert breaches["HV022"][2:] == (2, 1, 3)  # HV-005 and HV-006 overdue now; HV-004 long ago
     assert dict(summary.table("alerts").rows)["Visits with an alert"] == 2
@@ -546,7 +562,9 @@ def test_validation_page_in_chromium(visits, tmp_path):
 @pytest.mark.browser
 @needs_chromium
 def test_summary_page_in_chromium(visits, tmp_path):
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES, policy="OMG Education")
+    summary = build_summary(
+        visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES, policy="OMG Education"
+    )
     html_path, _ = write_report(summary, tmp_path)
     with browser.opened(html_path) as page:
         assert_offline_and_clean(page, html_path)

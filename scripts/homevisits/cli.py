@@ -343,8 +343,7 @@ def run_report(args: argparse.Namespace) -> int:
         start=start,
         end=end,
         now=now,
-        deadline_hours=policy.timings.form_deadline_hours,
-        grace_minutes=policy.timings.grace_minutes,
+        timings=policy.timings,
         rule_titles=rule_titles(),
         policy=f"DEMO DATA (invented visits): {policy.name}" if config.demo else policy.name,
     )

@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import state
 from .findings import SEVERITIES, SEVERITY_HELP, SEVERITY_RANK, Finding, Report, sort_key, summary
+from .timings import Timings
 from .visits import Visits
 from .wording import long_day, long_moment
 
@@ -323,12 +324,13 @@ def build_summary(
     start: dt.date | None = None,
     end: dt.date | None = None,
     now: dt.datetime,
-    deadline_hours: float = 24,
-    grace_minutes: float = 30,
+    timings: Timings,
     rule_titles: Mapping[str, str] | None = None,
     policy: str = "",
 ) -> Summary:
-    """Counts and shares of the visits dated ``start``..``end`` (default: the academic year of ``now``)."""
+    """Counts and shares of the visits dated ``start``..``end`` (default: the academic year of ``now``),
+    forms and returns judged by the policy's own ``timings`` (the job's, so the two never disagree)."""
+    deadline_hours, grace_minutes = timings.form_deadline_hours, timings.grace_minutes
     if start is None or end is None:
         year_start, year_end = academic_year(now.astimezone(visits.tz) if now.tzinfo else now)
         start, end = start or year_start, end or year_end

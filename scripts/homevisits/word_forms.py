@@ -180,7 +180,7 @@ CONTEXT = {
     "now": "when the form was filled in",
     "pair": "true when a second member of staff is recorded",
     "evening": "true when the visit starts or ends after office hours",
-    "evening_from": "the end of office hours (HV011 `office_end`, else 18:00)",
+    "evening_from": "the end of office hours (`[timings] office_end`, default 18:00)",
     "animals": "the dangerous-animals answer (true, false or none)",
     "return_due": "the expected return (time and date when known)",
     "sent_to": "the first name in the profile's `forms_to_label`",
