@@ -213,6 +213,27 @@ def test_form_filters_and_mail_subjects_follow_the_given_timezone():
     )
 
 
+def test_word_forms_follow_the_given_timezone():
+    import io
+
+    from docx import Document
+
+    from homevisits import word_forms
+    from test_word_forms import all_text
+
+    late = dt.datetime(2026, 4, 2, 2, 30, tzinfo=dt.UTC)
+    visit = {**FULL, "start_at": late, "arrived_at": late, "returned_at": late}
+    form = "omg_appendix_a_risk_assessment.docx"
+    school = all_text(
+        Document(
+            io.BytesIO(word_forms.render_word(form, visit, school="X", now=late, timezone="America/New_York"))
+        )
+    )
+    london = all_text(Document(io.BytesIO(word_forms.render_word(form, visit, school="X", now=late))))
+    assert "22:30" in school and "03:30" not in school
+    assert "03:30" in london
+
+
 # ---------------------------------------------------------------- status meanings from the schema
 
 

@@ -426,7 +426,15 @@ def write_forms(
             if words[form] is not None:  # a Word form: the .docx, and its PDF when LibreOffice is here
                 docx = out_dir / f"{stem}-{form_key(form)}.docx"
                 docx.write_bytes(
-                    render_word(form, visit, school=school, now=now, template_dirs=template_dirs, extra=extra)
+                    render_word(
+                        form,
+                        visit,
+                        school=school,
+                        now=now,
+                        template_dirs=template_dirs,
+                        extra=extra,
+                        timezone=timezone,
+                    )
                 )
                 written.append(docx)
                 if pdf and word_pdf.available():

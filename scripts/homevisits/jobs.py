@@ -483,6 +483,7 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
         now=ctx.now,
         template_dirs=template_dirs,
         extra=extra,
+        timezone=ctx.settings.timezone,
     )
     titles = [pdf_title(page, "").removeprefix(" – ") for _, page in pages] + word_titles
     text_context = {
