@@ -32,6 +32,7 @@ LONDON = ZoneInfo("Europe/London")
 NOW = dt.datetime(2026, 3, 24, 11, 20, tzinfo=LONDON)  # a Tuesday; the clocks go forward on the 29th
 LATER_NOW = dt.datetime(2026, 11, 23, 14, 5, tzinfo=LONDON)
 ALL_RULES = [f"HV{n:03d}" for n in (*range(1, 29), 31) if n != 18]
+DEMO_ROWS = 45  # visits in the demo log (one of them pasted twice: V-142), whatever ``now`` is
 HAVE_POLICY = importlib.util.find_spec("homevisits.policy") is not None
 
 
@@ -77,7 +78,7 @@ def test_every_column_maps_from_the_header_row_under_the_title(demo):
     assert mapping.unmapped == []
     for name, header in ALIAS_HEADERS.items():
         assert mapping.headers[name] == header
-    assert 38 <= len(visits) <= 46
+    assert len(visits) == DEMO_ROWS
     assert visits.frame["row"].iloc[0] == 4
     assert len(raw.rows) - 3 == len(visits) + 1  # one blank line among the visits is skipped
 
@@ -285,13 +286,60 @@ def test_validate_the_demo_under_omg_education(demo, tmp_path):
     assert rules == set(load_policy("omg_education").rules) - {"HV029", "HV030"}
 
 
+def expected_findings(visits, rules):
+    """(rule, sheet row) of every finding DEMO_CASES promises for ``rules``: a visit's every row
+    (V-142 is on two)."""
+    rows: dict[str, list[int]] = {}
+    for row, vid in zip(visits.frame["row"], visits.frame["visit_id"], strict=True):
+        rows.setdefault(vid, []).append(int(row))
+    return sorted((rule, row) for rule in rules for vid in DEMO_CASES[rule] for row in rows[vid])
+
+
 @needs_policy
-def test_validate_with_no_config_builds_and_checks_the_demo(tmp_path):
-    pytest.importorskip("homevisits.cli")
-    done = run_cli("validate", "--now", NOW.isoformat(), "--format", "json", cwd=tmp_path)
-    assert (tmp_path / "demo" / "home_visits.xlsx").is_file()
-    # The workbook is dated around the real clock, so only the shape of the answer is fixed here.
-    assert done.returncode == 1, done.stderr
-    report = json.loads(done.stdout)
-    assert 38 <= report["rows"] <= 46
-    assert any(f["rule"] == "HV003" for f in report["findings"])
+def test_omg_education_finds_exactly_the_demo_cases(demo, findings_by_profile):
+    from homevisits.policy import load_policy
+
+    visits = demo[4]
+    enabled = [rule for rule in ALL_RULES if rule in load_policy("omg_education").rules]
+    found = sorted((f.rule, f.row) for f in findings_by_profile["omg_education"])
+    assert found == expected_findings(visits, enabled)
+
+
+@needs_policy
+@pytest.mark.parametrize("now", [NOW, LATER_NOW], ids=["march", "november"])
+def test_validate_with_no_config_builds_the_demo_around_now_and_checks_it(tmp_path, monkeypatch, capsys, now):
+    """The demo workbook is built from --now (not the real clock): the answer is exact."""
+    from homevisits.cli import main
+    from homevisits.policy import load_policy
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HOMEVISITS_CONFIG", raising=False)
+    code = main(["validate", "--now", now.isoformat(), "--format", "json"])
+    out, err = capsys.readouterr()
+    workbook = tmp_path / "demo" / "home_visits.xlsx"
+    assert workbook.is_file()
+    assert code == 1, err
+    report = json.loads(out)
+    assert report["rows"] == DEMO_ROWS
+    assert report["checked_at"] == now.isoformat(timespec="seconds")
+    *_, visits = parsed(workbook)
+    assert visits.records() == parsed(build_demo_workbook(tmp_path / "again.xlsx", now))[3].records()
+    enabled = [rule for rule in ALL_RULES if rule in load_policy("omg_education").rules]
+    found = sorted((f["rule"], f["row"]) for f in report["findings"])
+    assert found == expected_findings(visits, enabled)
+
+
+def test_the_demo_workbook_script_takes_now(tmp_path, capsys):
+    from homevisits.demo_data import main
+
+    target = tmp_path / "built.xlsx"
+    assert main([str(target), "--now", "2026-03-24T11:20"]) == 0
+    assert capsys.readouterr().out == f"{target}\n"
+    assert (
+        parsed(target)[3].records() == parsed(build_demo_workbook(tmp_path / "same.xlsx", NOW))[3].records()
+    )
+    assert main([str(tmp_path / "x.xlsx"), "--now", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("homevisits: --now 'soon' is not an ISO 8601 date and time")
+    assert not (tmp_path / "x.xlsx").exists()

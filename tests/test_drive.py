@@ -28,7 +28,8 @@ from homevisits.sources.drive import (
 )
 from homevisits.sources.excel import read as read_excel
 from homevisits.sources.gsheet import GoogleSheet
-from homevisits.sources.writeback import CellUpdate, assign_ids
+from homevisits.sources.writeback import CellUpdate
+from homevisits.visit_ids import assign_ids
 from jobs_fixtures import DOMAINS, DSL, SENDER, SMT, planned, send_at_now, toml_value
 from workbooks import ALL_HEADERS, NOW, found, visit, write_workbook
 
@@ -731,3 +732,30 @@ def test_init_sheet_adds_the_missing_columns_to_the_drive_file(api, key_file, tm
     code, out, err = run(["init-sheet", "--all", "--source", DRIVE_URL, "--worksheet", TAB])
     assert (code, out) == (0, "The log already has every column: nothing changed.\n")
     assert len(drive_file.revisions) == 2  # nothing to add: no upload
+
+
+def test_a_version_saved_meanwhile_with_a_column_inserted_is_not_written_and_says_so(
+    api, key_file, tmp_path, private_tmp
+):
+    """Issue 13: the write goes by the columns the read found. Staff insert a column before the tool's
+    and save while homevisits edits its copy: the newer version puts 'Form sent at' elsewhere, so
+    nothing is uploaded and one sentence says why (their save stands)."""
+    from homevisits.sheet import LayoutChanged
+
+    rows = log_rows()
+    api.add_file(FILE_ID, workbook_bytes(tmp_path, rows))
+    source = connect(api, key_file)
+    source.read()
+    inserted = ["Who rang", *ALL_HEADERS]
+    theirs = write_workbook(
+        tmp_path / "theirs.xlsx", rows, columns=inserted, sheet=TAB, column_formats=DATED
+    ).read_bytes()
+    api.before("revisions.update", lambda api: api.save_as_someone_else(FILE_ID, theirs))
+    with pytest.raises(LayoutChanged) as stopped:
+        source.write([CellUpdate("HV-0002", "form_sent_at", dt.datetime(2026, 11, 23, 9, 5))])
+    assert str(stopped.value) == (
+        "The sheet's columns were moved or renamed since it was read ('Visit ID' is now column B, it was "
+        "column A): nothing was written; the next run will try again."
+    )
+    assert api.content(FILE_ID) == theirs and "files.upload" not in api.counts
+    assert list(private_tmp.iterdir()) == []

@@ -31,9 +31,10 @@ from excel_books import (
     without_cells,
 )
 from homevisits.errors import HomevisitsError
+from homevisits.findings_tab import FINDINGS_TAB
 from homevisits.sources import excel
 from homevisits.sources.excel import ExcelSource, write_cells
-from homevisits.sources.writeback import FINDINGS_TAB, CellUpdate
+from homevisits.sources.writeback import CellUpdate
 from homevisits.sources.xlsx_sheet import column_letters
 from jobs_fixtures import TODAY, out_today, planned
 from workbooks import ALL_HEADERS, LONDON

@@ -24,8 +24,10 @@ import pytest
 
 from homevisits.cells import parse_text
 from homevisits.errors import HomevisitsError
+from homevisits.findings_tab import FINDINGS_TAB
 from homevisits.sources.excel import ExcelSource, feature_counts
-from homevisits.sources.writeback import FINDINGS_TAB, CellUpdate, assign_ids
+from homevisits.sources.writeback import CellUpdate
+from homevisits.visit_ids import assign_ids
 
 TAB = "Home visits"
 HEADERS = ["Visit ID", "Learner name", "Visit date", "Risk level", "Status", "Form sent at", "Escalated at"]

@@ -568,7 +568,8 @@ def test_visits_due_for_a_form(tmp_path):
         {**base, "visit_id": "high", "visit_date": "03/04/2026", "risk_level": "HIGH"},
         {**base, "visit_id": "sent", "visit_date": "03/04/2026", "form_sent_at": "01/04/2026 08:00"},
         {**base, "visit_id": "done", "visit_date": "03/04/2026", "status": "Completed"},
-        {**base, "visit_id": "past", "visit_date": "31/03/2026"},
+        {**base, "visit_id": "past", "visit_date": "31/03/2026"},  # began 23 h ago: still owed, late
+        {**base, "visit_id": "long past", "visit_date": "30/03/2026"},  # began 47 h ago: no longer
         {**base, "visit_id": "far", "visit_date": "30/04/2026"},
         {**base, "visit_id": "no risk yet", "visit_date": "14/04/2026", "risk_level": None},
         {**base, "visit_id": "no date", "visit_date": None},
@@ -577,9 +578,37 @@ def test_visits_due_for_a_form(tmp_path):
     ]
     table = read_visits(write_workbook(tmp_path / "log.xlsx", rows))
     due = forms.visits_due_for_form(table, NOW)
-    assert [table.record(i)["visit_id"] for i in due] == ["due", "no risk yet", "no status yet"]
+    # One definition with the scheduled job (state.form_conditions): a visit that began under a day ago
+    # is still owed its form, late. This list used to leave "past" out, the drift issue 13 removes.
+    assert [table.record(i)["visit_id"] for i in due] == ["due", "past", "no risk yet", "no status yet"]
     assert [table.record(i)["visit_id"] for i in forms.visits_due_for_form(table, NOW, window_days=5)] == [
-        "due"
+        "due",
+        "past",
+    ]
+
+
+def test_forms_due_and_the_scheduled_job_owe_the_same_forms(tmp_path):
+    """forms --due is the job's own test (state.form_conditions) plus "the sheet shows no form sent"."""
+    from homevisits.state import first_failed, form_conditions, form_unsent, passing
+
+    base = {"learner_name": "A Learner", "risk_level": "LOW", "status": "Planned", "start_time": "10:00"}
+    rows = [
+        {**base, "visit_id": "due", "visit_date": "03/04/2026"},
+        {**base, "visit_id": "sent", "visit_date": "03/04/2026", "form_sent_at": "01/04/2026 08:00"},
+        {**base, "visit_id": "late", "visit_date": "31/03/2026"},
+        {**base, "visit_id": None, "visit_date": "03/04/2026"},
+        {**base, "visit_id": "called off", "visit_date": "03/04/2026", "status": "Not carried out"},
+    ]
+    table = read_visits(write_workbook(tmp_path / "log.xlsx", rows))
+    conditions = form_conditions(table, NOW, 14)
+    assert passing(conditions) == [0, 1, 2]  # the job looks at the sent one too (its ledger decides)
+    assert forms.visits_due_for_form(table, NOW) == passing([*conditions, form_unsent(table)]) == [0, 2]
+    assert [first_failed([*conditions, form_unsent(table)], i, clock=True) for i in range(5)] == [
+        None,
+        "form already sent",
+        None,
+        "no Visit ID",
+        "visit not carried out",
     ]
 
 
@@ -623,6 +652,22 @@ def test_forms_command_writes_the_due_forms_as_html_and_pdf(tmp_path, capsys):
         str(out_dir / "HV-0001-risk_assessment.html"),
         str(out_dir / "HV-0001-risk_assessment.pdf"),
     ]
+
+
+def test_forms_due_names_a_row_owed_a_form_but_for_its_visit_id(tmp_path, capsys):
+    from homevisits.cli import main
+
+    rows = [
+        {**FULL, "visit_id": "HV-0001", "status": "Planned", "risk_level": "LOW", "arrived_at": None},
+        {**FULL, "visit_id": None, "status": "Planned", "risk_level": "LOW", "arrived_at": None},
+    ]
+    config = _config(tmp_path, rows)
+    out = tmp_path / "out"
+    assert (
+        main(["forms", "--config", str(config), "--due", "--out", str(out), "--now", "2026-04-01T09:00"]) == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["HV-0001-risk_assessment.html"]
+    assert "Row(s) 3 would need a form but have no Visit ID yet" in capsys.readouterr().err
 
 
 def test_forms_command_for_chosen_visits_and_an_unknown_one(tmp_path, capsys):

@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from homevisits.cells import parse_text
 from homevisits.config import from_mapping
 from homevisits.errors import HomevisitsError
+from homevisits.findings_tab import FINDINGS_TAB
 from homevisits.pipeline import load
+from homevisits.sheet import LayoutChanged
 from homevisits.sources import open_source
 from homevisits.sources.gsheet import GoogleSheet, spreadsheet_key
 from homevisits.sources.http import (
@@ -27,7 +29,8 @@ from homevisits.sources.http import (
     check_loopback,
     retry_mode,
 )
-from homevisits.sources.writeback import FINDINGS_TAB, CellUpdate, assign_ids
+from homevisits.sources.writeback import CellUpdate
+from homevisits.visit_ids import assign_ids
 from sheets_standin import SheetsStandIn, column_letters
 from workbooks import ALL_HEADERS, NOW, found, visit, write_workbook
 
@@ -385,9 +388,12 @@ def test_moved_columns_stop_the_write(api, key_file, clock):
     header[SENT], header[ESCALATED] = header[ESCALATED], header[SENT]
     api.put_rows(KEY, TAB, [header])
     api.reset_counts()
-    result = sheet.write([CellUpdate("HV-0001", "form_sent_at", "sent")])
-    assert result.written == [] and "columns were moved or renamed" in result.skipped[0].reason
+    # issue 13: a column moved since the read fails loud (one sentence), it is no longer a quiet skip
+    with pytest.raises(LayoutChanged, match="columns were moved or renamed") as stopped:
+        sheet.write([CellUpdate("HV-0001", "form_sent_at", "sent")])
+    assert "'Form sent at' is now column" in str(stopped.value) and "\n" not in str(stopped.value)
     assert "values.batchUpdate" not in api.counts
+    assert "sent" not in column(api, SENT) and "sent" not in column(api, ESCALATED)
 
 
 def test_formula_looking_values_are_stored_as_text_and_read_back(api, key_file, clock):
@@ -507,7 +513,7 @@ def test_findings_tab_is_created_then_fully_replaced(api, key_file, clock):
 )
 def test_live_sheet_validate_and_write_back(tmp_path):
     """A dedicated test sheet shared with the service account: set up, validated, written back."""
-    from homevisits.sources.writeback import findings_table
+    from homevisits.findings_tab import findings_table
 
     url = os.environ["HOMEVISITS_LIVE_SHEET"]
     worksheet = os.environ.get("HOMEVISITS_LIVE_WORKSHEET", TAB)
@@ -609,3 +615,67 @@ def test_no_answer_at_all_says_check_the_connection(api, key_file, clock):
     ):
         sheet.read()
     assert len(clock.waits) == 6 and sum(clock.waits) <= RetryPolicy().budget
+
+
+def test_a_column_inserted_between_read_and_write_back_stops_the_write_and_the_alert_still_goes(
+    api, key_file, tmp_path, monkeypatch
+):
+    """Issue 13: write-back goes by the columns the run read. A column inserted meanwhile would put the
+    time in the wrong column: nothing is written, one sentence says so, the alert is sent all the same,
+    and the next run (reading the new layout) writes it where it now belongs."""
+    import contextlib
+    import io
+
+    from homevisits import cli
+    from jobs_fixtures import DOMAINS, DSL, SENDER, SMT, out_today, send_at_now, toml_value
+
+    rows = [out_today(2, start=(9, 0), end=(10, 0))]  # due back at 10:00, nobody back by 12:00
+    api.add_book(KEY, {TAB: grid_of(rows)})
+    mail = {"transport": "outbox", "outbox": "outbox", "from": SENDER, "forms_to": [DSL], "smt": [SMT]}
+    lines = ['policy = "omg_education"', 'school = "Test School"', "", "[source]"]
+    lines += [
+        f"spreadsheet = {toml_value(KEY)}",
+        f'worksheet = "{TAB}"',
+        f"credentials = {toml_value(key_file.name)}",
+    ]
+    lines += [
+        "",
+        "[mail]",
+        *(f"{k} = {toml_value(v)}" for k, v in {**mail, "allowed_domains": DOMAINS}.items()),
+    ]
+    lines += ["", "[state]", 'ledger = "state/ledger.sqlite"']
+    config = tmp_path / "homevisits.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", api.url)
+
+    def run(now):
+        out, err = io.StringIO(), io.StringIO()
+        with send_at_now(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["run-scheduled", "--config", str(config), "--now", now.isoformat()])
+        return code, out.getvalue(), err.getvalue()
+
+    shifted = [["Who rang", *cells] for cells in api.values(KEY, TAB)]
+    shifted[1][0] = "rang the school first"
+    api.before("values.batchGet", lambda api: api.put_rows(KEY, TAB, shifted))  # someone inserts column A
+    code, out, err = run(NOW)
+    assert code == 0, err  # the job tolerates a failed write-back, as before: the ledger keeps it
+
+    alerts = list((tmp_path / "outbox").glob("*.eml"))
+    assert alerts and "V2" in out, (out, err)  # the alert went
+    (sentence,) = [line for line in err.splitlines() if "the sheet was not updated" in line]
+    assert sentence == (
+        "homevisits: 1 message(s) went, but the sheet was not updated: The sheet's columns were moved or "
+        "renamed since it was read ('Visit ID' is now column B, it was column A): nothing was written; the "
+        "next run will try again."
+    )
+    assert "values.batchUpdate" not in api.counts
+    assert [cells[1:] for cells in api.values(KEY, TAB)] == [cells[1:] for cells in shifted]  # untouched
+
+    code, out, err = run(NOW + dt.timedelta(minutes=5))
+    assert code == 0, err
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == len(alerts), err  # nothing sent twice
+    assert "the sheet was not updated" not in err
+    header, *body = api.values(KEY, TAB)
+    assert header[ESCALATED + 1] == "Escalated at" and body[0][0] == "rang the school first"
+    assert body[0][ESCALATED + 1] not in ("", None)  # written where 'Escalated at' is now
+    assert body[0][ESCALATED] == shifted[1][ESCALATED]  # the column it was read from is left alone

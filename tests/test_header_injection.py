@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from homevisits import jobs, mail
+from homevisits import mail
+from homevisits.notify import context, history, messages, options
 from homevisits.policy import load_policy
 from homevisits.visit_ids import is_header_safe_id
 from jobs_fixtures import (
@@ -248,7 +249,7 @@ def test_an_address_routing_outside_the_school_is_refused_and_reported(tmp_path,
 def test_percent_bang_and_encoded_words_in_the_local_part_are_not_addresses(address):
     assert mail.addr_spec(address) is None
     assert mail.check_recipients([address, STAFF], DOMAINS) == ([STAFF], [address])
-    to, cc, not_mailed = jobs.split_recipients([address], [], DOMAINS)
+    to, cc, not_mailed = messages.split_recipients([address], [], DOMAINS)
     assert (to, cc, not_mailed) == ((), (), ((address, "not an email address"),))
 
 
@@ -385,10 +386,10 @@ def test_any_visit_id_gives_exactly_the_expected_headers(relay, visit_id, kind):
     """For any Visit ID text, the delivered message has exactly the expected header names, and every
     header value is fixed text, the only cell text in any of them a header-safe ID."""
     policy = load_policy("omg_education")
-    settings_ = jobs.Settings(
+    settings_ = options.Settings(
         forms_to=(SENDER,), smt=(SMT,), admin=(ADMIN,), allowed_domains=tuple(DOMAINS), sender=SENDER
     )
-    ctx = jobs.Context(policy, settings_, jobs.History(), ALERT_AT.astimezone(dt.UTC), {})
+    ctx = context.Context(policy, settings_, history.History(), ALERT_AT.astimezone(dt.UTC), {})
     visit = {
         "visit_id": visit_id,
         "row": 2,
@@ -398,8 +399,8 @@ def test_any_visit_id_gives_exactly_the_expected_headers(relay, visit_id, kind):
         "staff_email": STAFF,
         "line_manager_email": MANAGER,
     }
-    planned = jobs.compose(kind, visit, ctx, f"{kind}:x")
-    message = jobs.build(planned, "<p.1@school.example>", settings_, ALERT_AT, None)
+    planned = messages.compose(kind, visit, ctx, f"{kind}:x")
+    message = messages.build(planned, "<p.1@school.example>", settings_, ALERT_AT, None)
     seen = len(relay.messages)
     with mail.open_transport(smtp_mail(relay), Path(".")) as transport:
         transport.send(message)

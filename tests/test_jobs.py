@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from homevisits import jobs
 from homevisits.ledger import Ledger, run_lock
+from homevisits.notify import context, history, messages, options
 from homevisits.policy import load_policy
 from jobs_fixtures import (
     ADMIN,
@@ -98,7 +98,7 @@ def no_personal_data(text: str) -> None:
 def test_the_deadline_is_24_elapsed_hours_across_clock_changes(
     tmp_path, server, start, deadline_utc, wall_clock
 ):
-    deadline = jobs.form_deadline(start, 24)
+    deadline = options.form_deadline(start, 24)
     assert deadline == deadline_utc and start - deadline == dt.timedelta(hours=24)
     assert (start.astimezone(dt.UTC) - deadline).total_seconds() == 24 * 3600
     place = school(
@@ -725,8 +725,8 @@ def test_cr_lf_in_the_sheet_cannot_inject_a_header_or_reach_a_subject(tmp_path, 
 def test_cr_lf_in_values_given_straight_to_the_planner_cannot_inject_a_header(tmp_path):
     """The same, below the sheet: raw values with line breaks, composed and built without the reader's cleaning."""
     policy = load_policy("omg_education")
-    settings = jobs.Settings(forms_to=(DSL,), smt=(SMT,), admin=(ADMIN,), allowed_domains=tuple(DOMAINS))
-    ctx = jobs.Context(policy, settings, jobs.History(), NOW.astimezone(dt.UTC), {})
+    settings = options.Settings(forms_to=(DSL,), smt=(SMT,), admin=(ADMIN,), allowed_domains=tuple(DOMAINS))
+    ctx = context.Context(policy, settings, history.History(), NOW.astimezone(dt.UTC), {})
     visit = {
         "visit_id": "V1\r\nBcc: thief@evil.example",
         "row": 2,
@@ -738,12 +738,12 @@ def test_cr_lf_in_values_given_straight_to_the_planner_cannot_inject_a_header(tm
         "line_manager_email": MANAGER,
     }
     for kind in ("reminder", "overdue_alert"):
-        planned_message = jobs.compose(kind, visit, ctx, f"{kind}:V1")
+        planned_message = messages.compose(kind, visit, ctx, f"{kind}:V1")
         refused = ((f"{STAFF} Bcc: thief@evil.example", "not an email address"),)
         assert planned_message.not_mailed == (
             refused if kind == "reminder" else ()
         )  # alerts go to the manager
-        raw = jobs.build(planned_message, "<x@school.example>", settings, NOW, None).as_bytes()
+        raw = messages.build(planned_message, "<x@school.example>", settings, NOW, None).as_bytes()
         parsed = message_from_bytes(raw, policy=default_policy)
         head = raw.split(b"\r\n\r\n", 1)[0].decode()
         assert not [line for line in head.split("\r\n") if line.lower().startswith("bcc")]
@@ -795,6 +795,30 @@ def test_dry_run_prints_visit_ids_only_and_changes_nothing(tmp_path, server):
     ]
     assert server.messages == [] and not (tmp_path / "state").exists()
     assert hashlib.sha256(place.workbook.read_bytes()).hexdigest() == before
+
+
+def test_explain_gives_each_message_its_reason_and_the_run_then_sends_that_plan(tmp_path, server):
+    place = school(tmp_path, [*batch(), planned(5, THURSDAY, visit_id=None)], server)
+    explained = place.run("run-scheduled", NOW, "--explain")  # --explain implies --dry-run
+    assert explained.status == 0, explained.err
+    no_personal_data(explained.out + explained.err)
+    lines = explained.out.splitlines()
+    assert [line for line in lines if line.startswith("would send: ")] == [
+        "would send: V1 overdue_alert to 1 recipient",
+        "would send: V2 deadline_missed to 2 recipients",
+        "would send: V3 form to 3 recipients",
+        "would send: V4 reminder to 2 recipients",
+    ]
+    assert lines[lines.index("would send: V3 form to 3 recipients") + 1] == (
+        "  why: form: row ready, due in 46 h, deadline Wed 25 Nov 10:00"
+    )
+    assert "left alone: row 6 forms: no Visit ID" in lines
+    assert server.messages == [] and not (tmp_path / "state").exists()
+    assert place.run("run-scheduled", NOW).status == 0
+    sent = [
+        (str(m.message["X-Homevisits-Visit"]), str(m.message["X-Homevisits-Kind"])) for m in server.messages
+    ]
+    assert sent == [tuple(line.split()[2:4]) for line in lines if line.startswith("would send: ")]
 
 
 def test_a_row_without_a_visit_id_gets_one_and_is_handled_from_the_next_run(tmp_path, server):

@@ -24,10 +24,10 @@ from homevisits import cells
 from homevisits.cli import main
 from homevisits.config import from_mapping
 from homevisits.errors import HomevisitsError
+from homevisits.findings_tab import FINDINGS_TAB
 from homevisits.pipeline import load
 from homevisits.sources.excel import read as read_excel
 from homevisits.sources.gsheet import GoogleSheet
-from homevisits.sources.writeback import FINDINGS_TAB
 from jobs_fixtures import School, out_today, smtp_mail
 from sheets_standin import SheetsStandIn
 from smtp_fixtures import smtp_server

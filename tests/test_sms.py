@@ -375,7 +375,7 @@ def test_a_run_killed_between_reading_and_writing_back_reads_the_text_again(
     notify.text_from(STAFF_MOBILE, "SAFE", at=london(2026, 11, 23, 10, 20))
     original = excel.ExcelSource.write
 
-    def dies(self, updates):
+    def dies(self, updates, layout=None):
         raise SystemExit(KILLED)
 
     monkeypatch.setattr(excel.ExcelSource, "write", dies)
@@ -447,19 +447,19 @@ def test_a_dry_run_says_what_would_be_texted_and_texts_nothing(tmp_path, server,
 def test_a_run_killed_before_the_duress_alert_raises_it_on_the_next_run(
     tmp_path, server, notify, monkeypatch
 ):
-    from homevisits import jobs
+    from homevisits.notify import run as job_run
 
     school = place(tmp_path, [visit()], server, notify, inbound=True, duress_word="pineapple")
     notify.text_from(STAFF_MOBILE, "pineapple", at=london(2026, 11, 23, 9, 20))
-    original = jobs.duress_alerts
+    original = job_run.duress_alerts
 
     def dies(*args):
         raise SystemExit(KILLED)
 
-    monkeypatch.setattr(jobs, "duress_alerts", dies)
+    monkeypatch.setattr(job_run, "duress_alerts", dies)
     with pytest.raises(SystemExit):
         school.run("run-scheduled", london(2026, 11, 23, 9, 21))
-    monkeypatch.setattr(jobs, "duress_alerts", original)
+    monkeypatch.setattr(job_run, "duress_alerts", original)
     assert server.messages == []
     result = school.run("run-scheduled", london(2026, 11, 23, 9, 22))
     assert result.status == 0, result.err

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from homevisits import jobs, mail, state
+from homevisits import mail, state
 from homevisits.cli import main
 from homevisits.config import DEFAULT_TIMEZONE, load_config
 from homevisits.errors import HomevisitsError
+from homevisits.notify.options import deadline_hours
 from homevisits.policy import POLICY_DIR, load_policy, policy_names
 from homevisits.schema import load_schema
 from homevisits.settings import TABLES
@@ -140,7 +141,7 @@ def _job_deadline(config: Path) -> float:
     from homevisits.pipeline import load
 
     checked = load(load_config(str(config)), dt.datetime(2026, 4, 1, 9, tzinfo=dt.UTC))
-    return jobs.deadline_hours(checked.policy)
+    return deadline_hours(checked.policy)
 
 
 @pytest.mark.parametrize("profile", policy_names())
@@ -181,10 +182,10 @@ def test_a_timing_left_in_schedule_says_where_it_moved(tmp_path):
 
 def test_the_default_zone_is_defined_once():
     source = Path(__file__).resolve().parents[1] / "scripts" / "homevisits"
-    named = [p.name for p in source.glob("*.py") if '"Europe/London"' in p.read_text(encoding="utf-8")]
+    named = [p.name for p in source.rglob("*.py") if '"Europe/London"' in p.read_text(encoding="utf-8")]
     assert DEFAULT_TIMEZONE == "Europe/London"
     assert "config.py" in named and "forms.py" not in named and "mail.py" not in named
-    assert "jobs.py" not in named and "cli.py" not in named
+    assert "options.py" not in named and "cli.py" not in named
 
 
 def test_form_times_follow_the_configs_timezone(tmp_path, monkeypatch):

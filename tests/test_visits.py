@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from homevisits.schema import find_header_row, load_schema, map_headers
-from homevisits.sources import RawSheet
+from homevisits.sheet import RawSheet
 from homevisits.visits import build_visits
 
 LONDON = ZoneInfo("Europe/London")
@@ -116,3 +116,17 @@ def test_thousands_of_messy_rows_build_without_a_warning():
         "returned_at",
         "phone_taken",
     }
+
+
+def test_the_visits_table_needs_nothing_from_the_sources():
+    """Issue 13: the core reads a snapshot (sheet.RawSheet); it never imports the edges that fetch it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, homevisits.visits, homevisits.sheet, homevisits.visit_ids, homevisits.findings_tab;"
+        "print(sorted(m for m in sys.modules if m.startswith('homevisits.sources')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -8,7 +8,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from homevisits.formula_guard import is_formula_like, neutralise, unneutralise
-from homevisits.sources.writeback import CellUpdate, id_key, locate, next_ids, sheet_value
+from homevisits.sources.writeback import CellUpdate, locate, sheet_value
+from homevisits.visit_ids import id_key, next_ids
 
 LONDON = ZoneInfo("Europe/London")
 TOOL = ("visit_id", "form_sent_at", "escalated_at")
@@ -167,3 +168,91 @@ def test_without_a_visit_id_column_nothing_can_be_located():
     placed, skipped = _locate([CellUpdate("HV-0001", "form_sent_at", "x")], {}, columns=columns)
     assert placed == []
     assert skipped[0].reason.startswith("the sheet has no 'Visit ID' column")
+
+
+# ---------------------------------------------------------------- the layout the read found (issue 13)
+
+
+def test_the_layout_names_the_header_row_the_tool_columns_and_their_headers():
+    from homevisits.schema import load_schema
+    from homevisits.sheet import RawSheet, find_layout
+
+    rows = [["Home visits log"], [], ["Visit ID", "Learner name", "Date of visit", "Form sent at"], ["HV-1"]]
+    layout = find_layout(RawSheet("log.xlsx", "Visits", rows, first_row=3), load_schema())
+    assert (layout.header_pos, layout.header_row) == (2, 5)
+    assert layout.positions == {"visit_id": 0, "learner_name": 1, "visit_date": 2, "form_sent_at": 3}
+    assert {"visit_id", "form_sent_at", "escalated_at", "returned_at"} <= set(layout.tool_fields)
+    assert "learner_name" not in layout.tool_fields
+    assert (
+        layout.headers["visit_date"] == "Date of visit" and layout.headers["escalated_at"] == "Escalated at"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header_now", "sentence"),
+    [
+        (
+            ["Notes", "Visit ID", "Learner name", "Form sent at"],
+            "('Visit ID' is now column B, it was column A)",
+        ),
+        (["Visit ID", "Learner name", "Remarks"], "('Form sent at' is no longer there, it was column C)"),
+        (
+            ["Visit ID", "Form sent at", "Learner name"],
+            "('Form sent at' is now column B, it was column C)",
+        ),
+        (
+            ["Visit ID", "Learner name", "Form sent at", "RA sent"],
+            "(Two columns hold Form sent at",
+        ),
+    ],
+)
+def test_a_header_row_that_moved_a_written_column_stops_the_write(header_now, sentence):
+    from homevisits.errors import HomevisitsError
+    from homevisits.schema import load_schema
+    from homevisits.sheet import LayoutChanged, RawSheet, find_layout
+
+    layout = find_layout(
+        RawSheet("log", "Visits", [["Visit ID", "Learner name", "Form sent at"]]), load_schema()
+    )
+    with pytest.raises(LayoutChanged) as stopped:
+        layout.check(header_now, ["form_sent_at"])
+    message = str(stopped.value)
+    assert message.startswith("The sheet's columns were moved or renamed since it was read ")
+    assert sentence in message and message.endswith(": nothing was written; the next run will try again.")
+    assert isinstance(stopped.value, HomevisitsError) and "\n" not in message
+
+
+def test_columns_the_write_does_not_touch_may_move():
+    from homevisits.schema import load_schema
+    from homevisits.sheet import RawSheet, find_layout
+
+    layout = find_layout(
+        RawSheet("log", "Visits", [["Visit ID", "Learner name", "Form sent at"]]), load_schema()
+    )
+    layout.check(["Visit ID", "Learner", "Form sent at", "Escalated at"], ["form_sent_at"])  # no error
+
+
+def test_an_excel_write_back_goes_by_the_read_layout_not_one_found_again(tmp_path):
+    """The pipeline's layout travels with the write: a snapshot taken later whose columns moved (here
+    a column inserted at A and the source read again) is refused, and the file is left as it is."""
+    from homevisits.config import from_mapping
+    from homevisits.pipeline import load
+    from homevisits.sheet import LayoutChanged
+    from workbooks import ALL_HEADERS, NOW, visit, write_workbook
+
+    rows = [visit(2, "planned", visit_id="HV-0001", form_sent_at=None)]
+    workbook = write_workbook(tmp_path / "log.xlsx", rows, columns=ALL_HEADERS)
+    checked = load(
+        from_mapping({"policy": "omg_education", "source": {"path": str(workbook)}}, tmp_path / "a.toml"), NOW
+    )
+    assert checked.layout is not None and checked.layout.mapping is checked.mapping
+    write_workbook(workbook, rows, columns=["Who rang", *ALL_HEADERS])
+    before = workbook.read_bytes()
+    checked.source.read()
+    with pytest.raises(LayoutChanged, match=r"'Visit ID' is now column B, it was column A"):
+        checked.write_back([CellUpdate("HV-0001", "form_sent_at", dt.datetime(2026, 11, 23, 9, 5))])
+    assert workbook.read_bytes() == before
+    write_workbook(workbook, rows, columns=ALL_HEADERS)  # as it was read: the same write goes through
+    checked.source.read()
+    result = checked.write_back([CellUpdate("HV-0001", "form_sent_at", dt.datetime(2026, 11, 23, 9, 5))])
+    assert [(p.row, p.column) for p in result.written] == [(2, ALL_HEADERS.index("Form sent at"))]

@@ -290,7 +290,7 @@ def describe_staff(visits: Visits, visit_id: str) -> str:
 
 
 def updates_for(outcomes: Sequence[Outcome]) -> list[Any]:
-    from .sources.writeback import CellUpdate
+    from .sheet import CellUpdate
 
     return [CellUpdate(o.visit_id, o.field, o.inbound.received_at) for o in outcomes if o.field]
 
@@ -331,7 +331,7 @@ def process(
     processed unless its cell was written."""
     from . import safe_return
     from .sms import TextDelayed
-    from .sources.writeback import id_key
+    from .visit_ids import id_key
 
     tally = CheckinTally()
     try:
@@ -352,7 +352,7 @@ def process(
         from .errors import HomevisitsError
 
         try:
-            result = checked.source.write(updates)
+            result = checked.write_back(updates)
         except HomevisitsError as exc:
             warn(
                 f"check-in texts were read but the sheet could not be updated ({exc}): tried again next run."
@@ -405,45 +405,3 @@ def process(
     if tally.unknown:
         warn(f"{tally.unknown} text(s) from numbers that belong to no visit were ignored (not stored).")
     return tally, duress, safe
-
-
-def duress_alert(outcome: Outcome, visits: Visits, ctx: Any) -> Any:
-    """The DURESS alert for a text holding the duress word: to the line manager and SMT by email and
-    text, at once, regardless of grace or status, with the address (email only) and the phones.
-    None when the text's visit is not in the sheet (the run says so)."""
-    from dataclasses import replace
-    from zoneinfo import ZoneInfo
-
-    from . import jobs
-    from .sms import _plain, alert_texts, safe_label
-
-    position = ctx.position(outcome.visit_id)
-    if position is None:
-        return None
-    visit = jobs.visit_record(visits, ctx, position)
-    key = f"duress:{outcome.inbound.id}"
-    base = jobs.compose_alert("smt_alert", visit, ctx, key)
-    local = outcome.inbound.received_at.astimezone(ZoneInfo(ctx.settings.timezone))
-    staff = _plain(visit.get("lead_staff")) or "The staff member"
-    said = f"DURESS: {staff} texted the school's duress word at {local:%H:%M}. Act now, whatever the expected return."
-    to, cc, _ = jobs.split_recipients(
-        [visit.get("line_manager_email"), *ctx.settings.smt], (), ctx.settings.allowed_domains
-    )
-    phone = _plain(visit.get("phone_taken"))
-    body = (
-        f"DURESS home visit {safe_label(visit)}: {staff} texted the duress word at {local:%H:%M}. "
-        f"Act now.{f' Phone taken: {phone}.' if phone else ''} Address in your email."
-    )
-    numbers = [
-        n for n, _ in alert_texts("overdue_alert", visit, ctx.settings.sms, ctx.now, ctx.settings.timezone)
-    ]
-    numbers += [n for n in ctx.settings.sms.smt if n not in numbers]
-    return replace(
-        base,
-        kind="duress_alert",
-        to=to or base.to,
-        cc=cc,
-        subject=f"DURESS {base.subject}",
-        text=f"{said}\n\n{base.text}",
-        texts=tuple((n, body) for n in numbers),
-    )

@@ -14,9 +14,15 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import HomevisitsError
+
+if TYPE_CHECKING:
+    import datetime
+
+    from .visits import Visits
 
 DEBUG_ENV = "HOMEVISITS_DEBUG"
 
@@ -409,8 +415,25 @@ def run_check_templates(paths: list[str]) -> int:
     return 1 if any(result.problems for result in results) else 0
 
 
+def _say_unnamed(visits: Visits, now: datetime.datetime, window: float) -> None:
+    """Fail loud: a row owed a form but for its Visit ID is named (it gets one from run-scheduled)."""
+    from .state import form_conditions, form_unsent, passing
+
+    conditions = [*form_conditions(visits, now, window), form_unsent(visits)]
+    named = set(passing(conditions))
+    unnamed = [i for i in passing([c for c in conditions if c.reason != "no Visit ID"]) if i not in named]
+    if unnamed:
+        rows = ", ".join(str(int(visits.frame["row"].iat[i])) for i in unnamed)
+        print(
+            f"Row(s) {rows} would need a form but have no Visit ID yet: run-scheduled gives them one, "
+            "then their forms can be written.",
+            file=sys.stderr,
+        )
+
+
 def run_forms(args: argparse.Namespace) -> int:
     from .forms import form_settings, policy_template_dirs, visits_due_for_form, write_forms
+    from .notify.options import window_days
     from .pipeline import load
 
     if args.check_template:
@@ -427,10 +450,10 @@ def run_forms(args: argparse.Namespace) -> int:
                 f"No row has the Visit ID '{visit_id}': check the '{visits.header('visit_id')}' column of the log."
             )
         positions.append(position)
-    # The same window as run-scheduled.
-    window = float(config.schedule.get("window_days", config.forms.get("window_days", 14)))
+    window = window_days(config)  # the same window, and the same test of a form owed, as run-scheduled
     if args.due or not args.visit:
         positions.extend(visits_due_for_form(visits, now, window_days=window))
+        _say_unnamed(visits, now, window)
     positions = list(dict.fromkeys(positions))
     if args.out:
         out_dir = Path(args.out).expanduser()
@@ -564,7 +587,7 @@ def run_init_sheet(args: argparse.Namespace) -> int:
 
 def write_findings_tab(source, report) -> None:
     """Replace the sheet's 'Policy check' tab with the report's findings (validate --write-findings)."""
-    from .sources.writeback import FINDINGS_TAB, findings_table
+    from .findings_tab import FINDINGS_TAB, findings_table
 
     header, rows = findings_table(report.findings, report.checked_at)
     source.write_findings(header, rows)
@@ -583,6 +606,11 @@ def _job_parser(
         "--dry-run",
         action="store_true",
         help="print what would be sent (visit IDs, kinds, recipient counts) and change nothing",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --dry-run (implied): each message with why it is due, then every row left alone and why",
     )
     return parser
 
@@ -603,18 +631,18 @@ def need_config(args: argparse.Namespace, why: str = "") -> None:
 
 
 def run_jobs(args: argparse.Namespace, jobs: tuple[str, ...]) -> int:
-    from .jobs import run
+    from .notify.run import run
 
     need_config(args, "it never sends from the demo workbook (make demo shows that on invented data)")
     config, now = settings(args)
     rehearsal = args.now is not None and os.environ.get(SEND_AT_NOW_ENV) != "1"
-    if rehearsal and not args.dry_run:
+    if rehearsal and not (args.dry_run or args.explain):
         print(
             f"homevisits: --now {args.now} is a rehearsal: nothing is sent and nothing is written to the sheet "
             "or the ledger; this is what a run at that moment would send.",
             file=sys.stderr,
         )
-    return run(config, now, jobs, dry_run=args.dry_run or rehearsal)
+    return run(config, now, jobs, dry_run=args.dry_run or rehearsal or args.explain, explain=args.explain)
 
 
 def add_send_forms(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ ALIAS_HEADERS = {
     "phone_taken": "Phone number that will be taken on the visit",
 }
 
-# Rule id -> the visits that should break it (under at least one of the five profiles).
+# Rule id -> the visits that break it: exactly these under omg_education (the demo's profile) for the
+# rules it enables, and at least these under one of the five profiles for the others.
 DEMO_CASES: dict[str, list[str]] = {
     "HV001": ["V-127"],  # learner name left empty
     "HV002": ["V-128", "V-137", "V-138"],  # 01/13/2026, "tomorrow-ish", a 5-digit phone
@@ -54,7 +56,10 @@ DEMO_CASES: dict[str, list[str]] = {
     "HV019": ["V-142"],  # the same Visit ID on two rows
     "HV020": ["V-123"],  # completed without arrival and departure times
     "HV021": ["V-124"],  # completed without an outcome
-    "HV022": ["V-132"],  # today: due back an hour ago, no safe return
+    "HV022": [
+        "V-129",
+        "V-132",
+    ],  # still booked 10 days on: no safe return recorded; today: due back an hour ago
     "HV023": ["V-106"],  # safe return confirmed 70 minutes late
     "HV024": ["V-107"],  # nobody home, no note left
     "HV025": ["V-125"],  # safeguarding concern not logged
@@ -778,8 +783,27 @@ def build_demo_workbook(path: Path | str, now: dt.datetime) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m homevisits.demo_data [PATH]
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """``python -m homevisits.demo_data [PATH] [--now ISO]``: build the demo workbook, dated around ``--now``."""
+    import argparse
 
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo/home_visits.xlsx")
-    print(build_demo_workbook(target, dt.datetime.now(LONDON)))
+    from .errors import HomevisitsError
+    from .pipeline import parse_now
+
+    parser = argparse.ArgumentParser(
+        prog="python -m homevisits.demo_data", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("path", nargs="?", default="demo/home_visits.xlsx")
+    parser.add_argument("--now", metavar="ISO", help="date the visits around this time (default: the clock)")
+    args = parser.parse_args(argv)
+    try:
+        moment = parse_now(args.now, LONDON)
+    except HomevisitsError as exc:
+        print(f"homevisits: {exc}", file=sys.stderr)
+        return 2
+    print(build_demo_workbook(Path(args.path), moment))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound, Undefined, select_autoescape
 from markupsafe import Markup, escape
 
-from . import state, visit_ids
+from . import visit_ids
 from .config import DEFAULT_TIMEZONE
 from .errors import HomevisitsError
 from .wording import clock_time, long_day, on_clock
@@ -486,23 +486,14 @@ class Progress:
 
 
 def visits_due_for_form(visits: Visits, now: dt.datetime, window_days: float = 14) -> list[int]:
-    """Positions of Planned (or blank-status), not-HIGH visits starting within ``window_days`` of ``now``
-    whose form is unsent."""
-    import pandas as pd
+    """Positions of the visits owed a form by the scheduled job's own test (``state.form_conditions``:
+    Planned or blank, not HIGH risk, with a Visit ID, starting within ``window_days`` or started less
+    than a day ago, late) whose form the sheet does not show sent."""
+    from .state import form_conditions, form_unsent, passing
 
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    frame = visits.frame
-    start = pd.Timestamp(now).tz_convert("UTC")
-    end = start + pd.Timedelta(days=window_days)
-    due = (
-        state.planned(frame["status"])  # a blank Status reads as planned, as in the rules
-        & (frame["risk_level"] != "HIGH")
-        & (frame["start_at"] >= start)
-        & (frame["start_at"] <= end)
-        & frame["form_sent_at"].isna()
-    )
-    return [int(i) for i in due.to_numpy().nonzero()[0]]
+    return passing([*form_conditions(visits, now, window_days), form_unsent(visits)])
 
 
 # ---------------------------------------------------------------- settings from the profile and config

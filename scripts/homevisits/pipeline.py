@@ -14,12 +14,15 @@ from zoneinfo import ZoneInfo
 
 from .config import Config
 from .errors import HomevisitsError
-from .sources import RawSheet, Source
+from .sheet import RawSheet
+from .sources import Source
 
 if TYPE_CHECKING:
     from .findings import Finding, Report
     from .policy import Policy
     from .schema import HeaderMap
+    from .sheet import CellUpdate, SheetLayout
+    from .sources.writeback import WriteResult
     from .visits import Visits
 
 
@@ -34,17 +37,29 @@ class Checked:
     policy: Policy
     now: dt.datetime
     findings: list[Finding]
-    mapping: HeaderMap | None = None
+    layout: SheetLayout | None = None  # where the read found the header row and columns
+
+    @property
+    def mapping(self) -> HeaderMap | None:
+        """Which column holds which field, as the read found it (the layout's)."""
+        return self.layout.mapping if self.layout is not None else None
+
+    def write_back(self, updates: list[CellUpdate]) -> WriteResult:
+        """Write the tool's cells into the columns this read found (never a layout found again later:
+        a column moved since the read stops the write with one sentence, ``sheet.LayoutChanged``)."""
+        return self.source.write(updates, self.layout)
 
     def require_return_columns(self) -> None:
         """Stop with one sentence when the policy watches safe returns and the sheet lacks a column the
         check depends on (visit date, start time, expected return or duration, returned at, status)."""
-        from .schema import load_schema, require_return_columns
+        from .schema import require_return_columns
 
-        if "HV022" in self.policy.rules and self.mapping is not None:
+        if "HV022" in self.policy.rules and self.layout is not None:
             raw = self.raw
             require_return_columns(
-                self.mapping, load_schema(), f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
+                self.layout.mapping,
+                self.layout.schema,
+                f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name,
             )
 
     def report(self) -> Report:
@@ -108,8 +123,9 @@ def apply_overrides(
     return config
 
 
-def open_sheet(config: Config) -> Source:
-    """The source the config names (building the demo workbook first when the demo has none yet)."""
+def open_sheet(config: Config, now: dt.datetime | None = None) -> Source:
+    """The source the config names (building the demo workbook first, dated around ``now``, the
+    command's ``--now`` or else the clock, when the demo has none yet)."""
     from .sources import open_source
 
     if config.demo and "path" in config.source:
@@ -117,7 +133,7 @@ def open_sheet(config: Config) -> Source:
         if not workbook.exists():
             from .demo_data import build_demo_workbook
 
-            build_demo_workbook(workbook, dt.datetime.now(ZoneInfo(config.timezone)))
+            build_demo_workbook(workbook, now or dt.datetime.now(ZoneInfo(config.timezone)))
     return open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
 
 
@@ -168,13 +184,14 @@ def load(config: Config, now: dt.datetime) -> Checked:
 
 def _load(config: Config, now: dt.datetime) -> Checked:
     tz = ZoneInfo(config.timezone)
-    source = open_sheet(config)
+    source = open_sheet(config, now)
     # The one read of the run (write-back checks rows against this snapshot). The reader works
     # outside Python's lock, so pandas, the policy and the schema load meanwhile.
     reading = InBackground(source.read)
     try:
         from .policy import check, load_policy
-        from .schema import find_header_row, load_schema, map_headers, require_columns
+        from .schema import load_schema, require_columns
+        from .sheet import find_layout
         from .visits import build_visits
 
         policy = load_policy(
@@ -188,8 +205,8 @@ def _load(config: Config, now: dt.datetime) -> Checked:
     where = f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
     if not raw.rows:
         raise HomevisitsError(f"{where} is empty: it needs a header row and one row per visit.")
-    header_pos = find_header_row(raw.rows, schema, config.columns)
-    mapping = map_headers(raw.rows[header_pos], schema, config.columns)
+    layout = find_layout(raw, schema, config.columns)  # found once: write-back goes by it too
+    header_pos, mapping = layout.header_pos, layout.mapping
     require_columns(mapping, policy.needed_columns(), schema, where)
     for group in policy.needed_alternatives():
         if not any(name in mapping.positions for name in group):
@@ -208,5 +225,5 @@ def _load(config: Config, now: dt.datetime) -> Checked:
         policy=policy,
         now=now,
         findings=findings,
-        mapping=mapping,
+        layout=layout,
     )

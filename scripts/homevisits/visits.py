@@ -24,7 +24,7 @@ import pandas as pd
 
 from .cells import ParsedColumn, fold_word, is_blank, parse_cells
 from .schema import HeaderMap, Schema
-from .sources import RawSheet
+from .sheet import RawSheet
 
 DERIVED = ("row", "start_at", "return_due_at", "learner_key")
 ALSO = "_also"  # suffix of the column holding a phone cell's second and later numbers

@@ -1,47 +1,35 @@
 """Where the log lives: an Excel workbook, a Google Sheet or a workbook on Google Drive, behind one interface.
 
 A source reads the whole worksheet as raw cells (:class:`RawSheet`) and writes back only the
-tool's own cells, locating each row by its Visit ID at write time.
+tool's own cells, in the columns the read found (the :class:`SheetLayout` the pipeline hands it),
+locating each row by its Visit ID at write time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..sheet import RawSheet, SheetLayout
 
-@dataclass
-class RawSheet:
-    """A snapshot of one worksheet: every cell as the source gave it, rows in sheet order.
-
-    ``rows[0]`` is sheet row ``first_row`` (1-based, as the spreadsheet numbers it).
-    ``date1904`` is true for a workbook using Excel's 1904 date system.
-    """
-
-    name: str  # what to call the source in messages: the file name or the spreadsheet title
-    worksheet: str
-    rows: list[list[Any]]
-    first_row: int = 1
-    date1904: bool = False
-    worksheets: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what the reader skipped and why, said as findings
-    locale: str | None = None  # a Google Sheet's locale (en_GB...), None when the source has none
+__all__ = ["RawSheet", "SheetLayout", "Source", "open_source"]
 
 
 class Source(Protocol):
     """What every source offers (see sources/excel.py, sources/gsheet.py and sources/drive.py).
 
-    ``read()`` takes one snapshot of the whole worksheet; ``write(updates)`` writes the tool's own
-    cells (a list of ``writeback.CellUpdate``), locating each row again by its Visit ID, and returns a
-    ``writeback.WriteResult`` naming what it wrote and what it skipped and why;
+    ``read()`` takes one snapshot of the whole worksheet (a ``sheet.RawSheet``); ``write(updates, layout)``
+    writes the tool's own cells (a list of ``sheet.CellUpdate``) in the columns ``layout`` names (the
+    ``sheet.SheetLayout`` the read found; found again from the snapshot when not given), locating each
+    row again by its Visit ID, and returns a ``writeback.WriteResult`` naming what it wrote and what it
+    skipped and why (a column moved since the read: ``sheet.LayoutChanged``, nothing written);
     ``write_findings(header, rows)`` replaces the "Policy check" tab; ``init_sheet(schema)`` sets the
     log up from the column catalogue and returns a ``sheet_setup.SetupPlan`` of what it added.
     """
 
     def read(self) -> RawSheet: ...
 
-    def write(self, updates: Any) -> Any: ...
+    def write(self, updates: Any, layout: SheetLayout | None = None) -> Any: ...
 
     def write_findings(self, header: list[str], rows: list[list[Any]]) -> None: ...
 

@@ -30,6 +30,7 @@ from ..errors import HomevisitsError
 from . import RawSheet
 
 if TYPE_CHECKING:
+    from ..sheet import SheetLayout
     from .excel import ExcelSource
     from .gsheet import GoogleSheet
     from .http import RetryingHTTPClient, RetryPolicy, ServiceAccount
@@ -449,9 +450,10 @@ class DriveSource:
             "written; the next run will write it."
         )
 
-    def write(self, updates: Iterable[CellUpdate]) -> WriteResult:
-        """The tool's cells, each found by Visit ID in the newest version on Drive; one upload, or none."""
-        from .writeback import Skipped, WriteResult
+    def write(self, updates: Iterable[CellUpdate], layout: SheetLayout | None = None) -> WriteResult:
+        """The tool's cells in the columns ``layout`` (the read's) names, each found by Visit ID in the
+        newest version on Drive; one upload, or none (none, and one sentence, if a column moved)."""
+        from .writeback import Skipped, WriteResult, layout_for
 
         updates = list(updates)
         if not updates:
@@ -459,16 +461,17 @@ class DriveSource:
         if self.snapshot is None and self.sheet is None:
             self.read()
         if self.sheet is not None:
-            return self.sheet.write(updates)
+            return self.sheet.write(updates, layout)
         original = self.snapshot
         assert original is not None
+        found = layout_for(original, layout, self.columns)  # a newer version must still match it
 
         def edit(excel: ExcelSource, again: bool) -> tuple[WriteResult, bool]:
             raw = excel.read()
             todo, skipped = updates, []
             if again:  # a new Visit ID goes only into a row still exactly as it was read
                 todo, skipped = still_in_place(updates, original, raw)
-            result = excel.write(todo)
+            result = excel.write(todo, found)
             result.skipped[:0] = skipped
             return result, bool(result.written)
 
@@ -560,8 +563,8 @@ class SheetOrDriveFile:
     def read(self) -> RawSheet:
         return self._call("read")
 
-    def write(self, updates: Iterable[CellUpdate]) -> WriteResult:
-        return self._call("write", list(updates))
+    def write(self, updates: Iterable[CellUpdate], layout: SheetLayout | None = None) -> WriteResult:
+        return self._call("write", list(updates), layout)
 
     def write_findings(self, header: list[str], rows: list[list[Any]]) -> None:
         return self._call("write_findings", header, rows)

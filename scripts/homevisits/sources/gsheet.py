@@ -1,9 +1,10 @@
 """A Google Sheet: the whole worksheet in one request, the tool's cells in one batch write.
 
 Reads ask for unformatted values with serial-number dates, so a date arrives as a number (days
-since 1899-12-30) and goes through the same cell parsing as Excel. Writes re-read the header row
-and the Visit ID column first (one small request), locate every row by its Visit ID, and write
-every changed cell in one ``values:batchUpdate`` with ``RAW`` input, so nothing is run as a formula.
+since 1899-12-30) and goes through the same cell parsing as Excel. Writes go by the layout the read
+found: they re-read the header row and the Visit ID column first (one small request), stop with one
+sentence when a column moved meanwhile, locate every row by its Visit ID, and write every changed
+cell in one ``values:batchUpdate`` with ``RAW`` input, so nothing is run as a formula.
 Transport, retries and error messages live in :mod:`.http`.
 """
 
@@ -22,8 +23,10 @@ import requests
 from gspread.exceptions import APIError
 
 from ..errors import HomevisitsError
+from ..findings_tab import FINDINGS_TAB
 from ..formula_guard import neutralise
-from ..schema import load_schema, map_headers
+from ..schema import load_schema
+from ..sheet import SheetLayout
 from ..sheet_setup import SetupPlan, column_letter, google_requests, plan
 from . import RawSheet
 from .http import (
@@ -37,18 +40,7 @@ from .http import (
     load_service_account,
     make_session,
 )
-from .writeback import (
-    FINDINGS_TAB,
-    CellUpdate,
-    Skipped,
-    WriteResult,
-    header_names,
-    layout,
-    locate,
-    sheet_value,
-    tool_fields,
-    trimmed,
-)
+from .writeback import CellUpdate, Skipped, WriteResult, layout_for, locate, sheet_value, trimmed
 
 READ_PARAMS = {
     "valueRenderOption": "UNFORMATTED_VALUE",
@@ -223,8 +215,9 @@ class GoogleSheet:
 
     # ------------------------------------------------------------ write back
 
-    def write(self, updates: Iterable[CellUpdate]) -> WriteResult:
-        """Write the tool's cells: re-read the Visit IDs, locate each row, one RAW batch write.
+    def write(self, updates: Iterable[CellUpdate], layout: SheetLayout | None = None) -> WriteResult:
+        """Write the tool's cells in the columns ``layout`` (the read's) names: re-read the header row
+        and the Visit IDs, stop if a column moved, locate each row, one RAW batch write.
 
         A write Google may or may not have applied (a timeout, a 5xx) is never simply repeated:
         the rows are located again first, within the same bounded retry budget.
@@ -233,41 +226,30 @@ class GoogleSheet:
         if not updates:
             return WriteResult()
         raw = self.snapshot or self.read()
-        schema = load_schema()
-        header_pos, mapping = layout(raw.rows, schema, self.columns)
+        found = layout_for(raw, layout, self.columns)
         with self._errors("write to"), self.http.operation() as backoff:
             while True:
                 try:
-                    return self._locate_and_write(updates, raw, header_pos, mapping, schema)
+                    return self._locate_and_write(updates, raw, found)
                 except (APIError, requests.ConnectionError, requests.Timeout) as exc:
                     if not (is_transient(exc) and backoff.wait(_retry_after(exc))):
                         raise
 
-    def _locate_and_write(
-        self, updates: list[CellUpdate], raw: RawSheet, header_pos: int, mapping: Any, schema: Any
-    ) -> WriteResult:
-        headers = header_names(schema, mapping)
-        id_column = mapping.positions.get("visit_id")
+    def _locate_and_write(self, updates: list[CellUpdate], raw: RawSheet, layout: SheetLayout) -> WriteResult:
+        headers = layout.headers
+        id_column = layout.positions.get("visit_id")
         if id_column is None:
             reason = f"the sheet has no '{headers['visit_id']}' column to find rows by (init-sheet adds it)"
             return WriteResult([], [Skipped(update, reason) for update in updates])
         title = quote_title(raw.worksheet)
-        header_row = raw.first_row + header_pos
+        header_row = layout.header_row
         letter = column_letter(id_column)
         ranges = [f"{title}!{header_row}:{header_row}", f"{title}!{letter}{header_row + 1}:{letter}"]
         new_rows = sorted({u.row for u in updates if u.field == "visit_id" and u.row and u.row > header_row})
         if new_rows:
             ranges.append(f"{title}!{new_rows[0]}:{new_rows[-1]}")
         got = self.http.values_batch_get(self.key, ranges, params=dict(READ_PARAMS))["valueRanges"]
-
-        header_now = (got[0].get("values") or [[]])[0]
-        positions_now = map_headers(header_now, schema, self.columns).positions
-        fields = {"visit_id", *(u.field for u in updates)}
-        if any(positions_now.get(f) != mapping.positions.get(f) for f in fields):
-            reason = (
-                "the sheet's columns were moved or renamed since it was read; the next run will try again"
-            )
-            return WriteResult([], [Skipped(update, reason) for update in updates])
+        layout.check((got[0].get("values") or [[]])[0], (u.field for u in updates))  # a moved column: stop
 
         id_cells = [list(cells) for cells in got[1].get("values", [])]
         ids = {header_row + 1 + i: (cells[0] if cells else None) for i, cells in enumerate(id_cells)}
@@ -283,9 +265,9 @@ class GoogleSheet:
         placed, skipped = locate(
             updates,
             ids=ids,
-            columns=mapping.positions,
+            columns=layout.positions,
             headers=headers,
-            tool_fields=tool_fields(schema),
+            tool_fields=layout.tool_fields,
             row_unchanged=row_unchanged,
         )
         if placed:

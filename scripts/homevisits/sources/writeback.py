@@ -1,43 +1,26 @@
 """Writing back safely, whatever the source: which cell gets which value, and never a formula.
 
-The tool writes only its own columns (``owner: tool`` in the column catalogue). Every cell is
-found again at write time by the row's Visit ID; a row that has no ID yet is found by its sheet
-row, and only when that row is exactly as it was read. Text that a spreadsheet could run as a
-formula is neutralised first.
+The tool writes only its own columns (``owner: tool`` in the column catalogue), in the columns the read
+found (``sheet.SheetLayout``, handed over by the pipeline). Every cell is found again at write time by
+the row's Visit ID; a row that has no ID yet is found by its sheet row, and only when that row is
+exactly as it was read. Text that a spreadsheet could run as a formula is neutralised first. What to
+write (the ledger's times, new Visit IDs, the Policy check tab's rows) is decided elsewhere: this module
+only places and writes the cells it is given.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..formula_guard import is_formula_like, neutralise, unneutralise
-from ..visit_ids import is_header_safe_id
-
-FINDINGS_TAB = "Policy check"
-_ID_NUMBER = re.compile(r"HV-(\d+)", re.IGNORECASE)
-DATETIME_TEXT = "%d/%m/%Y %H:%M"
-
-
-@dataclass(frozen=True)
-class CellUpdate:
-    """Put ``value`` in the ``field`` column of the visit whose ID is ``visit_id``.
-
-    To give an ID to a row that has none, use ``field="visit_id"``, ``value`` the new ID (also in
-    ``visit_id``) and ``row`` the sheet row it was read from: it is written only if that row is
-    unchanged since the read.
-    """
-
-    visit_id: str
-    field: str
-    value: Any
-    row: int | None = None
+from ..formula_guard import is_formula_like, neutralise
+from ..sheet import DATETIME_TEXT, CellUpdate, RawSheet, SheetLayout, find_layout
+from ..sheet import header_layout as layout  # noqa: F401 - the name scripts and the benches use
+from ..visit_ids import id_key, is_header_safe_id
 
 
 @dataclass(frozen=True)
@@ -67,6 +50,16 @@ class WriteResult:
         return not self.skipped
 
 
+def layout_for(raw: RawSheet, given: SheetLayout | None, columns: Mapping[str, str]) -> SheetLayout:
+    """The layout a write goes by: the one the pipeline's read found, else (a script or a test that
+    read the source itself) the same search on the source's own snapshot."""
+    if given is not None:
+        return given
+    from ..schema import load_schema
+
+    return find_layout(raw, load_schema(), columns)
+
+
 # ---------------------------------------------------------------- values as written
 
 
@@ -94,40 +87,6 @@ def sheet_value(value: Any, tz: ZoneInfo) -> Any:
     if isinstance(value, dt.time):
         return value.strftime("%H:%M")
     return neutralise(str(value))
-
-
-# ---------------------------------------------------------------- Visit IDs
-
-
-def id_key(raw: Any) -> str | None:
-    """A Visit ID as compared when locating rows: trimmed, case-folded; ``42.0`` is ``42``."""
-    if raw is None or isinstance(raw, bool):
-        return None
-    if isinstance(raw, float):
-        if raw != raw:  # NaN
-            return None
-        if raw.is_integer():
-            raw = int(raw)
-    text = " ".join(str(unneutralise(raw)).split()).upper()
-    return text or None
-
-
-def next_ids(existing: Iterable[Any], count: int) -> list[str]:
-    """``count`` new IDs after the highest ``HV-`` number in use: ``HV-0043``, ``HV-0044``..."""
-    top = 0
-    for raw in existing:
-        match = _ID_NUMBER.fullmatch(id_key(raw) or "")
-        if match:
-            top = max(top, int(match[1]))
-    return [f"HV-{number:04d}" for number in range(top + 1, top + 1 + count)]
-
-
-def assign_ids(rows: Sequence[int], existing: Iterable[Any]) -> list[CellUpdate]:
-    """Updates giving a new Visit ID to each sheet row in ``rows`` (rows read without one)."""
-    return [
-        CellUpdate(visit_id=new, field="visit_id", value=new, row=row)
-        for row, new in zip(rows, next_ids(existing, len(rows)), strict=True)
-    ]
 
 
 # ---------------------------------------------------------------- locating rows
@@ -241,66 +200,3 @@ def _assignment_problem(
     if not row_unchanged(update.row):
         return f"row {update.row} changed or moved since the sheet was read; the next run will try again"
     return None
-
-
-# ---------------------------------------------------------------- the "Policy check" tab
-
-
-FINDINGS_HEADER = [
-    "Severity",
-    "Row",
-    "Visit ID",
-    "Column",
-    "Rule",
-    "What is wrong",
-    "What to do",
-    "Policy",
-    "Checked at",
-]
-
-
-def findings_table(findings: Iterable[Any], checked_at: str) -> tuple[list[str], list[list[Any]]]:
-    """The findings as a table for the ``Policy check`` tab: worst first, then by row."""
-    from ..findings import sort_key
-
-    with contextlib.suppress(ValueError):
-        checked_at = dt.datetime.fromisoformat(checked_at).strftime(DATETIME_TEXT)
-    rows = [
-        [
-            f.severity.upper(),
-            f.row,
-            f.visit_id or "",
-            f.column or "",
-            f.rule,
-            f.message,
-            f.fix,
-            f.clause,
-            checked_at,
-        ]
-        for f in sorted(findings, key=sort_key)
-    ]
-    return list(FINDINGS_HEADER), rows
-
-
-# ---------------------------------------------------------------- where the tool's columns are
-
-
-def layout(
-    rows: Sequence[Sequence[Any]], schema: Any, overrides: Mapping[str, str] | None = None
-) -> tuple[int, Any]:
-    """The header row's position (0-based) and the header map, as every command finds them."""
-    from ..schema import find_header_row, map_headers
-
-    position = find_header_row(rows, schema, overrides)
-    return position, map_headers(rows[position], schema, overrides)
-
-
-def tool_fields(schema: Any) -> list[str]:
-    """The columns the tool writes (``owner: tool`` in the catalogue, and ``owner: shared``: the
-    check-in times staff may also text in, see checkin.py)."""
-    return [column.field for column in schema.columns if column.owner in ("tool", "shared")]
-
-
-def header_names(schema: Any, mapping: Any) -> dict[str, str]:
-    """Field -> header as staff see it: the sheet's own where it has the column, else the catalogue's."""
-    return {column.field: mapping.headers.get(column.field, column.header) for column in schema.columns}
