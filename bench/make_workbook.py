@@ -2,7 +2,18 @@
 
 ``make_bench_workbook()`` writes bench/visits-<rows>-<seed>.xlsx once (openpyxl write-only mode) and
 reuses it while it exists. Cells mix real date/time cells with the text people type, like the demo.
-Run directly: ``python bench/make_workbook.py [--rows N] [--seed S]``.
+
+Three shapes (``SHAPES``), so each kind of cost shows on its own:
+
+  standard  8,000 learners sharing 1,000 mobiles and 1,000 landlines; ~2% bad cells (~67,000 findings)
+  phones    9,000 learners, each with their own mobile and their own parent's phone (70% landlines),
+            400 staff with their own phones: every distinct number is parsed (bench/visits-phones-...)
+  findings  the standard log with ~14% bad cells: ~200,000 findings to word and write
+            (bench/visits-findings-...)
+
+Every number is one nobody can own: Ofcom's drama ranges for landlines, and for mobiles 07700 900xxx
+and the rest of 07700 9xxxxx, which is not allocated (phonenumbers calls it invalid; homevisits reads
+any 07[1-57-9] mobile). Run directly: ``python bench/make_workbook.py [--shape S] [--rows N] [--seed S]``.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -22,6 +34,30 @@ BENCH_NOW = "2026-03-24T11:20:00+00:00"
 YEAR_START = dt.date(2025, 9, 1)
 YEAR_DAYS = 320
 BAD_SHARE = 0.02
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What makes one benchmark log differ from the standard one."""
+
+    name: str
+    learners: int = 8000
+    staff: int = 60
+    own_phones: bool = False  # every learner, parent and member of staff has a number of their own
+    bad_share: float = BAD_SHARE
+
+
+SHAPES = {
+    "standard": Shape("standard"),
+    "phones": Shape("phones", learners=9000, staff=400, own_phones=True),
+    "findings": Shape("findings", bad_share=0.14),
+}
+# Ofcom's drama ranges that phonenumbers reads as valid UK numbers: each prefix + 000..999.
+DRAMA_LANDLINES = (
+    "0113 496 0", "0114 496 0", "0116 496 0", "0117 496 0", "0118 496 0", "0121 496 0", "0131 496 0",
+    "0141 496 0", "0151 496 0", "0161 496 0", "0191 498 0", "020 7946 0", "028 9649 6", "029 2018 0",
+    "0306 999 0",
+)  # fmt: skip
 
 FIRST = [
     "Amara",
@@ -192,15 +228,18 @@ YES = ("YES", "YES", "YES", "y", "Yes", "✓", "TRUE", True, "x")
 NO = ("NO", "NO", "n", "No", False)
 
 
-def bench_path(rows: int = 50_000, seed: int = 1, folder: Path = BENCH_DIR) -> Path:
-    return folder / f"visits-{rows}-{seed}.xlsx"
+def bench_path(rows: int = 50_000, seed: int = 1, folder: Path = BENCH_DIR, shape: str = "standard") -> Path:
+    kind = "" if shape == "standard" else f"{shape}-"
+    return folder / f"visits-{kind}{rows}-{seed}.xlsx"
 
 
-def make_bench_workbook(path: Path | str | None = None, rows: int = 50_000, seed: int = 1) -> Path:
+def make_bench_workbook(
+    path: Path | str | None = None, rows: int = 50_000, seed: int = 1, shape: str = "standard"
+) -> Path:
     """Write (or reuse) the benchmark workbook; ``path`` may be a folder or None (bench/)."""
     target = Path(path) if path is not None else BENCH_DIR
     if target.suffix.lower() != ".xlsx":
-        target = bench_path(rows, seed, target)
+        target = bench_path(rows, seed, target, shape)
     if target.is_file() and target.stat().st_size > 0:
         return target
     from openpyxl import Workbook
@@ -213,7 +252,7 @@ def make_bench_workbook(path: Path | str | None = None, rows: int = 50_000, seed
     sheet.append(["Home visits log (benchmark: invented data)"])
     sheet.append([])
     sheet.append([column.header for column in schema.columns])
-    maker = _RowMaker(random.Random(seed), schema)
+    maker = _RowMaker(random.Random(seed), schema, SHAPES[shape])
     for i in range(rows):
         sheet.append(maker.row(i))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -226,23 +265,35 @@ def make_bench_workbook(path: Path | str | None = None, rows: int = 50_000, seed
 class _RowMaker:
     """One visit per call, as a school's log would hold it."""
 
-    def __init__(self, rng: random.Random, schema) -> None:
+    def __init__(self, rng: random.Random, schema, shape: Shape = SHAPES["standard"]) -> None:
         self.rng = rng
+        self.shape = shape
         self.columns = schema.columns
         self.kinds = [c.type for c in schema.columns]
         self.now = dt.datetime.fromisoformat(BENCH_NOW).replace(tzinfo=None)
-        self.learners = [self._learner(n) for n in range(8000)]
-        self.staff = [self._staff(n) for n in range(60)]
+        if shape.own_phones:  # drawn without repeats: nobody shares a number
+            count = 2 * shape.learners + 2 * shape.staff
+            self.mobiles = iter(f"07700 9{n:05d}" for n in rng.sample(range(100_000), count))
+            lines = rng.sample(range(1000 * len(DRAMA_LANDLINES)), shape.learners)
+            self.landlines = iter(f"{DRAMA_LANDLINES[n // 1000]}{n % 1000:03d}" for n in lines)
+        self.learners = [self._learner(n) for n in range(shape.learners)]
+        self.staff = [self._staff(n) for n in range(shape.staff)]
 
     def _learner(self, n: int) -> tuple:
         r = self.rng
         first, last = r.choice(FIRST), r.choice(LAST)
-        mobile = f"07700 900{r.randrange(1000):03d}"
-        parent_phone = mobile if r.random() < 0.7 else f"0113 496 0{r.randrange(1000):03d}"
+        if self.shape.own_phones:
+            mobile, own = next(self.mobiles), next(self.mobiles)
+            parent_phone = own if r.random() < 0.3 else next(self.landlines)
+            learner_phone = mobile if r.random() < 0.9 else None
+        else:
+            mobile = f"07700 900{r.randrange(1000):03d}"
+            parent_phone = mobile if r.random() < 0.7 else f"0113 496 0{r.randrange(1000):03d}"
+            learner_phone = f"07700 900{r.randrange(1000):03d}" if r.random() < 0.6 else None
         return (
             f"{first} {last}",
             f"L{100000 + n}" if n % 5 else 100000 + n,
-            f"07700 900{r.randrange(1000):03d}" if r.random() < 0.6 else None,
+            learner_phone,
             f"{r.choice(FIRST)} {last}",
             parent_phone,
             f"{r.randrange(1, 200)} {r.choice(STREETS)}, {r.choice(AREAS)}, Birmingham",
@@ -257,9 +308,10 @@ class _RowMaker:
         return (
             name,
             email,
-            f"07700 900{n:03d}",
+            next(self.mobiles) if self.shape.own_phones else f"07700 900{n:03d}",
             manager,
             manager.lower().replace(" ", ".").replace("'", "") + "@school.example",
+            next(self.mobiles) if self.shape.own_phones else f"07700 900{(n + 500) % 1000:03d}",
         )
 
     # -------------------------------------------------------------- how values are typed
@@ -387,11 +439,12 @@ class _RowMaker:
             "cancellation_reason": r.choice(("Parent rearranged", "Learner unwell", None))
             if status in ("Cancelled", "canceled", "Not carried out")
             else None,
+            "line_manager_mobile": self.phone(lead[5]) if r.random() < 0.9 else None,
         }
         cells = []
         for column, kind in zip(self.columns, self.kinds, strict=True):
             value = values[column.field]
-            if kind != "text" and value is not None and r.random() < BAD_SHARE:
+            if kind != "text" and value is not None and r.random() < self.shape.bad_share:
                 value = r.choice(BAD[kind])
             elif kind == "text" and value is not None and r.random() < 0.002:
                 value = r.choice(MYSTERY)
@@ -401,11 +454,12 @@ class _RowMaker:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="standard")
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    path = make_bench_workbook(None, args.rows, args.seed)
+    path = make_bench_workbook(None, args.rows, args.seed, args.shape)
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -479,14 +479,6 @@ def test_date_column_detection_follows_the_number_format():
 # ---------------------------------------------------------------- the scheduled job, end to end
 
 
-@pytest.fixture
-def server():
-    from smtp_fixtures import smtp_server
-
-    with smtp_server() as running:
-        yield running
-
-
 def test_run_scheduled_twice_on_an_excel_made_workbook_delivers_every_stage(tmp_path, server):
     """Expected return is a formula (with its cached value); the workbook has a Power Query connection,
     customXml and a dynamic array. Form, overdue alert and SMT alert all go, and every part of the

@@ -48,12 +48,6 @@ LOOSE_RETURNS = [
 LOOSE_DURATIONS = ["1 hour 30", "1-2 hours", "about an hour", "60-90", "1/2 hour", "1.5"]
 
 
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
-
-
 def place(tmp_path: Path, rows, server, policy: str = "omg_education", **mail) -> School:
     return School(tmp_path, policy).write(rows).configure(smtp_mail(server, **mail))
 

@@ -68,12 +68,6 @@ FALSE_ALARM = (
 REPLY_TO = "HV-0007 =?utf-8?q?=0D=0AReply-To:_boss@evil.example?="
 
 
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
-
-
 def header_lines(raw: bytes) -> list[tuple[str, str]]:
     """(name, value) of each header line exactly as a mail server reads them: unfolded, undecoded."""
     return [(name, value.strip()) for name, value in (line.split(":", 1) for line in unfolded(raw))]

@@ -51,12 +51,6 @@ MINUTE = dt.timedelta(minutes=1)
 PERSONAL = ("Learner", "Test Street", "07700", "0113", "Sam Teacher", "Pat Manager", "@")
 
 
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
-
-
 def school(
     tmp_path, rows, server=None, *, policy="omg_education", mail=None, schedule=None, timings=None
 ) -> School:

@@ -23,16 +23,9 @@ from homevisits.config import from_mapping, load_config
 from homevisits.errors import HomevisitsError
 from homevisits.policy import load_policy
 from jobs_fixtures import NOW, School, london, out_today, planned, send_at_now, smtp_mail
-from smtp_fixtures import smtp_server
 
 THURSDAY = dt.date(2026, 11, 26)
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
-
-
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
 
 
 def run(argv: list[str], cwd: Path | None = None, monkeypatch=None) -> tuple[int, str, str]:

@@ -30,7 +30,6 @@ from homevisits.sources.excel import read as read_excel
 from homevisits.sources.gsheet import GoogleSheet
 from jobs_fixtures import School, out_today, smtp_mail
 from sheets_standin import SheetsStandIn
-from smtp_fixtures import smtp_server
 from workbooks import ALL_HEADERS, NOW, found, run_check, visit, write_workbook
 
 KEY = "1HvLogExampleKey0123456789abcdefghijklmnopq"
@@ -42,12 +41,6 @@ def api(monkeypatch):
     with SheetsStandIn() as server:
         monkeypatch.setenv("HOMEVISITS_SHEETS_ENDPOINT", server.url)  # the loopback stand-in, never Google
         yield server
-
-
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
 
 
 def grid_of(rows, headers=ALL_HEADERS):

@@ -31,18 +31,11 @@ from jobs_fixtures import (
     toml_value,
 )
 from notify_standin import API_KEY, SECRET, SERVICE_ID, TEMPLATE_ID, notify_standin
-from smtp_fixtures import smtp_server
 
 CHECK = london(2026, 11, 23, 10, 45)
 MANAGER_MOBILE = "+447700900111"
 SMT_MOBILE = "+447700900001"
 STAFF_PHONE = "07700 900503"
-
-
-@pytest.fixture
-def server():
-    with smtp_server() as running:
-        yield running
 
 
 @pytest.fixture

@@ -1,10 +1,16 @@
 """`homevisits validate` as an admin runs it: real workbooks, the real console command, exit codes,
 one clear sentence when it cannot check, the JSON contract, and headers as schools really write them.
+
+Most tests run the command's own ``cli.main`` in this process (``homevisits``); the installed command
+runs as a process of its own where the process is what is tested: exit 0, 1 and 2 as the shell sees
+them, a config named by the environment, and the fast exit that still flushes and runs exit handlers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import subprocess
@@ -23,13 +29,35 @@ CONTRACT = {"source", "policy", "checked_at", "rows", "summary", "findings"}
 FINDING_KEYS = {"rule", "severity", "row", "visit_id", "column", "message", "fix", "clause"}
 
 
-def homevisits(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the installed console command in ``cwd``, with no config from the caller's environment."""
+def installed_command(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the installed console command in ``cwd``, with no config from the caller's environment: for
+    what only the real process shows (its exit status, and its output, as the shell gets them)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HOMEVISITS_")}
     environment.update(env or {})
     return subprocess.run(
         [str(COMMAND), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
     )
+
+
+def homevisits(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``homevisits ARGS`` run in this process by the command's own ``cli.main``, in ``cwd`` and with
+    no config from the caller's environment; its exit status and output as the process would give
+    them (a subprocess for each would cost a second of imports: see installed_command)."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("HOMEVISITS_")]:
+            patch.delenv(name)
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        patch.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli.main(list(args))
+            except SystemExit as exc:  # argparse's own usage errors
+                status = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess([str(COMMAND), *args], status, out.getvalue(), err.getvalue())
 
 
 def config_file(folder: Path, text: str, name: str = "homevisits.toml") -> Path:
@@ -79,7 +107,9 @@ def test_exit_0_when_nothing_worse_than_warnings_and_info(tmp_path):
         visit(4, "planned", form_sent_at=None),  # form due in future: info
     ]
     cfg = school(tmp_path, rows)
-    done = homevisits("validate", "--config", str(cfg), "--now", NOW_ISO, "--format", "json", cwd=tmp_path)
+    done = installed_command(
+        "validate", "--config", str(cfg), "--now", NOW_ISO, "--format", "json", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["summary"] == {"alert": 0, "error": 0, "warning": 1, "info": 1}
@@ -118,7 +148,9 @@ def test_exit_0_for_a_clean_log_and_text_says_nothing_to_fix(tmp_path):
 
 def test_exit_1_on_an_error(tmp_path):
     cfg = school(tmp_path, [visit(2), visit(3, risk_level="HIGH")])
-    done = homevisits("validate", "--config", str(cfg), "--now", NOW_ISO, "--format", "json", cwd=tmp_path)
+    done = installed_command(
+        "validate", "--config", str(cfg), "--now", NOW_ISO, "--format", "json", cwd=tmp_path
+    )
     assert done.returncode == 1, done.stderr
     assert as_tuples(json.loads(done.stdout)) == [("HV003", "error", 3, "V3", "Risk level")]
 
@@ -224,7 +256,7 @@ def _config_for(tmp_path: Path, path: str, extra: str = "") -> Path:
 
 def test_2_missing_workbook(tmp_path):
     cfg = _config_for(tmp_path, "logs/nowhere.xlsx")
-    done = homevisits("validate", "--config", str(cfg), "--now", NOW_ISO, cwd=tmp_path)
+    done = installed_command("validate", "--config", str(cfg), "--now", NOW_ISO, cwd=tmp_path)
     assert_one_sentence(done, "nowhere.xlsx", "does not exist")
     assert not (tmp_path / "logs").exists()
 
@@ -349,7 +381,7 @@ def test_2_empty_sheet_and_sheet_without_headers(tmp_path):
 
 def test_config_from_the_environment_variable(tmp_path):
     cfg = school(tmp_path / "school", [visit(2), visit(3, risk_level="HIGH")])
-    done = homevisits(
+    done = installed_command(
         "validate", "--now", NOW_ISO, "--format", "json", cwd=tmp_path, env={"HOMEVISITS_CONFIG": str(cfg)}
     )
     assert done.returncode == 1, done.stderr

@@ -132,10 +132,44 @@ def write_workbook(
     ``columns`` fixes the column order (default: keys in order of first appearance);
     ``number_format`` sets an Excel number format per column (e.g. ``{"Visit date": "0"}``) on the cells
     written; ``column_formats`` sets it on whole columns, as ``init-sheet`` does (empty cells included).
+
+    Hundreds of tests ask for the same few workbooks (each rule's case under every profile), and
+    openpyxl takes ~10 ms to build one: a workbook asked for again, the same rows and options
+    exactly (compared by ``repr``), is the first one's bytes, written to ``path`` as a new file.
     """
+    path = Path(path)
+    asked = repr(
+        (rows, columns, rename, title_rows, blank_before, sheet, sheets_before, epoch1904, number_format,
+         column_formats)
+    )  # fmt: skip
+    if asked not in _WRITTEN:
+        _build_workbook(path, rows, columns, rename, title_rows, blank_before, sheet, sheets_before,
+                        epoch1904, number_format, column_formats)  # fmt: skip
+        _WRITTEN[asked] = path.read_bytes()
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_WRITTEN[asked])
+    return path
+
+
+_WRITTEN: dict[str, bytes] = {}  # each workbook built, by the repr of what was asked for
+
+
+def _build_workbook(
+    path: Path,
+    rows: Sequence[Mapping[str, Any] | None],
+    columns: Iterable[str] | None,
+    rename: Mapping[str, str] | None,
+    title_rows: Sequence[Sequence[Any]],
+    blank_before: int,
+    sheet: str,
+    sheets_before: Sequence[str],
+    epoch1904: bool,
+    number_format: Mapping[str, str] | None,
+    column_formats: Mapping[str, str] | None,
+) -> None:
     import openpyxl
 
-    path = Path(path)
     order = [header_of(c) for c in columns] if columns is not None else []
     for row in rows:
         for key in row or {}:
@@ -181,7 +215,6 @@ def write_workbook(
         line += 1
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)
-    return path
 
 
 def make_config(path: Path | str, policy: str, **settings: Any):
