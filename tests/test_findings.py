@@ -20,6 +20,18 @@ FINDING = st.builds(
     message=TEXT,
     fix=TEXT,
     clause=TEXT,
+    field=st.none() | TEXT,
+    values=st.none()
+    | st.dictionaries(
+        TEXT,
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | TEXT
+        | st.lists(st.integers() | TEXT, max_size=3),
+        max_size=4,
+    ),
 )
 
 
@@ -37,3 +49,103 @@ def test_json_report_is_exactly_what_json_dumps_writes(findings, batch):
         expected
     )
     assert json.loads(to_json(report)) == report.as_dict()  # the one-call form says the same
+
+
+# ---------------------------------------------------------------- findings are data: rule, field, values
+
+
+def test_findings_carry_field_and_values_and_word_the_schools_own_headers(tmp_path):
+    from workbooks import ALL_HEADERS, NOW, run_check, visit, write_workbook
+
+    rows = [
+        visit(2),
+        visit(3, approved_by=None),
+        visit(4, approved_by="Sam Teacher"),  # the lead staff member approving their own visit
+        visit(5, returned_at="12:40"),  # due back 11:30: confirmed 70 minutes late
+        visit(6, "cancelled", cancellation_reason=None),
+    ]
+    log = write_workbook(
+        tmp_path / "log.xlsx", rows, columns=ALL_HEADERS, rename={"approved_by": "Manager approval"}
+    )
+    checked = run_check(log, "omg_education", NOW)
+    by_row = {(f.rule, f.row): f for f in checked.findings}
+
+    unapproved = by_row["HV007", 3]
+    assert (unapproved.field, unapproved.column, unapproved.values) == (
+        "approved_by",
+        "Manager approval",
+        {"approved_by": None},
+    )
+    assert (
+        unapproved.fix
+        == "Discuss the visit with your line manager and record their name in Manager approval."
+    )
+    own = by_row["HV007", 4]
+    assert own.values == {"approved_by": "Sam Teacher", "lead_staff": "Sam Teacher"}
+    assert own.message == "The visit is approved by Sam Teacher, who is also leading it."
+
+    late = by_row["HV023", 5]
+    assert late.field == "returned_at"
+    assert late.values == {
+        "returned_at": "2026-11-17T12:40:00+00:00",
+        "due_at": "2026-11-17T11:30:00+00:00",
+        "minutes_late": 70,
+    }
+    assert (
+        late.message
+        == "Safe return was confirmed Tue 17 Nov 2026 12:40, 70 minutes after the expected return."
+    )
+    assert all(f.blocks_form for f in checked.findings)
+
+    report = json.loads(to_json(checked.report()))
+    [entry] = [f for f in report["findings"] if f["rule"] == "HV023"]
+    assert entry["field"] == "returned_at" and entry["values"]["minutes_late"] == 70
+
+
+def test_a_check_finding_names_the_status_that_made_it(tmp_path):
+    from workbooks import ALL_HEADERS, NOW, run_check, visit, write_workbook
+
+    rows = [visit(2), visit(3, "cancelled", status="Not carried out", cancellation_reason=None)]
+    checked = run_check(
+        write_workbook(tmp_path / "log.xlsx", rows, columns=ALL_HEADERS), "attendance_academy", NOW
+    )
+    [finding] = [f for f in checked.findings if f.rule == "HV026"]
+    assert finding.values == {"status": "Not carried out", "cancellation_reason": None}
+    assert finding.message == "The visit is Not carried out with no reason recorded."
+    assert (finding.field, finding.column) == ("cancellation_reason", "Cancellation reason")
+
+
+def test_the_form_deadline_does_not_stop_the_form_it_is_about(tmp_path):
+    from workbooks import ALL_HEADERS, NOW, run_check, visit, write_workbook
+
+    rows = [visit(2), visit(3, "planned", form_sent_at=None, approved_by=None)]
+    checked = run_check(
+        write_workbook(tmp_path / "log.xlsx", rows, columns=ALL_HEADERS), "omg_education", NOW
+    )
+    assert {(f.rule, f.blocks_form) for f in checked.findings} == {("HV009", False), ("HV007", True)}
+
+
+def test_templates_show_values_as_the_school_reads_them():
+    from zoneinfo import ZoneInfo
+
+    from homevisits.findings import Fill, render
+
+    fill = Fill({"outcome": "What happened"}, "Visit date", 7, ZoneInfo("Europe/London"))
+    values = {
+        "due": "2026-06-01T13:30:00+00:00",  # summer time: 14:30 in London
+        "day": "2026-04-03",
+        "others": [3, 4],
+        "one": [9],
+        "why": ["starts after 18:00", "is at the weekend"],
+        "place": None,
+        "seen": True,
+        "minutes": 90.0,
+    }
+    template = (
+        "{due:when}|{day:date}|{others:rows}|{one:rows}|{why:and}|{place:or no place}|{place}|{seen}|"
+        "{minutes:g}|{column}|{header[outcome]}|row {row}"
+    )
+    assert render(template, values, fill) == (
+        "Mon 01 Jun 2026 14:30|03/04/2026|rows 3, 4|row 9|starts after 18:00 and is at the weekend|no place|"
+        "blank|YES|90|Visit date|What happened|row 7"
+    )

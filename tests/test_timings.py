@@ -91,14 +91,14 @@ def copied(tmp_path: Path, profile: str, old: str, new: str) -> Path:
     [
         (
             "one_mat",
-            'severity = "warning"\n\n[rules.HV012]',
-            'severity = "warning"\noffice_end = "17:00"\n\n[rules.HV012]',
+            "[rules.HV011]\n",
+            '[rules.HV011]\noffice_end = "17:00"\n',
             "our_policy.toml: [rules.HV011] office_end has moved to [timings] office_end.",
         ),
         (
             "st_edwards",
-            'information_field = "risk_notes"\n',
-            'information_field = "risk_notes"\nweekends = false\n',
+            "[rules.HV010]\n",
+            "[rules.HV010]\nweekends = false\n",
             "our_policy.toml: [rules.HV010] weekends has moved to [timings] weekends_out_of_hours.",
         ),
         (

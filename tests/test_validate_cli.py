@@ -26,7 +26,18 @@ from workbooks import ALL_HEADERS, FUTURE, NOW, PAST, visit, write_workbook
 COMMAND = Path(sys.executable).with_name("homevisits")
 NOW_ISO = "2026-11-23T12:00"
 CONTRACT = {"source", "policy", "checked_at", "rows", "summary", "findings"}
-FINDING_KEYS = {"rule", "severity", "row", "visit_id", "column", "message", "fix", "clause"}
+FINDING_KEYS = {
+    "rule",
+    "severity",
+    "row",
+    "visit_id",
+    "column",
+    "message",
+    "fix",
+    "clause",
+    "field",
+    "values",
+}
 
 
 def installed_command(

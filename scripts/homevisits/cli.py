@@ -162,7 +162,9 @@ def run_validate(args: argparse.Namespace) -> int:
         from .rules import rule_titles
 
         notes = [(job[0], job[1] if job[0] else f"Warning: {job[1]}")] if job else []
-        text = validation_page(report, visits=checked.visits, rule_titles=rule_titles(), notes=notes)
+        text = validation_page(
+            report, visits=checked.visits, rule_titles=rule_titles(checked.policy), notes=notes
+        )
     with bulk_work():
         write_output(text, args.output)
     if args.write_findings:
@@ -350,7 +352,7 @@ def run_report(args: argparse.Namespace) -> int:
         end=end,
         now=now,
         timings=policy.timings,
-        rule_titles=rule_titles(),
+        rule_titles=rule_titles(policy),
         policy=f"DEMO DATA (invented visits): {policy.name}" if config.demo else policy.name,
     )
     out_dir = (

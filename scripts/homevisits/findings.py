@@ -1,13 +1,17 @@
-"""The Finding record (one problem in one row) and its renderers: text, JSON, HTML."""
+"""The Finding record (one problem in one row, as data) and its renderers: message and fix from
+templates, text, JSON (the HTML page, emails and the Policy check tab take the same records)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any, NamedTuple
 
 SEVERITIES = ("alert", "error", "warning", "info")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -21,7 +25,12 @@ SEVERITY_HELP = {
 
 @dataclass(slots=True)
 class Finding:
-    """One problem: which rule, how bad, where (sheet row as staff see it, column header), what to do."""
+    """One problem as data: which rule, how bad, where (sheet row as staff see it; ``field`` the schema
+    field, ``column`` the sheet's own header), the cells that made it (``values``, e.g.
+    ``{"status": "Completed"}``), and the text rendered for people (``message``, ``fix``, ``clause``).
+
+    ``blocks_form``: whether the finding stops the risk assessment form going (the form deadline's
+    own findings do not: the form is what they are about)."""
 
     rule: str
     severity: str
@@ -31,6 +40,9 @@ class Finding:
     message: str
     fix: str
     clause: str
+    field: str | None = None
+    values: dict[str, Any] | None = None
+    blocks_form: bool = True
 
     def as_dict(self) -> dict:
         return {
@@ -42,7 +54,136 @@ class Finding:
             "message": self.message,
             "fix": self.fix,
             "clause": self.clause,
+            "field": self.field,
+            "values": dict(self.values or {}),
         }
+
+
+class Text(NamedTuple):
+    """A kind of finding's wording: templates of its message and fix (see :func:`render`)."""
+
+    message: str
+    fix: str
+
+
+def render(template: str, values: Mapping[str, Any], fill: Fill) -> str:
+    """A message or fix from its template: ``{column}`` is the header of the finding's column as the
+    sheet spells it, ``{header[outcome]}`` any field's, ``{row}`` the sheet row, ``{name}`` a value of
+    the finding, shown by its format: ``{due:when}`` a UTC instant as the school reads it
+    (``Mon 23 Nov 2026 14:30``), ``{visit_date:date}`` a date as 23/11/2026, ``{rows:rows}`` a list
+    of rows (``row 3`` or ``rows 3, 4``), ``{reasons:and}`` a list joined by "and", ``{place:or none}``
+    the value or, when blank, the words after ``or``; a blank value shows as "blank", a yes/no as
+    YES or NO."""
+    out = []
+    for literal, name, spec in _parts(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if name == "column":
+            out.append(str(fill.column))
+        elif name == "row":
+            out.append(str(fill.row))
+        elif name.startswith("header["):
+            out.append(fill.header[name[7:-1]])
+        else:
+            out.append(_shown(values[name], spec, fill.tz))
+    return "".join(out)
+
+
+@lru_cache(maxsize=1024)
+def _parts(template: str) -> tuple[tuple[str, str | None, str], ...]:
+    """A template as (text, name, format) pieces, read once."""
+    import string
+
+    return tuple((literal, name, spec or "") for literal, name, spec, _ in string.Formatter().parse(template))
+
+
+class Wording:
+    """A rule's texts rendered for one check: a finding whose values (and column) repeat another's
+    is worded once, since a large log has thousands alike (``{row}`` counts as a value)."""
+
+    MEMO = 20_000  # findings of a kind mostly share a few wordings; times of their own never repeat
+
+    def __init__(self, texts: Mapping[str, Text], header: Mapping[str, str], tz: Any) -> None:
+        self.texts, self.header, self.tz = texts, header, tz
+        self.by_row: dict[str, bool] = {}
+        self.named: dict[str, Callable[[Mapping[str, Any]], Any]] = {}  # the values a kind's texts show
+        for kind, text in texts.items():
+            names = [n for _, n, _ in (*_parts(text.message), *_parts(text.fix)) if n is not None]
+            self.by_row[kind] = "row" in names
+            shown = sorted({n for n in names if n not in ("row", "column") and not n.startswith("header[")})
+            self.named[kind] = operator.itemgetter(*shown) if shown else _nothing
+        self.memo: dict[tuple, tuple[str, str]] = {}
+
+    def __call__(
+        self, kind: str, values: Mapping[str, Any], column: str | None, row: int | None
+    ) -> tuple[str, str]:
+        key: tuple = (kind, column, row if self.by_row[kind] else None, self.named[kind](values))
+        try:
+            return self.memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # a list among the values: no key, worded each time
+            key = ()
+        text, fill = self.texts[kind], Fill(self.header, column, row, self.tz)
+        worded = (render(text.message, values, fill), render(text.fix, values, fill))
+        if key and len(self.memo) < self.MEMO:
+            self.memo[key] = worded
+        return worded
+
+
+def _nothing(_values: Mapping[str, Any]) -> None:
+    return None
+
+
+FORMATS = ("", "when", "date", "rows", "and", "clean")  # and "or <words>": what render can show
+
+
+def known_format(spec: str) -> bool:
+    """A format :func:`render` knows (a profile's template is checked when it loads, not when it is used)."""
+    return spec in FORMATS or spec.startswith("or ")
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What every template of one check can name besides its values: headers, the row, the time zone."""
+
+    header: Mapping[str, str]
+    column: str | None
+    row: int | None
+    tz: Any  # a ZoneInfo
+
+
+def _shown(value: Any, spec: str, tz: Any) -> str:
+    """One value as a template's format asks (see :func:`render`)."""
+    if not spec:
+        return value if type(value) is str else _plain(value)
+    if spec.startswith("or "):
+        return spec[3:] if value is None else _plain(value)
+    if spec == "when":
+        if value is None:
+            return "an unknown time"
+        return dt.datetime.fromisoformat(value).astimezone(tz).strftime("%a %d %b %Y %H:%M")
+    if spec == "date":
+        year, month, day = str(value)[:10].split("-")
+        return f"{day}/{month}/{year}"
+    if spec == "rows":
+        return f"row{'s' if len(value) > 1 else ''} {', '.join(str(r) for r in value)}"
+    if spec == "and":
+        return " and ".join(value)
+    if spec == "clean":
+        from .cleaning import shown
+
+        return shown(value)
+    return format(value, spec)
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "blank"
+    if value is True or value is False:
+        return "YES" if value else "NO"
+    return str(value)
 
 
 def sort_key(finding: Finding) -> tuple:
@@ -95,25 +236,55 @@ def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
 
 def _finding_json(f: Finding) -> str:
     """One finding as ``json.dumps(f.as_dict())`` writes it, made directly (a large report has many)."""
-    return _template(f.rule, f.severity, f.column, f.fix, f.clause) % (
+    return _template(f.rule, f.severity, f.column, f.fix, f.clause, f.field) % (
         "null" if f.row is None else int(f.row),
         "null" if f.visit_id is None else encode_basestring(f.visit_id),
         encode_basestring(f.message),
+        _values_json(f.values),
     )
 
 
 @lru_cache(maxsize=4096)
-def _template(rule: str, severity: str, column: str | None, fix: str, clause: str) -> str:
-    """The JSON of a kind of finding with the row, the Visit ID and the message left to fill in:
-    the rest is shared by every finding of that rule, column and wording of the fix."""
+def _template(rule: str, severity: str, column: str | None, fix: str, clause: str, field: str | None) -> str:
+    """The JSON of a kind of finding with the row, the Visit ID, the message and the values left to
+    fill in: the rest is shared by every finding of that rule, column and wording of the fix."""
 
     def text(value: str | None) -> str:
         return "null" if value is None else encode_basestring(value).replace("%", "%%")
 
     return (
         f'{{"rule": {text(rule)}, "severity": {text(severity)}, "row": %s, "visit_id": %s, '
-        f'"column": {text(column)}, "message": %s, "fix": {text(fix)}, "clause": {text(clause)}}}'
+        f'"column": {text(column)}, "message": %s, "fix": {text(fix)}, "clause": {text(clause)}, '
+        f'"field": {text(field)}, "values": %s}}'
     )
+
+
+def _values_json(values: dict[str, Any] | None) -> str:
+    """A finding's values as ``json.dumps`` writes them (most hold a time of their own, so no cache
+    would help; a large report has many): the C encoder json.dumps itself uses, made once."""
+    if not values:
+        return "{}"
+    return "".join(_ENCODE(values, 0))
+
+
+def _c_encoder() -> Any:
+    """json's C encoder (as ``json.dumps(..., ensure_ascii=False)`` builds it for each call), if this
+    Python has it and it writes what json.dumps writes; else json.dumps."""
+    from json import encoder
+
+    sample = {"a": None, "b": True, "c": 1, "d": 1.5, "e": "é\n", "f": [1, "x"]}
+    try:
+        made = encoder.c_make_encoder(  # type: ignore[attr-defined]
+            None, json.JSONEncoder().default, encode_basestring, None, ": ", ", ", False, False, True
+        )
+        if "".join(made(sample, 0)) == json.dumps(sample, ensure_ascii=False):
+            return made
+    except (AttributeError, TypeError):
+        pass
+    return lambda values, _level: (json.dumps(values, ensure_ascii=False),)
+
+
+_ENCODE = _c_encoder()
 
 
 def to_json(report: Report) -> str:

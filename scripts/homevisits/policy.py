@@ -1,19 +1,24 @@
-"""Policy profiles (policies/*.toml): which rules a school enables, their parameters and the clause each enforces."""
+"""Policy profiles (policies/*.toml): which rules a school enables, their parameters and the clause each enforces.
+
+A rule is a Python function (rules.py) or a check the profile declares as data (``[[checks]]``,
+checks.py); both become a :class:`RuleConfig` and run through the same :func:`check`."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .checks import Check, bundled, load_checks
 from .errors import HomevisitsError
-from .findings import SEVERITIES, Finding, sort_key
-from .rules import RULES, Context
+from .findings import SEVERITIES, Finding, Text, Wording, sort_key
+from .rules import RULES, Context, Hit
+from .schema import Column
 from .settings import Setting, check_keys, check_params, check_value, closest, unknown_key
 from .timings import Timings, check_rule_params, check_timings
 from .visits import Visits
@@ -27,6 +32,7 @@ PROFILE_KEYS = {
     "template_dir",
     "required_columns",
     "rules",
+    "checks",
     "forms_to_label",
     "timings",
 }
@@ -38,6 +44,20 @@ class RuleConfig:
     clause: str
     severity: str
     params: dict[str, Any]
+    check: Check | None = None  # a check declared as data; None for a rule function
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Columns the sheet must have; ``"a|b"`` means either will do."""
+        return self.check.needs if self.check else RULES[self.id].needs
+
+    def hits(self, context: Context) -> Iterator[Hit]:
+        return self.check.hits(context) if self.check else RULES[self.id].func(context)
+
+    @property
+    def texts(self) -> dict[str, Text]:
+        """The wording of each kind of finding: message and fix templates."""
+        return self.check.texts if self.check else RULES[self.id].texts
 
 
 @dataclass
@@ -66,7 +86,7 @@ class Policy:
         """This profile with a school's own ``[timings]`` (homevisits.toml, already checked) on top."""
         if not overrides:
             return self
-        return dataclasses.replace(self, timing_values={**self.timing_values, **overrides})
+        return replace(self, timing_values={**self.timing_values, **overrides})
 
     def param(self, rule_id: str, key: str, default: Any = None) -> Any:
         config = self.rules.get(rule_id)
@@ -75,13 +95,18 @@ class Policy:
     def needed_columns(self) -> list[str]:
         """Every column the sheet must have: the profile's list plus what each enabled rule reads."""
         needed = [*self.required_columns, *self.param("HV001", "fields", [])]
-        for rule_id in self.rules:
-            needed.extend(name for name in RULES[rule_id].needs if "|" not in name)
+        for config in self.rules.values():
+            needed.extend(name for name in config.needs if "|" not in name)
         return list(dict.fromkeys(needed))
 
     def needed_alternatives(self) -> list[tuple[str, ...]]:
         """Groups of columns of which the sheet needs at least one (e.g. expected return or duration)."""
-        return [tuple(n.split("|")) for r in self.rules for n in RULES[r].needs if "|" in n]
+        return [tuple(n.split("|")) for r in self.rules.values() for n in r.needs if "|" in n]
+
+    @property
+    def columns(self) -> list[Column]:
+        """Columns of the school's own that the profile's checks declare (read like the catalogue's)."""
+        return [c for r in self.rules.values() if r.check for c in r.check.columns]
 
 
 def policy_names() -> list[str]:
@@ -114,6 +139,7 @@ PROFILE_SETTINGS = {
     "template_dir": Setting("text"),
     "required_columns": Setting("texts"),
     "rules": Setting("mapping"),
+    "checks": Setting("mapping"),  # a list of [[checks]] tables, checked by checks.load_checks
     "forms_to_label": Setting("text"),
     "timings": Setting("mapping"),
 }
@@ -124,11 +150,17 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
     where = path.name
     check_keys(where, data, PROFILE_SETTINGS)
     for key, value in data.items():
-        check_value(f"{where}:", key, value, PROFILE_SETTINGS[key])
+        if key != "checks":
+            check_value(f"{where}:", key, value, PROFILE_SETTINGS[key])
     rules: dict[str, RuleConfig] = {}
     for rule_id, table in (data.get("rules") or {}).items():
+        if rule_id not in RULES and rule_id in bundled():
+            config = _bundled_check(where, rule_id, table)
+            if config is not None:
+                rules[rule_id] = config
+            continue
         if rule_id not in RULES:
-            near = closest(rule_id, RULES)
+            near = closest(rule_id, [*RULES, *bundled()])
             raise HomevisitsError(
                 f"{where} enables rule {rule_id}, which does not exist"
                 + (f": did you mean {near}?" if near else f" (rules: {min(RULES)} to {max(RULES)}).")
@@ -158,12 +190,19 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
                 f"In {where}, rule {rule_id} has severity '{severity}': use one of {', '.join(SEVERITIES)}."
             )
         rules[rule_id] = RuleConfig(rule_id, str(table["clause"]).strip(), severity, params)
+    for declared in load_checks(where, data.get("checks", []), _catalogue()):
+        if declared.id in rules or declared.id in RULES:
+            raise HomevisitsError(
+                f"{where} declares check {declared.id}, but {declared.id} is already a rule: give the check an id of its own."
+            )
+        rules[declared.id] = RuleConfig(declared.id, declared.clause, declared.severity, {}, declared)
+    rules = dict(sorted(rules.items()))
     template_dir = data.get("template_dir")
     return Policy(
         key=path.stem,
         name=data.get("name", path.stem),
         path=path,
-        rules=dict(sorted(rules.items())),
+        rules=rules,
         forms=list(data.get("forms", [])),
         required_columns=list(data.get("required_columns", [])),
         template_dir=(path.parent / template_dir) if template_dir else None,
@@ -199,17 +238,53 @@ def _run(visits: Visits, policy: Policy, now: dt.datetime, rules: list[RuleConfi
             timings=timings,
         )
         rule_id, severity, clause = config.id, config.severity, f"{policy.name} {config.clause}"
-        findings.extend(
-            Finding(
-                rule_id,
-                hit.severity or severity,
-                hit.row if hit.position is None else rows[hit.position],
-                None if hit.position is None else (ids[hit.position] or None),
-                headers[hit.field] if hit.field else None,
-                hit.message,
-                hit.fix,
-                clause,
+        blocks = config.check is not None or RULES[rule_id].blocks_form
+        wording = Wording(config.texts, headers, visits.tz)
+        for hit in config.hits(context):
+            row = hit.row if hit.position is None else rows[hit.position]
+            column = headers[hit.field] if hit.field else None
+            message, fix = hit.message, hit.fix
+            if hit.kind is not None:  # worded at the edge, from the rule's template and the hit's values
+                message, fix = wording(hit.kind, hit.values or {}, column, row)
+            findings.append(
+                Finding(
+                    rule_id,
+                    hit.severity or severity,
+                    row,
+                    None if hit.position is None else (ids[hit.position] or None),
+                    column,
+                    message,
+                    fix,
+                    clause,
+                    hit.field,
+                    hit.values,
+                    blocks,
+                )
             )
-            for hit in RULES[rule_id].func(context)
-        )
     return findings
+
+
+def _catalogue() -> dict[str, Column]:
+    from .schema import load_schema
+
+    return {c.field: c for c in load_schema().columns}
+
+
+def _bundled_check(where: str, rule_id: str, table: Any) -> RuleConfig | None:
+    """``[rules.HV008]`` in a profile written before HV008 became a check: the bundled declaration,
+    with the table's clause and severity (and ``enabled = false`` honoured)."""
+    if not isinstance(table, dict) or not str(table.get("clause", "")).strip():
+        raise HomevisitsError(
+            f"In {where}, rule {rule_id} needs a clause: the part of the policy it enforces."
+        )
+    check_keys(f"{where}: [rules.{rule_id}]", table, RULE_KEYS, "parameter")
+    if table.get("enabled", True) is False:
+        return None
+    declared = bundled()[rule_id]
+    severity = table.get("severity", declared.severity)
+    if severity not in SEVERITIES:
+        raise HomevisitsError(
+            f"In {where}, rule {rule_id} has severity '{severity}': use one of {', '.join(SEVERITIES)}."
+        )
+    clause = str(table["clause"]).strip()
+    return RuleConfig(rule_id, clause, severity, {}, replace(declared, clause=clause, severity=severity))

@@ -1,10 +1,13 @@
 """The rules, one small function each, registered by a stable id (HV001...).
 
-A rule reads the visits table through a :class:`Context` and yields :class:`Hit` records: which
-visit, which column, a plain-English message and one sentence on what to do. It never opens a
-file and never knows which school it serves: the profile (policies/*.toml) turns it on, sets its
-parameters and names the clause it enforces. Masks are computed over whole columns (pandas); only
-the rows that break a rule are looped over to word their messages.
+A rule reads the visits table through a :class:`Context` and yields :class:`Hit` records as data:
+which visit, which field, the values that made the finding and which of the rule's ``texts`` words
+it; the message and fix are rendered from those templates at the edge (policy.check, with the
+sheet's own headers). A rule never opens a file and never knows which school it serves: the profile
+(policies/*.toml) turns it on, sets its parameters and names the clause it enforces. The simple
+"this cell must be filled in when..." rules are not here: profiles declare them as ``[[checks]]``
+(checks.py). Masks are computed over whole columns (pandas); only the rows that break a rule are
+looped over.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import safe_return, state
-from .cleaning import shown
+from .findings import Text
 from .safe_return import Timings
 from .settings import Setting
 from .timings import clock
@@ -29,12 +32,18 @@ from .visits import Visits
 
 @dataclass(slots=True)
 class Hit:
+    """What a rule found, as data: where, which field, the values that made it and which of the rule's
+    texts words it (``kind``); the message and fix are rendered from that text at the edge
+    (policy.check). A rule whose wording needs more than templates gives ``message`` and ``fix``."""
+
     position: int | None  # the visit's position in the table; None for a sheet-wide finding
     field: str | None
-    message: str
-    fix: str
+    message: str = ""
+    fix: str = ""
     severity: str | None = None  # overrides the rule's severity (e.g. HV009: info until the deadline)
     row: int | None = None
+    values: dict[str, Any] | None = None  # the cells that made the finding, as plain data
+    kind: str | None = None  # the key of the rule's ``texts`` that words it
 
 
 @dataclass
@@ -72,6 +81,14 @@ class Context:
                 self.cache[name] = series.to_numpy()
         return self.cache[name]
 
+    def plain(self, name: str) -> np.ndarray:
+        """A column's cells as plain data for findings' values (rules.plain_column), made once."""
+        key = ("plain", name)
+        if key not in self.cache:
+            kind = self.visits.schema[name].type if name in self.visits.schema else None
+            self.cache[key] = plain_column(self.f[name], kind)
+        return self.cache[key]
+
     def when(self, instant: Any) -> str:
         """A UTC instant (``datetime64`` or ``Timestamp``) as the school reads it: ``Mon 23 Nov 2026 14:30``."""
         if instant is None or pd.isna(instant):
@@ -101,6 +118,10 @@ class Context:
     def live(self) -> np.ndarray:
         """Visits that are planned or went ahead: not cancelled and not called off."""
         return self._mask("visit is live", lambda: state.live(self.f["status"]))
+
+    def cancelled(self) -> np.ndarray:
+        """Called off before it happened (Cancelled, Not carried out)."""
+        return state.cancelled(self.f["status"])
 
     def planned(self) -> np.ndarray:
         return state.planned(self.f["status"])
@@ -135,6 +156,8 @@ class Rule:
     needs: tuple[str, ...]  # columns the sheet must have; "a|b" means either will do
     func: Callable[[Context], Iterator[Hit]]
     params: dict[str, Setting] = field(default_factory=dict)  # what a profile may set under [rules.<id>]
+    blocks_form: bool = True  # its findings (errors, alerts) stop the risk assessment form going
+    texts: dict[str, Text] = field(default_factory=dict)  # kind -> message and fix templates
 
 
 # Parameters more than one rule declares (timings are not parameters: policy [timings], ctx.timings).
@@ -152,23 +175,36 @@ def rule(
     severity: str,
     needs: tuple[str, ...] = (),
     params: dict[str, Setting] | None = None,
+    blocks_form: bool = True,
+    texts: dict[str, Text] | None = None,
 ) -> Callable:
     """Register a rule function under its id, with the parameters a profile may set for it."""
 
     def register(func: Callable[[Context], Iterator[Hit]]) -> Callable[[Context], Iterator[Hit]]:
         if rule_id in RULES:  # two rules under one id: the first would vanish without a word
             raise ValueError(f"rule {rule_id} is registered twice")
-        RULES[rule_id] = Rule(rule_id, title, severity, needs, func, dict(params or {}))
+        RULES[rule_id] = Rule(
+            rule_id, title, severity, needs, func, dict(params or {}), blocks_form, dict(texts or {})
+        )
         return func
 
     return register
 
 
-def rule_titles() -> dict[str, str]:
-    return {rule_id: r.title for rule_id, r in sorted(RULES.items())}
+def rule_titles(policy: Any = None) -> dict[str, str]:
+    """Every rule id a profile can name: the functions here and the checks the bundled profiles
+    declare, plus the checks ``policy`` (a policy.Policy) declares of its own."""
+    from .checks import bundled
+
+    titles = {rule_id: r.title for rule_id, r in RULES.items()}
+    titles.update({check_id: check.title for check_id, check in bundled().items()})
+    for config in getattr(policy, "rules", {}).values():
+        if config.check is not None:
+            titles[config.id] = config.check.title
+    return dict(sorted(titles.items()))
 
 
-def _positions(mask: Any) -> list[int]:
+def positions(mask: Any) -> list[int]:
     return np.flatnonzero(np.asarray(mask, dtype=bool)).tolist()
 
 
@@ -177,6 +213,55 @@ def _value(ctx: Context, position: int, name: str) -> Any:
     return (
         None if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)) else value
     )
+
+
+def plain(ctx: Context, position: int, name: str) -> Any:
+    """A cell as plain data for a finding's values: None when blank, Python numbers and bools, a date
+    as ``2026-11-23``, a time of day as ``14:30``, an instant as ISO 8601 UTC text."""
+    return ctx.plain(name)[position]
+
+
+def plain_column(series: pd.Series, kind: str | None) -> np.ndarray:
+    """A whole column as :func:`plain` gives its cells (made at once: a large log has many findings)."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return instants(series.dt.tz_localize(None).to_numpy())
+    if isinstance(series.dtype, pd.BooleanDtype):
+        return series.to_numpy(dtype=object, na_value=None)
+    values = series.to_numpy()
+    if values.dtype.kind == "M":  # a date at midnight
+        out = np.datetime_as_string(values, unit="D").astype(object)
+        out[np.isnat(values)] = None
+        return out
+    if values.dtype.kind == "m":  # a time of day
+        minutes = values // np.timedelta64(1, "m")
+        return np.array(
+            [
+                None if np.isnat(v) else f"{int(m) // 60:02d}:{int(m) % 60:02d}"
+                for v, m in zip(values, minutes, strict=True)
+            ],
+            dtype=object,
+        )
+    if values.dtype.kind == "f":
+        out = values.astype(object)
+        out[np.isnan(values)] = None
+        return out
+    out = values.astype(object)
+    if values.dtype.kind == "O":
+        out[pd.isna(values)] = None
+    return out
+
+
+def instants_at(values: np.ndarray, at: list[int]) -> dict[int, str | None]:
+    """:func:`instants` of the positions ``at`` only (the rows a rule found), by position."""
+    return dict(zip(at, instants(values[at]).tolist(), strict=True)) if at else {}
+
+
+def instants(values: np.ndarray) -> np.ndarray:
+    """UTC instants (``datetime64`` or integer nanoseconds, NAT where missing) as ISO 8601 text, or None."""
+    moments = values.view("datetime64[ns]") if values.dtype.kind in "iu" else values.astype("datetime64[ns]")
+    out = np.char.add(np.datetime_as_string(moments, unit="s"), "+00:00").astype(object)
+    out[np.isnat(moments)] = None
+    return out
 
 
 def _minutes_between(start: Any, end: Any) -> int:
@@ -207,14 +292,20 @@ def _folded_names(names: pd.Series) -> np.ndarray:
 # ---------------------------------------------------------------- the sheet itself
 
 
-@rule("HV001", "Required information missing", "error", params={"fields": Setting("texts", ())})
+@rule(
+    "HV001",
+    "Required information missing",
+    "error",
+    params={"fields": Setting("texts", ())},
+    texts={"missing": Text("{column} is empty.", "Fill in {column} for this visit.")},
+)
 def required_value_missing(ctx: Context) -> Iterator[Hit]:
     """A column the profile requires is empty on a visit that is planned or went ahead."""
     live = ctx.live()
     for name in ctx.p("fields", []):
         missing = live & ctx.empty(name) & ~ctx.unreadable(name)
-        for i in _positions(missing):
-            yield Hit(i, name, f"{ctx.header(name)} is empty.", f"Fill in {ctx.header(name)} for this visit.")
+        for i in positions(missing):
+            yield Hit(i, name, kind="missing", values={name: None})
 
 
 CELL_HINTS = {
@@ -228,109 +319,153 @@ CELL_HINTS = {
 }
 
 
-@rule("HV002", "Cell could not be read", "error")
+@rule(
+    "HV002",
+    "Cell could not be read",
+    "error",
+    texts={
+        kind: Text("'{cell}' in {column} could not be read: {reason}.", f"Correct the cell: {hint}.")
+        for kind, hint in {**CELL_HINTS, "other": "write a value from the list"}.items()
+    },
+)
 def unreadable_cell(ctx: Context) -> Iterator[Hit]:
     """A cell whose value cannot be understood (a bad date, time, phone number or choice)."""
     position_of_row = {row: i for i, row in enumerate(ctx.f["row"].tolist())}
-    headers = {name: ctx.header(name) for name in {problem.field for problem in ctx.visits.problems}}
-    fixes = {
-        name: f"Correct the cell: {CELL_HINTS.get(ctx.visits.schema[name].type, 'write a value from the list')}."
-        for name in headers
+    kinds = {
+        name: ctx.visits.schema[name].type for name in {problem.field for problem in ctx.visits.problems}
     }
     for row, name, raw, reason in ctx.visits.problems:
         shown = str(raw)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        yield Hit(
-            position_of_row.get(row),
-            name,
-            f"'{shown}' in {headers[name]} could not be read: {reason}.",
-            fixes[name],
-            row=row,
+        kind = kinds[name] if kinds[name] in CELL_HINTS else "other"
+        values = {"cell": shown, "reason": reason}
+        yield Hit(position_of_row.get(row), name, row=row, kind=kind, values=values)
+
+
+@rule(
+    "HV019",
+    "Same Visit ID twice",
+    "error",
+    needs=("visit_id",),
+    texts={
+        "twice": Text(
+            "Visit ID {visit_id} is also used on {other_rows:rows}.",
+            "Give each visit its own ID (clear the cell on the copy and homevisits will assign a new one).",
         )
-
-
-@rule("HV019", "Same Visit ID twice", "error", needs=("visit_id",))
+    },
+)
 def duplicate_visit_id(ctx: Context) -> Iterator[Hit]:
     """Two rows share a Visit ID, so emails and write-backs could land on the wrong visit."""
     duplicated = (ctx.f["visit_id"].notna() & ctx.f["visit_id"].duplicated(keep=False)).to_numpy()
     ids = ctx.col("visit_id")
     rows = ctx.col("row")
     rows_of: dict[str, list[int]] = {}
-    for i in _positions(duplicated):
+    for i in positions(duplicated):
         rows_of.setdefault(ids[i], []).append(int(rows[i]))
-    for i in _positions(duplicated):
-        others = [str(r) for r in rows_of[ids[i]] if r != rows[i]]
-        yield Hit(
-            i,
-            "visit_id",
-            f"Visit ID {ids[i]} is also used on row{'s' if len(others) > 1 else ''} {', '.join(others)}.",
-            "Give each visit its own ID (clear the cell on the copy and homevisits will assign a new one).",
+    for i in positions(duplicated):
+        others = [r for r in rows_of[ids[i]] if r != rows[i]]
+        yield Hit(i, "visit_id", kind="twice", values={"visit_id": ids[i], "other_rows": others})
+
+
+@rule(
+    "HV031",
+    "Visit ID unusable in emails",
+    "error",
+    needs=("visit_id",),
+    texts={
+        "unusable": Text(
+            f"Visit ID '{{visit_id:clean}}' can hold only {ALLOWED} (at most {MAX_LENGTH} characters): "
+            "emails about this visit name it as row {row} instead.",
+            "Change the Visit ID to letters and digits, e.g. HV-0042, or clear the cell and homevisits "
+            "will give the visit a new one.",
         )
-
-
-@rule("HV031", "Visit ID unusable in emails", "error", needs=("visit_id",))
+    },
+)
 def unusable_visit_id(ctx: Context) -> Iterator[Hit]:
     """A Visit ID with anything but letters, digits and ``- _ / .``, or longer than 40 characters,
     never goes into an email subject, header or file name (it could carry text into them): the
     emails about the visit name its sheet row instead, which is harder to follow."""
     ids = ctx.f["visit_id"]
     unusable = ids.notna().to_numpy() & ~_each_distinct(ids, is_header_safe_id, bool)
-    values, rows = ctx.col("visit_id"), ctx.col("row")
-    for i in _positions(unusable):
-        yield Hit(
-            i,
-            "visit_id",
-            f"Visit ID '{shown(values[i])}' can hold only {ALLOWED} (at most {MAX_LENGTH} characters): "
-            f"emails about this visit name it as row {int(rows[i])} instead.",
-            "Change the Visit ID to letters and digits, e.g. HV-0042, or clear the cell and homevisits "
-            "will give the visit a new one.",
-        )
+    values = ctx.col("visit_id")
+    for i in positions(unusable):
+        yield Hit(i, "visit_id", kind="unusable", values={"visit_id": values[i]})
 
 
 # ---------------------------------------------------------------- risk
 
 
-@rule("HV003", "High-risk visit", "error", needs=("risk_level", "status"))
+@rule(
+    "HV003",
+    "High-risk visit",
+    "error",
+    needs=("risk_level", "status"),
+    texts={
+        "carried out": Text(
+            "A visit rated HIGH risk is recorded as carried out; high-risk visits must not go ahead.",
+            "Tell the line manager and record why it went ahead; correct the risk level if it was wrong.",
+        ),
+        "planned": Text(
+            "This visit is rated HIGH risk; under the policy it must not go ahead.",
+            "Set Status to Cancelled and meet the learner another way (in school or by phone), "
+            "or review the risk with the manager.",
+        ),
+    },
+)
 def high_risk_visit(ctx: Context) -> Iterator[Hit]:
     """A visit rated HIGH risk that is planned or was carried out: it must not go ahead."""
     high = (ctx.f["risk_level"] == "HIGH").to_numpy() & ctx.live()
     happened = ctx.happened()
-    for i in _positions(high):
-        if happened[i]:
-            yield Hit(
-                i,
-                "risk_level",
-                "A visit rated HIGH risk is recorded as carried out; high-risk visits must not go ahead.",
-                "Tell the line manager and record why it went ahead; correct the risk level if it was wrong.",
-            )
-        else:
-            yield Hit(
-                i,
-                "risk_level",
-                "This visit is rated HIGH risk; under the policy it must not go ahead.",
-                "Set Status to Cancelled and meet the learner another way (in school or by phone), "
-                "or review the risk with the manager.",
-            )
+    for i in positions(high):
+        values = {"risk_level": "HIGH", "status": plain(ctx, i, "status")}
+        yield Hit(i, "risk_level", kind="carried out" if happened[i] else "planned", values=values)
 
 
-@rule("HV004", "Medium-risk visit not in a public place", "error", needs=("risk_level", "location_type"))
+@rule(
+    "HV004",
+    "Medium-risk visit not in a public place",
+    "error",
+    needs=("risk_level", "location_type"),
+    texts={
+        "not public": Text(
+            "MEDIUM risk visit planned at '{location_type:or no location type}'; medium-risk meetings must "
+            "be in a public place.",
+            "Move the meeting to a public place near the home (a library or cafe) and set Location type "
+            "to Public place.",
+        )
+    },
+)
 def medium_risk_not_public(ctx: Context) -> Iterator[Hit]:
     """A MEDIUM risk visit must meet in a public place near the home, such as a library or cafe."""
     medium = (ctx.f["risk_level"] == "MEDIUM").to_numpy() & ctx.live()
     public = (ctx.f["location_type"] == "Public place").to_numpy()
-    for i in _positions(medium & ~public):
-        place = _value(ctx, i, "location_type") or "no location type"
-        yield Hit(
-            i,
-            "location_type",
-            f"MEDIUM risk visit planned at '{place}'; medium-risk meetings must be in a public place.",
-            "Move the meeting to a public place near the home (a library or cafe) and set Location type "
-            "to Public place.",
-        )
+    for i in positions(medium & ~public):
+        values = {"risk_level": "MEDIUM", "location_type": plain(ctx, i, "location_type")}
+        yield Hit(i, "location_type", kind="not public", values=values)
 
 
-@rule("HV005", "No expected return", "error", needs=("expected_return|expected_duration",))
+_UNTIL_THEN = " Until then the safe-return alert counts the visit as due back by {due_at:when}."
+
+
+@rule(
+    "HV005",
+    "No expected return",
+    "error",
+    needs=("expected_return|expected_duration",),
+    texts={
+        "too long": Text(
+            "{column} reads {expected_duration:g} minutes, longer than the longest visit the policy expects "
+            "({max_visit_minutes:g} minutes).",
+            "Check the duration (minutes, e.g. 90, or 1h30)." + _UNTIL_THEN,
+        ),
+        "blank": Text(
+            "No expected return time or duration: the line manager cannot tell when to expect the "
+            "safe-return call.",
+            "Fill in {column} (and tell the line manager)." + _UNTIL_THEN,
+        ),
+    },
+)
 def no_expected_return(ctx: Context) -> Iterator[Hit]:
     """Without a usable expected return time (or duration) nobody can tell when the safe-return call is late.
 
@@ -344,39 +479,37 @@ def no_expected_return(ctx: Context) -> Iterator[Hit]:
     minutes = ctx.f["expected_duration"].to_numpy(dtype=float)
     too_long = np.nan_to_num(minutes) > ctx.timings.max_visit_minutes
     blank = ctx.f["expected_return"].isna().to_numpy() & np.isnan(minutes)
-    for i in _positions(fallback & ~unreadable & has_start & (blank | too_long)):
-        due_at = ctx.when(due.at[i])
+    longest = float(ctx.timings.max_visit_minutes)
+    found = positions(fallback & ~unreadable & has_start & (blank | too_long))
+    due_text = instants_at(due.at, found)
+    for i in found:
+        due_at = due_text[i]
         if too_long[i] and not blank[i]:
-            yield Hit(
-                i,
-                "expected_duration",
-                f"{ctx.header('expected_duration')} reads {minutes[i]:g} minutes, longer than the longest "
-                f"visit the policy expects ({ctx.timings.max_visit_minutes:g} minutes).",
-                f"Check the duration (minutes, e.g. 90, or 1h30). Until then the safe-return alert counts "
-                f"the visit as due back by {due_at}.",
-            )
+            values = {"expected_duration": float(minutes[i]), "max_visit_minutes": longest, "due_at": due_at}
+            yield Hit(i, "expected_duration", kind="too long", values=values)
             continue
-        yield Hit(
-            i,
-            field,
-            "No expected return time or duration: the line manager cannot tell when to expect the safe-return call.",
-            f"Fill in {ctx.header(field)} (and tell the line manager). Until then the safe-return alert counts "
-            f"the visit as due back by {due_at}.",
-        )
+        values = {"expected_return": None, "expected_duration": None, "due_at": due_at}
+        yield Hit(i, field, kind="blank", values=values)
 
 
-@rule("HV015", "Dangerous animals flagged", "warning", needs=("dangerous_animals",))
-def dangerous_animals(ctx: Context) -> Iterator[Hit]:
-    """Animals that may be dangerous: they must be kept in another room, or the visit is cancelled."""
-    flagged = ctx.yes("dangerous_animals") & ctx.live() & ~ctx.happened()
-    for i in _positions(flagged):
-        yield Hit(
-            i,
-            "dangerous_animals",
+@rule(
+    "HV015",
+    "Dangerous animals flagged",
+    "warning",
+    needs=("dangerous_animals",),
+    texts={
+        "flagged": Text(
             "Dangerous animals are flagged at this address.",
             "Ask the family before the visit to keep the animals in another room; cancel the visit if they "
             "refuse or cannot.",
         )
+    },
+)
+def dangerous_animals(ctx: Context) -> Iterator[Hit]:
+    """Animals that may be dangerous: they must be kept in another room, or the visit is cancelled."""
+    flagged = ctx.yes("dangerous_animals") & ctx.live() & ~ctx.happened()
+    for i in positions(flagged):
+        yield Hit(i, "dangerous_animals", kind="flagged", values={"dangerous_animals": True})
 
 
 # ---------------------------------------------------------------- consent, approval, authorisation
@@ -387,67 +520,87 @@ def _exempt(ctx: Context) -> np.ndarray:
     return _each_distinct(ctx.f["reason"], lambda reason: any(w in reason.lower() for w in words), bool)
 
 
+_CONSENT_FIX = (
+    "Confirm with the parent/carer that they are happy for the visit (a phone call is fine) and "
+    "record YES, or record the safe-and-well / emergency reason."
+)
+_NOT_EXEMPT = ", and the reason given is not an exempt safe-and-well or emergency check."
+
+
 @rule(
     "HV006",
     "No parent/carer consent",
     "error",
     needs=("parent_consent", "reason"),
     params={"exempt_reasons": EXEMPT_REASONS},
+    texts={
+        "refused": Text("Parent/carer agreement to the visit is recorded as NO" + _NOT_EXEMPT, _CONSENT_FIX),
+        "blank": Text("Parent/carer agreement to the visit is not recorded" + _NOT_EXEMPT, _CONSENT_FIX),
+        "other": Text("Parent/carer agreement to the visit is {parent_consent}" + _NOT_EXEMPT, _CONSENT_FIX),
+    },
 )
 def no_parent_consent(ctx: Context) -> Iterator[Hit]:
     """Parents/carers agree to the visit beforehand, except safe-and-well or emergency safeguarding checks."""
     consent = ctx.f["parent_consent"]
     lacking = (consent != "YES").fillna(True).to_numpy(dtype=bool) & ~ctx.unreadable("parent_consent")
-    for i in _positions(ctx.live() & lacking & ~_exempt(ctx)):
-        said = _value(ctx, i, "parent_consent")
-        state = "is recorded as NO" if said == "NO" else "is not recorded" if said is None else f"is {said}"
-        yield Hit(
-            i,
-            "parent_consent",
-            f"Parent/carer agreement to the visit {state}, and the reason given is not an exempt "
-            "safe-and-well or emergency check.",
-            "Confirm with the parent/carer that they are happy for the visit (a phone call is fine) and "
-            "record YES, or record the safe-and-well / emergency reason.",
-        )
+    for i in positions(ctx.live() & lacking & ~_exempt(ctx)):
+        said = plain(ctx, i, "parent_consent")
+        kind = "refused" if said == "NO" else "blank" if said is None else "other"
+        yield Hit(i, "parent_consent", kind=kind, values={"parent_consent": said})
 
 
-@rule("HV007", "Not approved by a line manager", "error", needs=("approved_by", "lead_staff"))
+@rule(
+    "HV007",
+    "Not approved by a line manager",
+    "error",
+    needs=("approved_by", "lead_staff"),
+    texts={
+        "unapproved": Text(
+            "No line manager has approved this visit.",
+            "Discuss the visit with your line manager and record their name in {header[approved_by]}.",
+        ),
+        "own": Text(
+            "The visit is approved by {approved_by}, who is also leading it.",
+            "Ask your line manager to approve the visit; nobody approves their own.",
+        ),
+    },
+)
 def not_approved(ctx: Context) -> Iterator[Hit]:
     """A line manager approves each visit; the lead staff member cannot approve their own."""
     live = ctx.live()
-    for i in _positions(live & ctx.empty("approved_by")):
-        yield Hit(
-            i,
-            "approved_by",
-            "No line manager has approved this visit.",
-            "Discuss the visit with your line manager and record their name in "
-            + ctx.header("approved_by")
-            + ".",
-        )
+    for i in positions(live & ctx.empty("approved_by")):
+        yield Hit(i, "approved_by", kind="unapproved", values={"approved_by": None})
     approver = _folded_names(ctx.f["approved_by"])
     self_approved = live & (approver != "") & (approver == _folded_names(ctx.f["lead_staff"]))
-    for i in _positions(self_approved):
-        yield Hit(
-            i,
-            "approved_by",
-            f"The visit is approved by {_value(ctx, i, 'approved_by')}, who is also leading it.",
-            "Ask your line manager to approve the visit; nobody approves their own.",
-        )
-
-
-@rule("HV008", "Not authorised by the Principal/DSL", "error", needs=("authorised_by",))
-def not_authorised(ctx: Context) -> Iterator[Hit]:
-    """Every visit is authorised by the Principal, Headteacher or Designated Safeguarding Lead."""
-    for i in _positions(ctx.live() & ctx.empty("authorised_by")):
-        yield Hit(
-            i,
-            "authorised_by",
-            f"No authorisation recorded in {ctx.header('authorised_by')}.",
-            "Get the visit authorised by the Principal/Headteacher or the DSL and record who authorised it.",
-        )
+    for i in positions(self_approved):
+        values = {"approved_by": plain(ctx, i, "approved_by"), "lead_staff": plain(ctx, i, "lead_staff")}
+        yield Hit(i, "approved_by", kind="own", values=values)
 
 
 # ---------------------------------------------------------------- the form and its deadline
+
+
+def _deadline_texts() -> dict[str, Text]:
+    """HV009's wording: the deadline said as hours before the visit, or (0 hours) as the visit itself."""
+    texts: dict[str, Text] = {}
+    for suffix, ahead in (
+        ("", " ({deadline_hours:g} hours before the visit)."),
+        (" at the start", " (before the visit)."),
+    ):
+        texts["sent late" + suffix] = Text(
+            "The risk assessment form was sent {form_sent_at:when}, after the deadline of {deadline:when}"
+            + ahead,
+            "Send forms earlier: the visit should not go ahead until the form has been received in time.",
+        )
+        texts["deadline passed" + suffix] = Text(
+            "The risk assessment form has not been sent and the deadline passed {deadline:when}" + ahead,
+            "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
+        )
+        texts["due" + suffix] = Text(
+            "The risk assessment form is due by {deadline:when}" + ahead,
+            "Complete the row so the form can be sent before the deadline.",
+        )
+    return texts
 
 
 @rule(
@@ -455,6 +608,8 @@ def not_authorised(ctx: Context) -> Iterator[Hit]:
     "Risk assessment form deadline",
     "error",
     needs=("form_sent_at", "visit_date", "start_time"),
+    blocks_form=False,  # the deadline is about the form itself
+    texts=_deadline_texts(),
 )
 def form_deadline(ctx: Context) -> Iterator[Hit]:
     """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
@@ -466,32 +621,19 @@ def form_deadline(ctx: Context) -> Iterator[Hit]:
     late = eligible & (sent > deadline).fillna(False).to_numpy(dtype=bool)
     unsent = eligible & sent.isna().to_numpy() & ~ctx.unreadable("form_sent_at")
     passed = (deadline < ctx.now).fillna(False).to_numpy(dtype=bool)
-    ahead = f"{hours:g} hours before the visit" if hours else "before the visit"
+    suffix = "" if hours else " at the start"
     deadline, sent = deadline.dt.tz_localize(None).to_numpy(), ctx.col("form_sent_at")
-    for i in _positions(late):
-        yield Hit(
-            i,
-            "form_sent_at",
-            f"The risk assessment form was sent {ctx.when(sent[i])}, after the deadline of "
-            f"{ctx.when(deadline[i])} ({ahead}).",
-            "Send forms earlier: the visit should not go ahead until the form has been received in time.",
-        )
-    for i in _positions(unsent & passed):
-        yield Hit(
-            i,
-            "form_sent_at",
-            f"The risk assessment form has not been sent and the deadline passed {ctx.when(deadline[i])} "
-            f"({ahead}).",
-            "Do not go ahead as planned: send the form and rearrange the visit with the line manager.",
-        )
-    for i in _positions(unsent & ~passed & ctx.planned()):
-        yield Hit(
-            i,
-            "form_sent_at",
-            f"The risk assessment form is due by {ctx.when(deadline[i])} ({ahead}).",
-            "Complete the row so the form can be sent before the deadline.",
-            severity="info",
-        )
+    flagged = positions(late | unsent)
+    deadline_text, sent_text = instants_at(deadline, flagged), instants_at(sent, flagged)
+    for i in positions(late):
+        values = {"form_sent_at": sent_text[i], "deadline": deadline_text[i], "deadline_hours": hours}
+        yield Hit(i, "form_sent_at", kind="sent late" + suffix, values=values)
+    for i in positions(unsent & passed):
+        values = {"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours}
+        yield Hit(i, "form_sent_at", kind="deadline passed" + suffix, values=values)
+    for i in positions(unsent & ~passed & ctx.planned()):
+        values = {"form_sent_at": None, "deadline": deadline_text[i], "deadline_hours": hours}
+        yield Hit(i, "form_sent_at", kind="due" + suffix, values=values, severity="info")
 
 
 # ---------------------------------------------------------------- who goes, when, what they carry
@@ -524,7 +666,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
         checks.append((mask(start.dt.dayofweek >= 5), "is at the weekend"))
     reasons: list[list[str]] = [[] for _ in range(len(start))]
     for flagged, reason in checks:
-        for i in _positions(flagged):
+        for i in positions(flagged):
             reasons[i].append(reason)
     return np.array([bool(r) for r in reasons], dtype=bool), reasons
 
@@ -540,6 +682,12 @@ def _first_visits(ctx: Context) -> np.ndarray:
     "error",
     needs=("second_staff",),
     params={"pairs": PAIRS, "information_field": Setting("text", "risk_notes")},
+    texts={
+        "alone": Text(
+            "Nobody is recorded as going with the lead staff member, but {reasons:and}.",
+            "Arrange a second member of staff and record their name, or rearrange the visit.",
+        )
+    },
 )
 def no_second_staff(ctx: Context) -> Iterator[Hit]:
     """Visits go in pairs where the policy says so: always, on a first visit, out of hours or when little is known."""
@@ -561,13 +709,8 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
         needed = needed | little
     else:
         raise ValueError(f"HV010: unknown pairs mode {mode!r}")
-    for i in _positions(alone & needed):
-        yield Hit(
-            i,
-            "second_staff",
-            f"Nobody is recorded as going with the lead staff member, but {' and '.join(why[i])}.",
-            "Arrange a second member of staff and record their name, or rearrange the visit.",
-        )
+    for i in positions(alone & needed):
+        yield Hit(i, "second_staff", kind="alone", values={"second_staff": None, "reasons": list(why[i])})
 
 
 @rule(
@@ -575,83 +718,19 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
     "Evening or out-of-hours visit",
     "warning",
     needs=("start_time", "visit_date"),
+    texts={
+        "outside": Text(
+            "The visit {reasons:and}.",
+            "Move the visit into the school day if you can; if not, make sure two staff go and the school "
+            "knows when to expect the safe-return call.",
+        )
+    },
 )
 def out_of_hours(ctx: Context) -> Iterator[Hit]:
     """Visits outside office hours (default before 08:00, after 18:00, or at the weekend)."""
     outside, why = _out_of_hours(ctx)
-    for i in _positions(ctx.live() & outside):
-        yield Hit(
-            i,
-            "start_time",
-            f"The visit {' and '.join(why[i])}.",
-            "Move the visit into the school day if you can; if not, make sure two staff go and the school "
-            "knows when to expect the safe-return call.",
-        )
-
-
-@rule("HV012", "Safeguarding team not informed", "error", needs=("safeguarding_informed",))
-def safeguarding_not_informed(ctx: Context) -> Iterator[Hit]:
-    """The safeguarding team and reception know where staff are going before they leave."""
-    missing = ctx.live() & ~ctx.yes("safeguarding_informed") & ~ctx.unreadable("safeguarding_informed")
-    started = ctx.started()
-    for i in _positions(missing):
-        if started[i]:
-            yield Hit(
-                i,
-                "safeguarding_informed",
-                "The visit went ahead without a record that the safeguarding team and reception were told.",
-                "Tell the safeguarding team and reception before leaving for every visit, and record YES.",
-            )
-        else:
-            yield Hit(
-                i,
-                "safeguarding_informed",
-                "Before leaving, tell the safeguarding team and reception where you are going.",
-                "Inform them on the day, then record YES.",
-                severity="info",
-            )
-
-
-@rule("HV013", "No safe word agreed", "error", needs=("safe_word_agreed",))
-def no_safe_word(ctx: Context) -> Iterator[Hit]:
-    """A safe word is agreed and recorded on the lone working risk assessment before the visit."""
-    missing = ctx.live() & ~ctx.yes("safe_word_agreed") & ~ctx.unreadable("safe_word_agreed")
-    started = ctx.started()
-    for i in _positions(missing):
-        yield Hit(
-            i,
-            "safe_word_agreed",
-            "No safe word is recorded as agreed for this visit.",
-            "Agree a safe word with your colleague and the school, write it on the risk assessment "
-            "(not in the sheet) and record YES here.",
-            severity=None if started[i] else "warning",
-        )
-
-
-@rule("HV014", "Laptop without SMT approval", "error", needs=("laptop_taken", "laptop_approved_by"))
-def laptop_without_approval(ctx: Context) -> Iterator[Hit]:
-    """A laptop goes on a visit only with a member of SMT's approval, emailed to IT."""
-    for i in _positions(ctx.live() & ctx.yes("laptop_taken") & ctx.empty("laptop_approved_by")):
-        yield Hit(
-            i,
-            "laptop_approved_by",
-            "A laptop is taken on the visit without a record of SMT approval.",
-            "Ask a member of SMT to approve it by email to the IT department and record their name.",
-        )
-
-
-@rule("HV016", "No valid phone taken", "error", needs=("phone_taken",))
-def no_phone(ctx: Context) -> Iterator[Hit]:
-    """Staff carry a charged work mobile on every visit and its number is recorded."""
-    unreadable = ctx.unreadable("phone_taken")
-    for i in _positions(ctx.live() & ctx.empty("phone_taken")):
-        problem = "is not a valid number" if unreadable[i] else "is not recorded"
-        yield Hit(
-            i,
-            "phone_taken",
-            f"The phone taken on the visit {problem}, so nobody could call the staff member.",
-            "Record the number of the charged work mobile the staff member carries (borrow one if needed).",
-        )
+    for i in positions(ctx.live() & outside):
+        yield Hit(i, "start_time", kind="outside", values={"reasons": list(why[i])})
 
 
 @rule(
@@ -660,6 +739,21 @@ def no_phone(ctx: Context) -> Iterator[Hit]:
     "error",
     needs=("start_time", "visit_date"),
     params={"max_minutes": Setting("number", 240, low=1, high=24 * 60)},
+    texts={
+        "return before start": Text(
+            "Expected return {return_due_at:when} is not after the start {start_at:when}.",
+            "Correct the start time or the expected return (24-hour clock, e.g. 15:30).",
+        ),
+        "too long": Text(
+            "The visit is planned to last {minutes} minutes, longer than the {max_minutes:g} minutes the "
+            "policy expects.",
+            "Check the times; if the visit really is that long, agree check-in calls with the line manager.",
+        ),
+        "left before arriving": Text(
+            "Departed {departed_at:when} is before arrived {arrived_at:when}.",
+            "Correct the arrival or departure time.",
+        ),
+    },
 )
 def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     """Times that cannot all be true: return before start, departure before arrival, a visit far too long."""
@@ -672,62 +766,19 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     too_long = live & ((due - start) > pd.Timedelta(minutes=limit)).fillna(False).to_numpy(dtype=bool)
     start, due = ctx.col("start_at"), ctx.col("return_due_at")
     field = "expected_return" if "expected_return" in ctx.visits.headers else "expected_duration"
-    for i in _positions(backwards):
-        yield Hit(
-            i,
-            field,
-            f"Expected return {ctx.when(due[i])} is not after the start {ctx.when(start[i])}.",
-            "Correct the start time or the expected return (24-hour clock, e.g. 15:30).",
-        )
-    for i in _positions(too_long):
-        minutes = _minutes_between(start[i], due[i])
-        yield Hit(
-            i,
-            field,
-            f"The visit is planned to last {minutes} minutes, longer than the {limit:g} minutes the policy expects.",
-            "Check the times; if the visit really is that long, agree check-in calls with the line manager.",
-            severity="warning",
-        )
+    for i in positions(backwards):
+        values = {"start_at": plain(ctx, i, "start_at"), "return_due_at": plain(ctx, i, "return_due_at")}
+        yield Hit(i, field, kind="return before start", values=values)
+    for i in positions(too_long):
+        values = {"minutes": _minutes_between(start[i], due[i]), "max_minutes": limit}
+        yield Hit(i, field, kind="too long", values=values, severity="warning")
     backwards_visit = live & (frame["departed_at"] < frame["arrived_at"]).fillna(False).to_numpy(dtype=bool)
-    arrived, departed = ctx.col("arrived_at"), ctx.col("departed_at")
-    for i in _positions(backwards_visit):
-        yield Hit(
-            i,
-            "departed_at",
-            f"Departed {ctx.when(departed[i])} is before arrived {ctx.when(arrived[i])}.",
-            "Correct the arrival or departure time.",
-        )
+    for i in positions(backwards_visit):
+        values = {"arrived_at": plain(ctx, i, "arrived_at"), "departed_at": plain(ctx, i, "departed_at")}
+        yield Hit(i, "departed_at", kind="left before arriving", values=values)
 
 
 # ---------------------------------------------------------------- after the visit
-
-
-@rule("HV020", "No arrival and departure times", "error", needs=("arrived_at", "departed_at", "status"))
-def no_arrival_departure(ctx: Context) -> Iterator[Hit]:
-    """A completed visit records when staff arrived and left."""
-    completed = state.done(ctx.f["status"])
-    dated = ctx.f["visit_date"].notna().to_numpy()  # a bare time cannot be placed without the visit date
-    for name in ("arrived_at", "departed_at"):
-        for i in _positions(completed & dated & ctx.empty(name) & ~ctx.unreadable(name)):
-            yield Hit(
-                i,
-                name,
-                f"The visit is Completed but {ctx.header(name)} is empty.",
-                f"Record {ctx.header(name)} (a time such as 14:35 is read as on the visit date).",
-            )
-
-
-@rule("HV021", "No outcome recorded", "error", needs=("outcome", "status"))
-def no_outcome(ctx: Context) -> Iterator[Hit]:
-    """A completed visit has a short record of what happened and what follows."""
-    completed = state.done(ctx.f["status"])
-    for i in _positions(completed & ctx.empty("outcome")):
-        yield Hit(
-            i,
-            "outcome",
-            "The visit is Completed but no outcome is recorded.",
-            "Write who was seen, what was agreed and any follow-up in " + ctx.header("outcome") + ".",
-        )
 
 
 @rule(
@@ -747,7 +798,10 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     grace = ctx.timings.grace_minutes
     escalated = ctx.f["escalated_at"].notna().to_numpy()
     cells = safe_return.Cells(ctx.visits)
-    for i in _positions(state_now.past_grace):
+    overdue = positions(state_now.past_grace)
+    due_text = instants_at(state_now.due.at, overdue)
+    returned_text = instants_at(ctx.col("returned_at"), overdue)
+    for i in overdue:
         staff = _value(ctx, i, "lead_staff") or "the lead staff member"
         phone = _value(ctx, i, "phone_taken") or "no phone recorded"
         due = ctx.when(state_now.due.at[i])
@@ -755,6 +809,12 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
             n for n in (state_now.due.why(i, cells), state_now.back.doubt(i, cells)) if n is not None
         )
         notes = f" {notes}" if notes else ""
+        values = {
+            "due_at": due_text[i],
+            "returned_at": returned_text[i],
+            "grace_minutes": float(grace),
+            "escalated": bool(escalated[i]),
+        }
         if state_now.recent[i]:
             step = steps[1] if escalated[i] and len(steps) > 1 else steps[0]
             later = (
@@ -767,6 +827,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
                 f"{grace:g} minutes later. Next step: {step}.{notes}",
                 f"Act now: {steps[0][0].lower() + steps[0][1:]}{later}. Record the time in "
                 f"{ctx.header('returned_at')} once they are safe.",
+                values={**values, "next_step": step},
             )
         else:
             yield Hit(
@@ -775,10 +836,22 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
                 f"{staff}'s safe return after the visit due back {due} was never recorded.{notes}",
                 f"Check with {staff} and record when they returned in {ctx.header('returned_at')}.",
                 severity="error",
+                values=values,
             )
 
 
-@rule("HV023", "Safe return confirmed late", "warning", needs=("returned_at",))
+@rule(
+    "HV023",
+    "Safe return confirmed late",
+    "warning",
+    needs=("returned_at",),
+    texts={
+        "late": Text(
+            "Safe return was confirmed {returned_at:when}, {minutes_late} minutes after the expected return.",
+            "Review with the staff member and manager why the call was late and whether escalation began.",
+        )
+    },
+)
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after due back plus grace: the escalation should have started."""
     state_now = ctx.overdue()
@@ -787,30 +860,12 @@ def safe_return_late(ctx: Context) -> Iterator[Hit]:
     returned = state_now.back.returned
     placed = due != safe_return.NAT
     late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
-    for i in _positions(late):
+    found = positions(late)
+    due_text, returned_text = instants_at(due, found), instants_at(returned, found)
+    for i in found:
         minutes = int((returned[i] - due[i]) // safe_return.MINUTE)
-        yield Hit(
-            i,
-            "returned_at",
-            f"Safe return was confirmed {ctx.when(returned[i])}, {minutes} minutes "
-            "after the expected return.",
-            "Review with the staff member and manager why the call was late and whether escalation began.",
-        )
-
-
-@rule("HV024", "No answer and no note left", "error", needs=("status", "note_left"))
-def no_answer_no_note(ctx: Context) -> Iterator[Hit]:
-    """When nobody answers the door, a note is left to say a visit was attempted."""
-    no_answer = state.no_answer(ctx.f["status"])
-    for i in _positions(no_answer & ~ctx.yes("note_left") & ~ctx.unreadable("note_left")):
-        yield Hit(
-            i,
-            "note_left",
-            "Nobody answered and no note is recorded as left.",
-            "Leave a note saying a visit was attempted (next time) and record YES in "
-            + ctx.header("note_left")
-            + ".",
-        )
+        values = {"returned_at": returned_text[i], "due_at": due_text[i], "minutes_late": minutes}
+        yield Hit(i, "returned_at", kind="late", values=values)
 
 
 @rule(
@@ -819,6 +874,16 @@ def no_answer_no_note(ctx: Context) -> Iterator[Hit]:
     "error",
     needs=("safeguarding_concern", "logged_on"),
     params={"systems": Setting("texts", ())},
+    texts={
+        "not logged": Text(
+            "A safeguarding concern was raised but is not recorded as logged.",
+            "Log the concern on {systems} today and record where in {header[logged_on]}.",
+        ),
+        "elsewhere": Text(
+            "A safeguarding concern is logged on {logged_on}, but concerns go on {systems}.",
+            "Log the concern on {systems} as well and record it in {header[logged_on]}.",
+        ),
+    },
 )
 def concern_not_logged(ctx: Context) -> Iterator[Hit]:
     """A safeguarding concern from a visit is logged on the school's safeguarding system."""
@@ -826,34 +891,15 @@ def concern_not_logged(ctx: Context) -> Iterator[Hit]:
     concern = ctx.live() & ctx.yes("safeguarding_concern")
     logged = ctx.f["logged_on"].to_numpy()
     expected = " or ".join(systems) if systems else "the safeguarding system"
-    for i in _positions(concern):
+    for i in positions(concern):
+        values = {"safeguarding_concern": True, "logged_on": logged[i], "systems": expected}
         if logged[i] is None:
-            yield Hit(
-                i,
-                "logged_on",
-                "A safeguarding concern was raised but is not recorded as logged.",
-                f"Log the concern on {expected} today and record where in {ctx.header('logged_on')}.",
-            )
+            yield Hit(i, "logged_on", kind="not logged", values=values)
         elif systems and logged[i] not in systems:
-            yield Hit(
-                i,
-                "logged_on",
-                f"A safeguarding concern is logged on {logged[i]}, but concerns go on {expected}.",
-                f"Log the concern on {expected} as well and record it in {ctx.header('logged_on')}.",
-            )
+            yield Hit(i, "logged_on", kind="elsewhere", values=values)
 
 
-@rule("HV026", "Cancelled without a reason", "error", needs=("status", "cancellation_reason"))
-def cancelled_without_reason(ctx: Context) -> Iterator[Hit]:
-    """A visit called off records why; a safety reason is reported to the head teacher."""
-    called_off = state.cancelled(ctx.f["status"])
-    for i in _positions(called_off & ctx.empty("cancellation_reason")):
-        yield Hit(
-            i,
-            "cancellation_reason",
-            f"The visit is {_value(ctx, i, 'status')} with no reason recorded.",
-            "Record why; if it was for safety, tell the head teacher and say so here.",
-        )
+_STALE_FIX = "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened."
 
 
 @rule(
@@ -862,6 +908,20 @@ def cancelled_without_reason(ctx: Context) -> Iterator[Hit]:
     "warning",
     needs=("status", "visit_date"),
     params={"stale_days": Setting("integer", 2, low=0, high=366)},
+    texts={
+        "no status": Text(
+            "No status is recorded, but the visit date {visit_date:date} was more than {stale_days} days ago.",
+            _STALE_FIX,
+        ),
+        "still planned": Text(
+            "Still Planned, but the visit date {visit_date:date} was more than {stale_days} days ago.",
+            _STALE_FIX,
+        ),
+        "future": Text(
+            "Recorded as {status}, but the visit date {visit_date:date} is in the future.",
+            "Correct the visit date or the status.",
+        ),
+    },
 )
 def stale_status(ctx: Context) -> Iterator[Hit]:
     """Still Planned (or no status at all) well after the visit date, or Completed with a date in the future."""
@@ -870,23 +930,17 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
     date = ctx.f["visit_date"]
     long_past = (date < today - pd.Timedelta(days=days)).to_numpy()
     blank = ctx.empty("status") & ~ctx.unreadable("status")
-    for i in _positions(ctx.planned() & long_past & ~ctx.unreadable("status")):
-        state = "No status is recorded" if blank[i] else "Still Planned"
-        yield Hit(
-            i,
-            "status",
-            f"{state}, but the visit date {_uk_date(ctx.col('visit_date')[i])} was more than {days} days ago.",
-            "Update Status to Completed, No answer, Cancelled or Not carried out, and fill in what happened.",
-        )
+    for i in positions(ctx.planned() & long_past & ~ctx.unreadable("status")):
+        values = {
+            "status": plain(ctx, i, "status"),
+            "visit_date": plain(ctx, i, "visit_date"),
+            "stale_days": days,
+        }
+        yield Hit(i, "status", kind="no status" if blank[i] else "still planned", values=values)
     future = ctx.happened() & (date > today).to_numpy()
-    for i in _positions(future):
-        yield Hit(
-            i,
-            "status",
-            f"Recorded as {_value(ctx, i, 'status')}, but the visit date {_uk_date(ctx.col('visit_date')[i])} is in the future.",
-            "Correct the visit date or the status.",
-            severity="error",
-        )
+    for i in positions(future):
+        values = {"status": plain(ctx, i, "status"), "visit_date": plain(ctx, i, "visit_date")}
+        yield Hit(i, "status", kind="future", values=values, severity="error")
 
 
 @rule(
@@ -895,56 +949,58 @@ def stale_status(ctx: Context) -> Iterator[Hit]:
     "error",
     needs=("prior_contact", "location_type"),
     params={"exempt_reasons": EXEMPT_REASONS},
+    texts={
+        "none": Text(
+            "No earlier contact attempts are recorded before this home visit.",
+            "Record the phone calls, texts or in-school meetings tried first in {header[prior_contact]}.",
+        )
+    },
 )
 def no_prior_contact(ctx: Context) -> Iterator[Hit]:
     """A home visit is not the first option: phone calls or meetings in school come first."""
     home = (ctx.f["location_type"].isna() | (ctx.f["location_type"] == "Home")).to_numpy()
-    for i in _positions(ctx.live() & home & ctx.empty("prior_contact") & ~_exempt(ctx)):
-        yield Hit(
-            i,
-            "prior_contact",
-            "No earlier contact attempts are recorded before this home visit.",
-            "Record the phone calls, texts or in-school meetings tried first in "
-            + ctx.header("prior_contact")
-            + ".",
-        )
+    for i in positions(ctx.live() & home & ctx.empty("prior_contact") & ~_exempt(ctx)):
+        values = {"prior_contact": None, "location_type": plain(ctx, i, "location_type")}
+        yield Hit(i, "prior_contact", kind="none", values=values)
 
 
 # ---------------------------------------------------------------- what the sheet holds that was not read
 
 
-@rule("HV029", "Part of the sheet not read", "warning")
+_NOT_READ = "The header '{sheet_header}' (column {letter}) is not a column homevisits knows, so its cells are not read"
+
+
+@rule(
+    "HV029",
+    "Part of the sheet not read",
+    "warning",
+    texts={
+        "looks like": Text(
+            _NOT_READ + "; it looks like '{looks_like_header}'.",
+            'If it holds {looks_like_header}, add under [columns] in the config: "{sheet_header}" = "{looks_like}".',
+        ),
+        "unknown": Text(
+            _NOT_READ + ".",
+            'If the policy needs it, map it under [columns] in the config ("{sheet_header}" = "<field>", fields '
+            "as in sheets_schema/home_visits.yaml); a column of the school's own can stay as it is.",
+        ),
+        "rows skipped": Text("{note}", "Nothing to do unless one of those rows is a visit."),
+    },
+)
 def sheet_not_fully_read(ctx: Context) -> Iterator[Hit]:
     """Every header is accounted for, and every row skipped is said: a column the tool cannot place
     is not read (so its cells count for nothing), and rows holding only tick-box defaults are not visits."""
     visits = ctx.visits
     header_row = visits.header_row
     for position, header, near in visits.extra.get("unplaced", ()):
-        where = f"column {_column_name(position)}"
+        values = {"sheet_header": header, "letter": _column_name(position), "looks_like": near}
         if near is not None:
-            canonical = visits.schema[near].header
-            yield Hit(
-                None,
-                None,
-                f"The header '{header}' ({where}) is not a column homevisits knows, so its cells are not read; "
-                f"it looks like '{canonical}'.",
-                f'If it holds {canonical}, add under [columns] in the config: "{header}" = "{near}".',
-                row=header_row,
-            )
+            values["looks_like_header"] = visits.schema[near].header
+            yield Hit(None, None, row=header_row, kind="looks like", values=values)
         else:
-            yield Hit(
-                None,
-                None,
-                f"The header '{header}' ({where}) is not a column homevisits knows, so its cells are not read.",
-                f'If the policy needs it, map it under [columns] in the config ("{header}" = "<field>", fields '
-                "as in sheets_schema/home_visits.yaml); a column of the school's own can stay as it is.",
-                severity="info",
-                row=header_row,
-            )
+            yield Hit(None, None, severity="info", row=header_row, kind="unknown", values=values)
     for note in visits.extra.get("skipped", ()):
-        yield Hit(
-            None, None, note, "Nothing to do unless one of those rows is a visit.", severity="info", row=None
-        )
+        yield Hit(None, None, severity="info", row=None, kind="rows skipped", values={"note": note})
 
 
 def _column_name(position: int) -> str:
@@ -983,4 +1039,5 @@ def spreadsheet_locale(ctx: Context) -> Iterator[Hit]:
         f"In the Google Sheet choose File → Settings → Locale: {LOCALE_NAMES.get(expected, expected)}, then check "
         "every date typed so far whose day is 12 or less, and retype any that changed.",
         row=None,
+        values={"locale": locale, "expected_locale": expected, "ambiguous_dates": ambiguous},
     )

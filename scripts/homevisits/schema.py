@@ -63,6 +63,11 @@ class Schema:
     def fields(self) -> list[str]:
         return [c.field for c in self.columns]
 
+    def with_columns(self, extra: Iterable[Column]) -> Schema:
+        """The catalogue plus columns of the school's own (declared by a profile's checks)."""
+        added = {c.field: c for c in extra if c.field not in self}
+        return Schema(name=self.name, columns=(*self.columns, *added.values())) if added else self
+
     def header_index(self) -> dict[str, str]:
         """Folded header or alias -> field. Canonical headers win over aliases that collide."""
         index: dict[str, str] = {}

@@ -85,7 +85,7 @@ def context_for(
 ) -> Context:
     problems: dict[int, list[dict[str, Any]]] = {}
     for finding in findings:
-        if finding.row is not None and finding.severity in BLOCKING and finding.rule != "HV009":
+        if finding.row is not None and finding.severity in BLOCKING and finding.blocks_form:
             problems.setdefault(finding.row, []).append(
                 {"column": finding.column, "message": finding.message, "fix": finding.fix}
             )
