@@ -18,6 +18,7 @@ import pytest
 from homevisits.ledger import Ledger, run_lock
 from homevisits.notify import context, history, messages, options
 from homevisits.policy import load_policy
+from homevisits.timings import form_deadline
 from jobs_fixtures import (
     ADMIN,
     DOMAINS,
@@ -92,7 +93,7 @@ def no_personal_data(text: str) -> None:
 def test_the_deadline_is_24_elapsed_hours_across_clock_changes(
     tmp_path, server, start, deadline_utc, wall_clock
 ):
-    deadline = options.form_deadline(start, 24)
+    deadline = form_deadline(start, 24)
     assert deadline == deadline_utc and start - deadline == dt.timedelta(hours=24)
     assert (start.astimezone(dt.UTC) - deadline).total_seconds() == 24 * 3600
     place = school(

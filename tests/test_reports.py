@@ -127,9 +127,17 @@ def visits(tmp_path):
 
 
 def finding(
-    rule, severity, row, visit_id, message="Something is wrong.", column=None, clause="OMG Education §6"
+    rule,
+    severity,
+    row,
+    visit_id,
+    message="Something is wrong.",
+    column=None,
+    clause="OMG Education §6",
+    field=None,
 ):
-    return Finding(rule, severity, row, visit_id, column, message, "Do the right thing.", clause)
+    """A finding as the rules make it (``field``: the schema field it is about, e.g. returned_at)."""
+    return Finding(rule, severity, row, visit_id, column, message, "Do the right thing.", clause, field=field)
 
 
 FINDINGS = [
@@ -137,7 +145,12 @@ FINDINGS = [
     finding("HV009", "error", 8, "HV-006", "The form has not been sent."),
     finding("HV003", "error", 6, "HV-004", "HIGH risk visit planned.", clause="OMG Education §7"),
     finding(
-        "HV022", "alert", 8, "HV-006", "Chidi Eze (phone 07700 900123) was due back and has not confirmed."
+        "HV022",
+        "alert",
+        8,
+        "HV-006",
+        "Chidi Eze (phone 07700 900123) was due back and has not confirmed.",
+        field="returned_at",
     ),
     finding("HV023", "warning", 4, "HV-002", "Safe return confirmed late."),
     finding("HV009", "info", 9, "HV-007", "The form is due by Sun 29 Nov 2026 10:00."),
@@ -574,3 +587,22 @@ def test_summary_page_in_chromium(visits, tmp_path):
         text = page.evaluate("document.body.innerText")
         assert "Visits per member of staff" in text and "Chidi Eze" in text
         assert LEARNER not in text
+
+
+@pytest.mark.parametrize("returned", ["back soon", "21/09/2026 13:30", "23:59"])
+def test_a_return_the_alert_cannot_read_is_not_confirmed_in_the_report_either(tmp_path, returned):
+    """The report judges returns with the alert's own reading (safe_return): a return in words, one
+    before the start, or one still to come is no safe return, and counts as Not confirmed."""
+    from homevisits.safe_return import overdue
+
+    row = visit_row("HV-010", "Attendance", "21/09/2026", "14:00", "15:00", "Amira Khan", None, "LOW",
+                    "20/09/2026 08:00", "Completed", returned, None)  # fmt: skip
+    table = load_visits(write_log(tmp_path / "log.xlsx", rows=[row]))
+    now = dt.datetime(2026, 9, 21, 16, 0, tzinfo=LONDON)
+    assert not overdue(table, OMG, now).back.confirmed[0]  # the alert's view
+    summary = build_summary(table, [], now=now, timings=OMG, policy="OMG Education")
+    assert _counts(summary, "safe_returns") == {
+        "Confirmed on time": 0,
+        "Confirmed late": 0,
+        "Not confirmed": 1,
+    }

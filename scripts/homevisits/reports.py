@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import state
 from .findings import SEVERITIES, SEVERITY_HELP, SEVERITY_RANK, Finding, Report, sort_key, summary
-from .timings import Timings
+from .timings import Timings, form_deadline
 from .visits import Visits
 from .wording import long_day, long_moment
 
@@ -350,7 +351,7 @@ def build_summary(
     titles = dict(rule_titles or {})
 
     forms = _forms_on_time(period, instant, deadline_hours)
-    returns = _returns_on_time(period, instant, grace_minutes)
+    returns = _returns_on_time(visits, in_period.to_numpy(dtype=bool), timings, instant.to_pydatetime())
     alerts = _alerts(period, period_findings)
     breaches = _breaches(period_findings, titles)
     ahead = (
@@ -520,7 +521,7 @@ def _by_month(period: pd.DataFrame, start: dt.date, end: dt.date) -> Table:
 
 def _forms_on_time(period: pd.DataFrame, now: pd.Timestamp, deadline_hours: float) -> dict[str, int]:
     """Forms judged against their deadline: visits not cancelled, not HIGH risk, deadline passed (or sent)."""
-    deadline = period["start_at"] - pd.Timedelta(hours=float(deadline_hours))
+    deadline = form_deadline(period["start_at"], deadline_hours)
     sent = period["form_sent_at"]
     live = pd.Series(state.live(period["status"]), index=period.index) & ~(period["risk_level"] == "HIGH")
     due = live & deadline.notna() & ((deadline < now) | sent.notna())
@@ -530,22 +531,28 @@ def _forms_on_time(period: pd.DataFrame, now: pd.Timestamp, deadline_hours: floa
     return {"On time": int(on_time.sum()), "Late": int(late.sum()), "Not sent": int(unsent.sum())}
 
 
-def _returns_on_time(period: pd.DataFrame, now: pd.Timestamp, grace_minutes: float) -> dict[str, int]:
-    """Safe returns judged against expected return plus grace, for visits not cancelled whose return was due."""
-    limit = period["return_due_at"] + pd.Timedelta(minutes=float(grace_minutes))
-    returned = period["returned_at"]
-    live = pd.Series(state.live(period["status"]), index=period.index)
-    due = live & limit.notna() & ((limit < now) | returned.notna())
+def _returns_on_time(
+    visits: Visits, in_period: np.ndarray, timings: Timings, now: dt.datetime
+) -> dict[str, int]:
+    """Safe returns judged as the alert judges them (safe_return): the visits of the period not called off
+    whose alert moment (due back plus grace) has passed or whose return is confirmed. A return that cannot
+    be read as a time after the start is not confirmed."""
+    from . import safe_return
+
+    state_now = safe_return.overdue(visits, timings, now)
+    limit, home = state_now.limit, state_now.back
+    placed = limit != safe_return.NAT
+    due = in_period & state_now.live & placed & ((limit < home.now) | home.confirmed)
     return {
-        "Confirmed on time": int((due & (returned <= limit)).sum()),
-        "Confirmed late": int((due & (returned > limit)).sum()),
-        "Not confirmed": int((due & returned.isna()).sum()),
+        "Confirmed on time": int((due & home.confirmed & (home.returned <= limit)).sum()),
+        "Confirmed late": int((due & home.confirmed & (home.returned > limit)).sum()),
+        "Not confirmed": int((due & ~home.confirmed).sum()),
     }
 
 
 def _alerts(period: pd.DataFrame, findings: Sequence[Finding]) -> dict[str, int]:
     escalated = set(period.loc[period["escalated_at"].notna(), "row"].astype(int).tolist())
-    unconfirmed = {f.row for f in findings if f.rule == "HV022" and f.severity == "alert"}
+    unconfirmed = {f.row for f in findings if f.field == "returned_at" and f.severity == "alert"}
     return {
         "Line manager alerted (Escalated at filled)": len(escalated),
         "Safe return still unconfirmed at this check": len(unconfirmed),

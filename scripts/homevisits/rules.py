@@ -26,6 +26,7 @@ from .findings import Text
 from .safe_return import Timings
 from .settings import Setting
 from .timings import clock
+from .timings import form_deadline as form_deadline_of
 from .visit_ids import ALLOWED, MAX_LENGTH, is_header_safe_id
 from .visits import Visits
 
@@ -614,7 +615,7 @@ def _deadline_texts() -> dict[str, Text]:
 def form_deadline(ctx: Context) -> Iterator[Hit]:
     """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
     hours = ctx.timings.form_deadline_hours
-    deadline = ctx.f["start_at"] - pd.Timedelta(hours=hours)
+    deadline = form_deadline_of(ctx.f["start_at"], hours)
     sent = ctx.f["form_sent_at"]
     known = deadline.notna().to_numpy()
     eligible = ctx.live() & known & ~(ctx.f["risk_level"] == "HIGH").to_numpy()
@@ -855,11 +856,10 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after due back plus grace: the escalation should have started."""
     state_now = ctx.overdue()
-    grace = int(ctx.timings.grace_minutes * safe_return.MINUTE)
     due = state_now.due.at
     returned = state_now.back.returned
     placed = due != safe_return.NAT
-    late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
+    late = ctx.live() & state_now.back.confirmed & placed & (returned > state_now.limit)
     found = positions(late)
     due_text, returned_text = instants_at(due, found), instants_at(returned, found)
     for i in found:

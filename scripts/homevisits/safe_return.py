@@ -226,6 +226,11 @@ class Overdue:
     past_grace: np.ndarray  # live, not back, started, past due + grace
     recent: np.ndarray  # past_grace, and not longer ago than alert_hours
     unplaced: np.ndarray  # live, planned, not back, and no visit date to place it in time
+    limit: np.ndarray  # due back plus grace (UTC nanoseconds, NAT: no due time): the alert's moment
+
+    @property
+    def limit_series(self) -> pd.Series:
+        return _series(self.limit)
 
 
 def overdue(visits: Visits, timings: Timings, now: dt.datetime) -> Overdue:
@@ -242,7 +247,7 @@ def overdue(visits: Visits, timings: Timings, now: dt.datetime) -> Overdue:
     past = live & ~home.confirmed & placed & started & (limit < moment)
     recent = past & (limit > moment - int(timings.alert_hours * 60 * MINUTE))
     unplaced = live & state.planned(status) & ~home.confirmed & ~placed
-    return Overdue(due, home, live, started, past, recent, unplaced)
+    return Overdue(due, home, live, started, past, recent, unplaced, limit)
 
 
 def _aware(nanoseconds: int, visits: Visits) -> dt.datetime | None:

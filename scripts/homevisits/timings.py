@@ -99,6 +99,16 @@ def check_rule_params(where: str, rule_id: str, params: Mapping[str, Any]) -> No
     check_moved(where, params, moved)
 
 
+def form_deadline(start: Any, hours: float) -> Any:
+    """When the form is due: ``hours`` elapsed hours before the start. ``start`` is one instant (None stays
+    None) or a column of them; arithmetic is on instants (UTC), so it is right across clock changes."""
+    if start is None:
+        return None
+    if isinstance(start, dt.datetime):
+        start = start.astimezone(dt.UTC)
+    return start - dt.timedelta(hours=float(hours))
+
+
 def clock(moment: dt.time) -> str:
     """``08:30``: a timing's time of day as it is written and shown."""
     return moment.strftime("%H:%M")

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import mail
+from ..timings import form_deadline
 from ..visit_ids import visit_ref
 from .history import alert_time, escalated, stage_entry
-from .options import form_deadline
 
 if TYPE_CHECKING:
     from email.message import EmailMessage

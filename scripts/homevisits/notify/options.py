@@ -97,13 +97,6 @@ def deadline_hours(policy: Policy) -> float:
     return policy.timings.form_deadline_hours
 
 
-def form_deadline(start_at: dt.datetime | None, hours: float) -> dt.datetime | None:
-    """The instant ``hours`` elapsed hours before the start (UTC arithmetic: right across clock changes)."""
-    if start_at is None:
-        return None
-    return start_at.astimezone(dt.UTC) - dt.timedelta(hours=hours)
-
-
 def utc(moment: dt.datetime | None) -> dt.datetime | None:
     """The instant in UTC (None stays None): every comparison the job makes is between instants."""
     return moment.astimezone(dt.UTC) if moment is not None else None

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ..state import Condition, first_failed, form_conditions, not_called_off, passing
+from ..timings import form_deadline
 from .context import ready, visit_record
 from .history import ALERTS, VISIT_KINDS, alert_time, escalated, form_sent, stage_entry, stage_key, texted
 from .messages import Planned, compose_alert, compose_chase, compose_form, nobody
-from .options import form_deadline
 
 if TYPE_CHECKING:
     from ..ledger import Entry
@@ -77,8 +77,7 @@ def return_conditions(visits: Visits, ctx: Context) -> list[Condition]:
     if ctx.overdue is None:
         return []
     overdue = ctx.overdue
-    grace = overdue.due.timings.grace_minutes
-    limit = overdue.due.series + pd.Timedelta(minutes=grace)
+    limit = overdue.limit_series
     instant = pd.Timestamp(ctx.now)
     series = functools.partial(pd.Series, index=visits.frame.index)
     return [
