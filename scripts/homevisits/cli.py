@@ -287,7 +287,7 @@ def run_log(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from . import activity
-    from .reports import parse_day
+    from .summary import parse_day
 
     since = parse_day(args.since, "--since")
     need_config(args)
@@ -335,8 +335,8 @@ def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def run_report(args: argparse.Namespace) -> int:
     from .pipeline import load
-    from .reports import build_summary, parse_day, period_end, write_report
     from .rules import rule_titles
+    from .summary import build_summary, parse_day, period_end, write_report
 
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
     if start is not None and end is None:
