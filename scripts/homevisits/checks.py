@@ -57,7 +57,15 @@ KEYS = (
 )
 TEXT_KEYS = ("id", "title", "field", "header", "type", "fails_if", "when", "severity", "unreadable", "clause")
 TEMPLATE_KEYS = ("message", "message_before_start", "message_unreadable", "fix", "fix_before_start")
-STATES = ("live", "started", "planned", "happened", "done", "no_answer", "cancelled")  # the Status tags (state.py)
+STATES = (
+    "live",
+    "started",
+    "planned",
+    "happened",
+    "done",
+    "no_answer",
+    "cancelled",
+)  # the Status tags (state.py)
 
 
 # ---------------------------------------------------------------- ``when``: tokens, parser, evaluation
