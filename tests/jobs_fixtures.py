@@ -125,13 +125,20 @@ class School:
         write_workbook(self.workbook, rows, columns=list(HEADERS.values()), column_formats=dated)
         return self
 
-    def configure(self, mail: Mapping[str, Any], schedule: Mapping[str, Any] | None = None) -> School:
+    def configure(
+        self,
+        mail: Mapping[str, Any],
+        schedule: Mapping[str, Any] | None = None,
+        timings: Mapping[str, Any] | None = None,
+    ) -> School:
         lines = [f"policy = {toml_value(self.policy)}", 'school = "Test School"', "", "[source]"]
         lines += ['path = "home_visits.xlsx"', 'worksheet = "Home Visits"', "", "[mail]"]
         lines += [f"{key} = {toml_value(value)}" for key, value in mail.items()]
         lines += ["", "[state]", 'ledger = "state/ledger.sqlite"']
         if schedule:
             lines += ["", "[schedule]", *(f"{k} = {toml_value(v)}" for k, v in schedule.items())]
+        if timings:
+            lines += ["", "[timings]", *(f"{k} = {toml_value(v)}" for k, v in timings.items())]
         self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return self
 

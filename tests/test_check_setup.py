@@ -101,7 +101,7 @@ def test_a_broken_setup_names_each_fault(tmp_path, monkeypatch):
     config = tmp_path / "homevisits.toml"
     config.write_text(
         'policy = "omg_education"\n[source]\nworksheeet = "Log"\npath = "log.xlsx"\n'
-        '[schedule]\nsmt_after_minuts = 30\nwindow_days = "14"\n[mail]\nforms_too = ["dsl@school.example"]\n',
+        '[schedule]\nwindow_days = "14"\n[timings]\nsmt_after_minuts = 30\n[mail]\nforms_too = ["dsl@school.example"]\n',
         encoding="utf-8",
     )
     status, lines = check_setup(config)
@@ -109,8 +109,8 @@ def test_a_broken_setup_names_each_fault(tmp_path, monkeypatch):
     assert lines[:4] == [
         "✗ settings: homevisits.toml: [source] has no setting worksheeet: did you mean worksheet?",
         "✗ settings: homevisits.toml: [mail] has no setting forms_too: did you mean forms_to?",
-        "✗ settings: homevisits.toml: [schedule] has no setting smt_after_minuts: did you mean smt_after_minutes?",
         '✗ settings: homevisits.toml: [schedule] window_days must be a number, e.g. window_days = 14 (it is "14").',
+        "✗ settings: homevisits.toml: [timings] has no setting smt_after_minuts: did you mean smt_after_minutes?",
     ]
     assert lines[-1] == "4 check(s) failed: fix them and run check-setup again."
 

@@ -108,6 +108,7 @@ def test_without_the_check_the_column_is_reported_as_not_read(tmp_path, capsys):
     ("text", "tree"),
     [
         ("live", ("state", "live")),
+        ("done or no_answer", ("or", ("state", "done"), ("state", "no_answer"))),
         ("status == 'Completed'", ("equals", "status", ("Completed",))),
         ('status != "Planned"', ("not", ("equals", "status", ("Planned",)))),
         ("status in ('No answer', 'Completed')", ("equals", "status", ("No answer", "Completed"))),
@@ -334,3 +335,23 @@ def test_a_bundled_check_words_an_unreadable_cell_and_the_time_before_the_visit_
     )
     assert said["HV012", 6][0] == "error"
     assert said["HV012", 6][2].endswith("record YES in Safeguarding team informed.")
+
+
+def test_the_status_tags_in_when_read_as_the_schema_tags_them():
+    """``done`` and ``no_answer`` are the schema's tags (state.py): every spelling staff type reads alike,
+    and they pick the same rows as naming the Status in full."""
+    import pandas as pd
+
+    from homevisits.checks import evaluate, parse_when
+    from homevisits.rules import Context
+
+    class Table:  # the two things evaluate reads from a visits table: the frame and its Status column
+        frame = pd.DataFrame(
+            {"status": ["Completed", "No answer", "Planned", None, "Cancelled", "Not carried out"]}
+        )
+
+    ctx = Context(visits=Table(), params={}, now=pd.Timestamp("2026-12-01", tz="UTC"))
+    for tag, spelled in (("done", "status == 'Completed'"), ("no_answer", "status == 'No answer'")):
+        tagged, named = (evaluate(parse_when(text, FIELDS)[0], ctx).tolist() for text in (tag, spelled))
+        assert tagged == named and sum(tagged) == 1
+    assert evaluate(parse_when("cancelled", FIELDS)[0], ctx).tolist() == [False] * 4 + [True, True]

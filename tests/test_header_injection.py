@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from homevisits import mail
+from homevisits import mail, transports
 from homevisits.notify import context, history, messages, options
 from homevisits.policy import load_policy
 from homevisits.visit_ids import is_header_safe_id
@@ -396,7 +396,7 @@ def test_any_visit_id_gives_exactly_the_expected_headers(relay, visit_id, kind):
     planned = messages.compose(kind, visit, ctx, f"{kind}:x")
     message = messages.build(planned, "<p.1@school.example>", settings_, ALERT_AT, None)
     seen = len(relay.messages)
-    with mail.open_transport(smtp_mail(relay), Path(".")) as transport:
+    with transports.open_transport(smtp_mail(relay), Path(".")) as transport:
         transport.send(message)
     (received,) = relay.messages[seen:]
     lines = header_lines(received.data)

@@ -18,6 +18,7 @@ import pytest
 from homevisits.ledger import Ledger, run_lock
 from homevisits.notify import context, history, messages, options
 from homevisits.policy import load_policy
+from homevisits.timings import form_deadline
 from jobs_fixtures import (
     ADMIN,
     DOMAINS,
@@ -51,9 +52,11 @@ MINUTE = dt.timedelta(minutes=1)
 PERSONAL = ("Learner", "Test Street", "07700", "0113", "Sam Teacher", "Pat Manager", "@")
 
 
-def school(tmp_path, rows, server=None, *, policy="omg_education", mail=None, schedule=None) -> School:
+def school(
+    tmp_path, rows, server=None, *, policy="omg_education", mail=None, schedule=None, timings=None
+) -> School:
     place = School(tmp_path, policy).write(rows)
-    return place.configure(mail or smtp_mail(server), schedule)
+    return place.configure(mail or smtp_mail(server), schedule, timings)
 
 
 def no_personal_data(text: str) -> None:
@@ -90,7 +93,7 @@ def no_personal_data(text: str) -> None:
 def test_the_deadline_is_24_elapsed_hours_across_clock_changes(
     tmp_path, server, start, deadline_utc, wall_clock
 ):
-    deadline = options.form_deadline(start, 24)
+    deadline = form_deadline(start, 24)
     assert deadline == deadline_utc and start - deadline == dt.timedelta(hours=24)
     assert (start.astimezone(dt.UTC) - deadline).total_seconds() == 24 * 3600
     place = school(
@@ -865,9 +868,9 @@ def test_a_queued_message_whose_visit_left_the_sheet_is_reported_not_sent(tmp_pa
 
 
 def test_settings_that_cannot_work_say_what_to_fix(tmp_path, server):
-    place = school(tmp_path, batch(), server, schedule={"reminder_hours": "daily"})
+    place = school(tmp_path, batch(), server, timings={"reminder_hours": "daily"})
     result = place.run("run-scheduled", NOW)
-    assert result.status == 2 and "[schedule] reminder_hours must be a number" in result.err
+    assert result.status == 2 and "[timings] reminder_hours must be a number" in result.err
     place.configure({"transport": "outbox", "from": "homevisits@school.example"})
     result = place.run("run-scheduled", NOW)
     assert result.status == 2 and "allowed_domains" in result.err

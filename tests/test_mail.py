@@ -14,16 +14,14 @@ from jinja2 import UndefinedError
 from homevisits import mail
 from homevisits.errors import HomevisitsError
 from homevisits.ledger import Ledger
-from homevisits.mail import (
+from homevisits.mail import build_message, check_recipients, describe
+from homevisits.transports import (
     ConnectionFailure,
     InsecureServer,
     OutboxTransport,
     PermanentFailure,
     SmtpTransport,
     TemporaryFailure,
-    build_message,
-    check_recipients,
-    describe,
     open_transport,
 )
 from smtp_fixtures import (

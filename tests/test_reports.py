@@ -14,18 +14,19 @@ import pytest
 
 from homevisits.errors import HomevisitsError
 from homevisits.findings import Finding, Report
-from homevisits.reports import (
-    PAGE_VISITS,
+from homevisits.policy import load_policy
+from homevisits.reports import PAGE_VISITS, validation_page
+from homevisits.schema import find_header_row, load_schema, map_headers
+from homevisits.sources import excel
+from homevisits.summary import (
     academic_year,
     build_summary,
     reason_group,
     report_stem,
     summary_page,
-    validation_page,
     write_report,
 )
-from homevisits.schema import find_header_row, load_schema, map_headers
-from homevisits.sources import excel
+from homevisits.timings import Timings
 from homevisits.visits import build_visits
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,6 +34,7 @@ import browser
 
 LONDON = ZoneInfo("Europe/London")
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=LONDON)
+OMG = load_policy("omg_education").timings  # the summaries below judge forms and returns as OMG does
 XSS = "<img src=x onerror=alert(1)>"
 
 # Distinctive invented personal data: none of it may reach the governors' summary.
@@ -124,9 +126,17 @@ def visits(tmp_path):
 
 
 def finding(
-    rule, severity, row, visit_id, message="Something is wrong.", column=None, clause="OMG Education §6"
+    rule,
+    severity,
+    row,
+    visit_id,
+    message="Something is wrong.",
+    column=None,
+    clause="OMG Education §6",
+    field=None,
 ):
-    return Finding(rule, severity, row, visit_id, column, message, "Do the right thing.", clause)
+    """A finding as the rules make it (``field``: the schema field it is about, e.g. returned_at)."""
+    return Finding(rule, severity, row, visit_id, column, message, "Do the right thing.", clause, field=field)
 
 
 FINDINGS = [
@@ -134,7 +144,12 @@ FINDINGS = [
     finding("HV009", "error", 8, "HV-006", "The form has not been sent."),
     finding("HV003", "error", 6, "HV-004", "HIGH risk visit planned.", clause="OMG Education §7"),
     finding(
-        "HV022", "alert", 8, "HV-006", "Chidi Eze (phone 07700 900123) was due back and has not confirmed."
+        "HV022",
+        "alert",
+        8,
+        "HV-006",
+        "Chidi Eze (phone 07700 900123) was due back and has not confirmed.",
+        field="returned_at",
     ),
     finding("HV023", "warning", 4, "HV-002", "Safe return confirmed late."),
     finding("HV009", "info", 9, "HV-007", "The form is due by Sun 29 Nov 2026 10:00."),
@@ -236,7 +251,9 @@ def test_academic_year_runs_september_to_august():
 
 
 def test_summary_tables_for_the_academic_year(visits):
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES, policy="OMG Education")
+    summary = build_summary(
+        visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES, policy="OMG Education"
+    )
     assert (summary.start, summary.end) == (dt.date(2026, 9, 1), dt.date(2027, 8, 31))
     assert summary.visits == 7  # HV-008 is last year's, HV-009's date is unreadable
     assert summary.undated == 1
@@ -289,7 +306,7 @@ def _counts(summary, key):
 
 
 def test_summary_deadline_and_grace_are_parameters(visits):
-    summary = build_summary(visits, [], now=NOW, deadline_hours=0, grace_minutes=60)
+    summary = build_summary(visits, [], now=NOW, timings=Timings(form_deadline_hours=0, grace_minutes=60))
     assert _counts(summary, "forms_on_time") == {"On time": 3, "Late": 0, "Not sent": 1}
     assert _counts(summary, "safe_returns") == {
         "Confirmed on time": 2,
@@ -299,12 +316,19 @@ def test_summary_deadline_and_grace_are_parameters(visits):
 
 
 def test_summary_over_a_chosen_period(visits):
-    summary = build_summary(visits, FINDINGS, start=dt.date(2025, 9, 1), end=dt.date(2025, 9, 30), now=NOW)
+    summary = build_summary(
+        visits,
+        FINDINGS,
+        start=dt.date(2025, 9, 1),
+        end=dt.date(2025, 9, 30),
+        now=NOW,
+        timings=OMG,
+    )
     assert summary.visits == 1
     assert summary.table("by_month").rows == (("Sep 2025", 1, 1),)
     assert summary.table("breaches").rows == (("HV019", "HV019", 0, 1, 1),)
     with pytest.raises(HomevisitsError, match="ends"):
-        build_summary(visits, [], start=dt.date(2026, 9, 1), end=dt.date(2026, 8, 1), now=NOW)
+        build_summary(visits, [], start=dt.date(2026, 9, 1), end=dt.date(2026, 8, 1), now=NOW, timings=OMG)
 
 
 def test_reasons_become_categories_never_text():
@@ -318,7 +342,9 @@ def test_reasons_become_categories_never_text():
 
 
 def test_write_report_files_hold_aggregates_only(visits, tmp_path):
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES, policy="OMG Education")
+    summary = build_summary(
+        visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES, policy="OMG Education"
+    )
     html_path, xlsx_path = write_report(summary, tmp_path / "out")
     assert html_path.name == "governors-summary-2026-09-01-to-2027-08-31.html"
     assert xlsx_path.name == "governors-summary-2026-09-01-to-2027-08-31.xlsx"
@@ -337,7 +363,7 @@ def test_write_report_files_hold_aggregates_only(visits, tmp_path):
 def test_workbook_has_the_same_tables(visits, tmp_path):
     from openpyxl import load_workbook
 
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES)
+    summary = build_summary(visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES)
     _, xlsx_path = write_report(summary, tmp_path)
     book = load_workbook(xlsx_path)
     assert book.sheetnames == ["Summary", *(t.sheet for t in summary.tables)]
@@ -372,7 +398,7 @@ def test_the_summary_workbook_holds_no_formula_and_never_stops_on_a_name(visits,
 
     visits.frame.loc[0, "lead_staff"] = name
     visits.frame.loc[1, "second_staff"] = name
-    summary = build_summary(visits, [], now=NOW)
+    summary = build_summary(visits, [], now=NOW, timings=OMG)
     _, xlsx_path = write_report(summary, tmp_path)
     with zipfile.ZipFile(xlsx_path) as archive:
         sheets = [archive.read(n) for n in archive.namelist() if n.startswith("xl/worksheets/")]
@@ -391,12 +417,12 @@ def test_the_summary_workbook_holds_no_formula_and_never_stops_on_a_name(visits,
 
 def test_summary_page_survives_odd_staff_names(visits):
     visits.frame.loc[0, "lead_staff"] = "Pat $\\frac{$ <b>Lee</b>"
-    html = summary_page(build_summary(visits, [], now=NOW))
+    html = summary_page(build_summary(visits, [], now=NOW, timings=OMG))
     assert "Pat $\\frac{$ &lt;b&gt;Lee&lt;/b&gt;" in html and "<b>" not in html
 
 
 def test_summary_page_is_self_contained(visits):
-    html = summary_page(build_summary(visits, FINDINGS, now=NOW))
+    html = summary_page(build_summary(visits, FINDINGS, now=NOW, timings=OMG))
     assert not re.search(r"(?:src|href)\s*=\s*(?![\"']?(?:data:|#))", html, re.I)
     assert "<script" not in html
     assert "1 row of the log had no readable visit date" in html
@@ -408,7 +434,9 @@ def test_summary_from_the_real_rules(visits):
 
     policy = load_policy("omg_education")
     findings = check(visits, policy, NOW)
-    summary = build_summary(visits, findings, now=NOW, rule_titles=rule_titles(), policy=policy.name)
+    summary = build_summary(
+        visits, findings, now=NOW, timings=OMG, rule_titles=rule_titles(), policy=policy.name
+    )
     breaches = {row[0]: row for row in summary.table("breaches").rows}
     assert breaches["HV022"][2:] == (2, 1, 3)  # HV-005 and HV-006 overdue now; HV-004 long ago
     assert dict(summary.table("alerts").rows)["Visits with an alert"] == 2
@@ -546,7 +574,9 @@ def test_validation_page_in_chromium(visits, tmp_path):
 @pytest.mark.browser
 @needs_chromium
 def test_summary_page_in_chromium(visits, tmp_path):
-    summary = build_summary(visits, FINDINGS, now=NOW, rule_titles=TITLES, policy="OMG Education")
+    summary = build_summary(
+        visits, FINDINGS, now=NOW, timings=OMG, rule_titles=TITLES, policy="OMG Education"
+    )
     html_path, _ = write_report(summary, tmp_path)
     with browser.opened(html_path) as page:
         assert_offline_and_clean(page, html_path)
@@ -556,3 +586,22 @@ def test_summary_page_in_chromium(visits, tmp_path):
         text = page.evaluate("document.body.innerText")
         assert "Visits per member of staff" in text and "Chidi Eze" in text
         assert LEARNER not in text
+
+
+@pytest.mark.parametrize("returned", ["back soon", "21/09/2026 13:30", "23:59"])
+def test_a_return_the_alert_cannot_read_is_not_confirmed_in_the_report_either(tmp_path, returned):
+    """The report judges returns with the alert's own reading (safe_return): a return in words, one
+    before the start, or one still to come is no safe return, and counts as Not confirmed."""
+    from homevisits.safe_return import overdue
+
+    row = visit_row("HV-010", "Attendance", "21/09/2026", "14:00", "15:00", "Amira Khan", None, "LOW",
+                    "20/09/2026 08:00", "Completed", returned, None)  # fmt: skip
+    table = load_visits(write_log(tmp_path / "log.xlsx", rows=[row]))
+    now = dt.datetime(2026, 9, 21, 16, 0, tzinfo=LONDON)
+    assert not overdue(table, OMG, now).back.confirmed[0]  # the alert's view
+    summary = build_summary(table, [], now=now, timings=OMG, policy="OMG Education")
+    assert _counts(summary, "safe_returns") == {
+        "Confirmed on time": 0,
+        "Confirmed late": 0,
+        "Not confirmed": 1,
+    }

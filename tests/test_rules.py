@@ -572,7 +572,7 @@ def test_hv009_omg_not_sent_turns_to_error_once_the_deadline_passes(tmp_path, no
 
 
 @pytest.mark.parametrize(
-    "policy", [p for p in enabled("HV009") if PROFILES[p].param("HV009", "deadline_hours") == 0]
+    "policy", [p for p in enabled("HV009") if PROFILES[p].timings.form_deadline_hours == 0]
 )
 def test_hv009_zero_hour_profiles_deadline_is_the_start(tmp_path, policy):
     sent = ["26/11/2026 09:59", "26/11/2026 10:00", "26/11/2026 10:01", None]
@@ -589,7 +589,7 @@ def test_hv009_zero_hour_profiles_deadline_is_the_start(tmp_path, policy):
 
 
 def test_hv009_deadline_hours_come_from_the_profile():
-    hours = {name: PROFILES[name].param("HV009", "deadline_hours") for name in enabled("HV009")}
+    hours = {name: PROFILES[name].timings.form_deadline_hours for name in enabled("HV009")}
     assert hours == {"erdington_academy": 0, "omg_education": 24, "one_mat": 0, "st_edwards": 0}
 
 
@@ -735,8 +735,8 @@ def _minus(hm: str, minutes: int) -> tuple[int, int]:
 
 @pytest.mark.parametrize("policy", enabled("HV011"))
 def test_hv011_office_hours_weekends_and_evenings(tmp_path, policy):
-    opens = PROFILES[policy].param("HV011", "office_start")
-    closes = PROFILES[policy].param("HV011", "office_end")
+    opens = PROFILES[policy].timings.office_start.strftime("%H:%M")
+    closes = PROFILES[policy].timings.office_end.strftime("%H:%M")
     rows = [
         visit(2, start=_minus(opens, 0), end=_minus(opens, 60)),  # starts on the dot: fine
         visit(3, start=_minus(opens, -1), end=_minus(opens, 60)),  # a minute early
@@ -800,7 +800,7 @@ def _return_case(policy, **changes):
 
 
 def _grace(policy: str, rule_id: str = "HV022") -> int:
-    return int(PROFILES[policy].param(rule_id, "grace_minutes"))
+    return int(PROFILES[policy].timings.grace_minutes)  # one grace for HV022 and HV023: [timings]
 
 
 @pytest.mark.parametrize("policy", enabled("HV022"))
@@ -856,7 +856,7 @@ def test_hv022_confirmed_return_is_not_an_alert(tmp_path, policy):
 
 @pytest.mark.parametrize("policy", enabled("HV022"))
 def test_hv022_old_unconfirmed_return_is_an_error_not_an_alert(tmp_path, policy):
-    hours = int(PROFILES[policy].param("HV022", "alert_hours"))
+    hours = int(PROFILES[policy].timings.alert_hours)
     limit = london(2026, 11, 23, 15, 0) + dt.timedelta(minutes=_grace(policy))
     rows = [_return_case(policy)]
     assert only(

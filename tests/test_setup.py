@@ -46,8 +46,8 @@ def school(tmp_path: Path, rows, server, **schedule) -> School:
     ("toml", "sentence"),
     [
         (
-            "[schedule]\nsmt_after_minuts = 30\n",
-            "[schedule] has no setting smt_after_minuts: did you mean smt_after_minutes?",
+            "[timings]\nsmt_after_minuts = 30\n",
+            "[timings] has no setting smt_after_minuts: did you mean smt_after_minutes?",
         ),
         ("[schedule]\nwindow_day = 7\n", "[schedule] has no setting window_day: did you mean window_days?"),
         ('[source]\nworksheeet = "Log"\n', "[source] has no setting worksheeet: did you mean worksheet?"),
@@ -60,7 +60,16 @@ def school(tmp_path: Path, rows, server, **schedule) -> School:
             '[schedule]\nwindow_days = "14"\n',
             '[schedule] window_days must be a number, e.g. window_days = 14 (it is "14").',
         ),
-        ("[schedule]\nreminder_hours = -1\n", "[schedule] reminder_hours must be at least 0 (it is -1)."),
+        ("[timings]\nreminder_hours = -1\n", "[timings] reminder_hours must be at least 0 (it is -1)."),
+        (
+            "[schedule]\nreminder_hours = 12\n",
+            "homevisits.toml: [schedule] reminder_hours has moved to [timings] reminder_hours.",
+        ),
+        (
+            "[schedule]\nsmt_after_minutes = 20\n",
+            "homevisits.toml: [schedule] smt_after_minutes has moved to [timings] smt_after_minutes.",
+        ),
+        ('[timings]\noffice_end = "6pm"\n', '[timings] office_end must be a time of day as "HH:MM"'),
         ("[mail]\nport = 70000\n", "[mail] port must be at most 65535 (it is 70000)."),
         ('[mail]\nsecurity = "tls"\n', '[mail] security must be one of "starttls", "ssl", "none"'),
         ('[schedule]\nheartbeat_url = "hc-ping.com/x"\n', "[schedule] heartbeat_url must be a web address"),
@@ -91,7 +100,8 @@ def test_known_keys_of_other_issues_are_accepted_and_typed(tmp_path):
             "phone_wording": "a charged school mobile phone",
         },
         "source": {"drive_file": "https://drive.google.com/file/d/abc/view"},
-        "schedule": {"heartbeat_url": "https://hc-ping.com/1234", "smt_after_minutes": 20},
+        "schedule": {"heartbeat_url": "https://hc-ping.com/1234"},
+        "timings": {"smt_after_minutes": 20},
         "mail": {"forms_to": "dsl@school.example", "from": "homevisits@school.example"},
     }
     config = from_mapping(data, tmp_path / "homevisits.toml")
@@ -100,7 +110,7 @@ def test_known_keys_of_other_issues_are_accepted_and_typed(tmp_path):
     assert config.typed.school.phone_wording == "a charged school mobile phone"
     assert config.typed.source.drive_file.startswith("https://drive")
     assert config.typed.schedule.heartbeat_url == "https://hc-ping.com/1234"
-    assert config.typed.schedule.smt_after_minutes == 20 and config.typed.schedule.window_days == 14
+    assert config.typed.timings.smt_after_minutes == 20 and config.typed.schedule.window_days == 14
     assert config.typed.mail.forms_to == ("dsl@school.example",) and config.typed.mail.sender.startswith(
         "home"
     )
@@ -110,14 +120,15 @@ def test_known_keys_of_other_issues_are_accepted_and_typed(tmp_path):
 def copied_profile(tmp_path: Path, extra: str, rule: str | None = None) -> Path:
     text = (POLICIES / "omg_education.toml").read_text(encoding="utf-8")
     if rule:
-        start = text.index(f"[rules.{rule}]\n")
+        table = f"[{rule}]" if rule == "timings" else f"[rules.{rule}]"
+        start = text.index(f"{table}\n")
         end = text.find("\n[", start + 1)
         end = len(text) if end < 0 else end
         block = text[start:end]
         for line in extra.splitlines():  # a key the block has is replaced, a new one added
             key = line.split("=")[0].strip()
             block = re.sub(rf"(?m)^{key} = .*\n?", "", block)
-            block = block.replace(f"[rules.{rule}]\n", f"[rules.{rule}]\n{line}\n", 1)
+            block = block.replace(f"{table}\n", f"{table}\n{line}\n", 1)
         text = text[:start] + block + text[end:]
     else:
         text = extra + "\n" + text
@@ -130,13 +141,33 @@ def copied_profile(tmp_path: Path, extra: str, rule: str | None = None) -> Path:
     ("extra", "rule", "sentence"),
     [
         (
-            "deadline_hour = 96",
-            "HV009",
-            "our_policy.toml: [rules.HV009] has no parameter deadline_hour: did you mean deadline_hours?",
+            "form_deadline_hour = 96",
+            "timings",
+            "our_policy.toml: [timings] has no setting form_deadline_hour: did you mean form_deadline_hours?",
         ),
-        ('deadline_hours = "96"', "HV009", "[rules.HV009] deadline_hours must be a number"),
-        ("grace_minutes = -5", "HV022", "[rules.HV022] grace_minutes must be at least 0 (it is -5)."),
-        ('day_end = "5pm"', "HV022", '[rules.HV022] day_end must be a time of day as "HH:MM"'),
+        ('form_deadline_hours = "96"', "timings", "[timings] form_deadline_hours must be a number"),
+        ("grace_minutes = -5", "timings", "[timings] grace_minutes must be at least 0 (it is -5)."),
+        ('day_end = "5pm"', "timings", '[timings] day_end must be a time of day as "HH:MM"'),
+        (
+            "deadline_hours = 24",
+            "HV009",
+            "our_policy.toml: [rules.HV009] deadline_hours has moved to [timings] form_deadline_hours.",
+        ),
+        (
+            "grace_minutes = 30",
+            "HV022",
+            "our_policy.toml: [rules.HV022] grace_minutes has moved to [timings] grace_minutes.",
+        ),
+        (
+            "grace_minutes = 30",
+            "HV023",
+            "our_policy.toml: [rules.HV023] grace_minutes has moved to [timings] grace_minutes.",
+        ),
+        (
+            'day_end = "16:00"',
+            "HV022",
+            "our_policy.toml: [rules.HV022] day_end has moved to [timings] day_end.",
+        ),
         ("stale_days = 2.5", "HV027", "[rules.HV027] stale_days must be a whole number"),
         ("grace_minutes = 30", "HV003", "[rules.HV003] has no parameter grace_minutes"),
         (
@@ -157,9 +188,9 @@ def test_a_copied_profile_with_a_typo_is_one_sentence(tmp_path, extra, rule, sen
 def test_each_rule_declares_what_its_profile_sets(tmp_path):
     for profile in POLICIES.glob("*.toml"):  # the bundled profiles use only declared parameters
         load_policy(profile.stem)
-    path = copied_profile(tmp_path, 'max_visit_minutes = 90\nday_end = "16:30"', "HV022")
-    params = load_policy(str(path)).param
-    assert params("HV022", "max_visit_minutes") == 90 and params("HV022", "day_end") == "16:30"
+    path = copied_profile(tmp_path, 'max_visit_minutes = 90\nday_end = "16:30"', "timings")
+    timings = load_policy(str(path)).timings
+    assert timings.max_visit_minutes == 90 and timings.day_end == dt.time(16, 30)
 
 
 # ---------------------------------------------------------------- the demo is sealed

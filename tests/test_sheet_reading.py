@@ -180,12 +180,14 @@ def test_excel_checkbox_defaults_and_blank_formulas_make_no_visits(tmp_path):
 WATCH_ONLY = """name = "Watch only"
 required_columns = ["visit_id", "learner_name", "status"]
 
+[timings]
+grace_minutes = 30
+
 [rules.HV002]
 clause = "§1: the log is accurate"
 
 [rules.HV022]
 clause = "§2: a late return is escalated"
-grace_minutes = 30
 
 [rules.HV029]
 clause = "§1: the log is accurate"

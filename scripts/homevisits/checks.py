@@ -5,7 +5,8 @@ header and type), what the cell must not be (``fails_if = "empty"`` or ``"not ye
 applies (``when``, a small safe vocabulary parsed here, never ``eval``), its severity, message, fix
 and clause. A school adds its own check by editing its profile; no Python is needed.
 
-``when`` reads: ``live``, ``started``, ``planned``, ``happened``, ``cancelled``, ``<field> is yes``,
+``when`` reads: ``live``, ``started``, and the Status tags of the schema (``planned``, ``happened``,
+``done``, ``no_answer``, ``cancelled``), ``<field> is yes``,
 ``<field> is empty`` (either with ``is not``), ``<field> == 'X'``, ``<field> != 'X'``,
 ``<field> in ('X', 'Y')``, combined with ``not``, ``and``, ``or`` and parentheses.
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import state
 from .errors import HomevisitsError
 from .findings import SEVERITIES, Text, known_format
 from .rules import Context, Hit, plain, positions
@@ -55,7 +57,15 @@ KEYS = (
 )
 TEXT_KEYS = ("id", "title", "field", "header", "type", "fails_if", "when", "severity", "unreadable", "clause")
 TEMPLATE_KEYS = ("message", "message_before_start", "message_unreadable", "fix", "fix_before_start")
-STATES = ("live", "started", "planned", "happened", "cancelled")
+STATES = (
+    "live",
+    "started",
+    "planned",
+    "happened",
+    "done",
+    "no_answer",
+    "cancelled",
+)  # the Status tags (state.py)
 
 
 # ---------------------------------------------------------------- ``when``: tokens, parser, evaluation
@@ -226,7 +236,9 @@ def evaluate(tree: tuple, ctx: Context) -> np.ndarray:
     if op == "not":
         return ~evaluate(tree[1], ctx)
     if op == "state":
-        return np.array(getattr(ctx, tree[1])(), dtype=bool)
+        if tree[1] in ("live", "started"):  # the rules' shared masks (started also reads the start time)
+            return np.array(getattr(ctx, tree[1])(), dtype=bool)
+        return np.array(getattr(state, tree[1])(ctx.f["status"]), dtype=bool)  # a Status tag
     if op == "yes":
         return np.array(ctx.yes(tree[1]), dtype=bool)
     if op == "empty":

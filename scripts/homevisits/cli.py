@@ -245,7 +245,7 @@ def add_check_setup(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
 def run_check_setup(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from .config import find_config
+    from .config import find_config, timezone_of
     from .pipeline import parse_now
     from .setup_check import check_setup
 
@@ -253,9 +253,8 @@ def run_check_setup(args: argparse.Namespace) -> int:
         raise HomevisitsError(
             "check-setup checks a school's own settings: give --config FILE (or none), not --demo or --source."
         )
-    checks = check_setup(
-        find_config(args.config), parse_now(args.now, ZoneInfo("Europe/London")), send_test=args.send_test
-    )
+    path = find_config(args.config)
+    checks = check_setup(path, parse_now(args.now, ZoneInfo(timezone_of(path))), send_test=args.send_test)
     for check in checks:
         print(check.line(), flush=True)
     failed = sum(not c.ok for c in checks)
@@ -288,7 +287,7 @@ def run_log(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from . import activity
-    from .reports import parse_day
+    from .summary import parse_day
 
     since = parse_day(args.since, "--since")
     need_config(args)
@@ -336,8 +335,8 @@ def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def run_report(args: argparse.Namespace) -> int:
     from .pipeline import load
-    from .reports import build_summary, parse_day, period_end, write_report
     from .rules import rule_titles
+    from .summary import build_summary, parse_day, period_end, write_report
 
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
     if start is not None and end is None:
@@ -346,15 +345,13 @@ def run_report(args: argparse.Namespace) -> int:
     checked = load(config, now)
     keep_until_exit(checked)
     policy = checked.policy
-    grace = policy.param("HV022", "grace_minutes", policy.param("HV023", "grace_minutes", 30))
     summary = build_summary(
         checked.visits,
         checked.findings,
         start=start,
         end=end,
         now=now,
-        deadline_hours=float(policy.param("HV009", "deadline_hours", 24)),
-        grace_minutes=float(grace),
+        timings=policy.timings,
         rule_titles=rule_titles(policy),
         policy=f"DEMO DATA (invented visits): {policy.name}" if config.demo else policy.name,
     )
@@ -483,6 +480,7 @@ def run_forms(args: argparse.Namespace) -> int:
         ),
         extra=form_settings(policy, config.forms, config.school_table or {"name": config.school}),
         progress=True,
+        timezone=config.timezone,
     )
     for path in written:
         print(path)
@@ -675,7 +673,7 @@ def add_check_returns(sub: argparse._SubParsersAction, common: argparse.Argument
         "alert the line manager, then SMT, when a safe return is overdue",
         "For every visit whose expected return plus the policy's grace period has passed with no safe return "
         "recorded: alert the line manager at once with what they need to act and record Escalated at; alert "
-        "[mail] smt if still unconfirmed [schedule] smt_after_minutes later. Each stage once.",
+        "[mail] smt if still unconfirmed [timings] smt_after_minutes later. Each stage once.",
     )
     parser.set_defaults(run=run_check_returns)
 

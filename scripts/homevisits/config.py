@@ -13,9 +13,10 @@ from .settings import check_config, unknown_key
 
 CONFIG_NAME = "homevisits.toml"
 CONFIG_ENV = "HOMEVISITS_CONFIG"
-SECTIONS = ("source", "columns", "mail", "state", "schedule", "forms", "report", "sms")
+SECTIONS = ("source", "columns", "mail", "state", "schedule", "timings", "forms", "report", "sms")
 TOP_LEVEL = ("policy", "timezone", "school", *SECTIONS)
 SECRET_KEYS = ("password", "secret", "private_key")
+DEFAULT_TIMEZONE = "Europe/London"  # the school's clock when homevisits.toml names none (defined here only)
 # [source]: one of path / spreadsheet / drive_file, and how to reach it (every key: settings.TABLES)
 
 
@@ -26,13 +27,14 @@ class Config:
     path: Path | None = None
     base_dir: Path = field(default_factory=Path.cwd)
     policy: str = "omg_education"
-    timezone: str = "Europe/London"
+    timezone: str = DEFAULT_TIMEZONE
     school: str = ""
     source: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
     mail: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's [timings]
     forms: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     sms: dict[str, Any] = field(default_factory=dict)  # read by sms.sms_settings
@@ -115,12 +117,26 @@ def from_mapping(data: dict[str, Any], path: Path | None = None) -> Config:
             raise HomevisitsError(f'In {where}, {key} must be text in quotes, e.g. {key} = "...".')
     checked = check_config(data, where)
     base = path.resolve().parent if path else Path.cwd()
-    values = {k: data[k] for k in TOP_LEVEL if k in data and k != "school"}
+    values = {k: data[k] for k in TOP_LEVEL if k in data and k not in ("school", "timings")}
+    values["timings"] = checked["timings"]
     school = checked["school"]
     table = school if isinstance(data.get("school"), dict) else {}
     config = Config(path=path, base_dir=base, school=school.get("name", ""), school_table=table, **values)
     check_timezone(config.timezone)
     return config
+
+
+def timezone_of(path: Path | None) -> str:
+    """The config file's ``timezone`` for reading ``--now`` before the file is checked (check-setup
+    lists the file's faults itself); the default zone when the file names none or cannot be read."""
+    if path is None:
+        return DEFAULT_TIMEZONE
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("timezone", DEFAULT_TIMEZONE)
+        check_timezone(name)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, HomevisitsError, TypeError):
+        return DEFAULT_TIMEZONE
+    return name
 
 
 def check_timezone(name: str) -> None:
@@ -129,7 +145,7 @@ def check_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise HomevisitsError(f"'{name}' is not a time zone: use timezone = \"Europe/London\".") from exc
+        raise HomevisitsError(f"'{name}' is not a time zone: use timezone = \"{DEFAULT_TIMEZONE}\".") from exc
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "homevisits.example.toml"

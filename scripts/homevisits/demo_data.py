@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-LONDON = ZoneInfo("Europe/London")
+from .config import DEFAULT_TIMEZONE
+
+CLOCK = ZoneInfo(DEFAULT_TIMEZONE)  # the demo school keeps the default clock
 SHEET_NAME = "Home Visits"
 TITLE = "Home visits log - Demo College (every name, address and phone number here is invented)"
 # Headers a school would use instead of the catalogue's own.
@@ -255,7 +257,7 @@ def _under_way(
     Counted on instants, so the clock change never stretches a visit. A visit crossing midnight is
     moved onto one date: an overdue one earlier (to end at 23:55), one under way onto the date of ``now``.
     """
-    instant = now.replace(tzinfo=LONDON) if now.tzinfo is None else now
+    instant = now.replace(tzinfo=CLOCK) if now.tzinfo is None else now
     began = _floor5(instant.astimezone(dt.UTC) - dt.timedelta(minutes=minutes_ago))
     start, end = (_wall(began), _wall(began + dt.timedelta(minutes=length)))
     if start.date() == end.date():
@@ -269,7 +271,7 @@ def _under_way(
 
 
 def _wall(instant: dt.datetime) -> dt.datetime:
-    return instant.astimezone(LONDON).replace(tzinfo=None)
+    return instant.astimezone(CLOCK).replace(tzinfo=None)
 
 
 def _slot(now: dt.datetime, after: dt.timedelta, before: dt.timedelta, hours: range) -> dt.datetime:
@@ -587,7 +589,7 @@ def _mark_bad(row: DemoVisit) -> None:
 def _london(now: dt.datetime) -> dt.datetime:
     """``now`` as a naive London wall-clock time (a naive ``now`` is already London time)."""
     if now.tzinfo is not None:
-        now = now.astimezone(LONDON).replace(tzinfo=None)
+        now = now.astimezone(CLOCK).replace(tzinfo=None)
     return now.replace(microsecond=0)
 
 
@@ -797,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", metavar="ISO", help="date the visits around this time (default: the clock)")
     args = parser.parse_args(argv)
     try:
-        moment = parse_now(args.now, LONDON)
+        moment = parse_now(args.now, CLOCK)
     except HomevisitsError as exc:
         print(f"homevisits: {exc}", file=sys.stderr)
         return 2

@@ -5,14 +5,15 @@ A school's own Word forms (.docx) are filled by ``word_forms`` and printed by ``
 
 Templates live in ``templates/forms/<form>.html.j2``; a school's profile may put its own folder
 first in the search path. Every template is autoescaped, missing values print as a ruled line to
-fill in, dates are UK style with the weekday, times 24-hour, Europe/London. Nothing is fetched
+fill in, dates are UK style with the weekday, times 24-hour, on the school's clock (the config's
+``timezone``, passed as ``timezone=``; ``config.DEFAULT_TIMEZONE`` when none is given). Nothing is fetched
 from the network: the stylesheet is embedded and the PDF renderer only reads local files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import functools
 import html as htmllib
 import re
 import sys
@@ -26,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, TemplateNotFound, Undefined, s
 from markupsafe import Markup, escape
 
 from . import visit_ids
+from .config import DEFAULT_TIMEZONE
 from .errors import HomevisitsError
 from .wording import clock_time, long_day, on_clock
 
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_DIR = ROOT / "templates" / "forms"
-LONDON = ZoneInfo("Europe/London")
 SUFFIX = ".html.j2"
 STYLESHEET = "print.css"
 BLANK = Markup('<span class="blank"></span>')
@@ -59,40 +60,45 @@ def fill(value: Any) -> Markup:
     return escape(value)
 
 
-def london(moment: dt.datetime) -> dt.datetime:
-    """An aware datetime as London wall-clock time; a naive one is taken to be London already."""
-    return on_clock(moment, LONDON)
+def zone(timezone: str | None = None) -> ZoneInfo:
+    """The school's time zone by name (the config's ``timezone``), the default one when not given."""
+    return ZoneInfo(timezone or DEFAULT_TIMEZONE)
 
 
-def uk_date(value: Any) -> Markup:
-    """``Friday 3 April 2026``; a datetime is first put on the London clock."""
+def school_clock(moment: dt.datetime, tz: ZoneInfo | None = None) -> dt.datetime:
+    """An aware datetime as the school's wall-clock time; a naive one is taken to be on it already."""
+    return on_clock(moment, tz or zone())
+
+
+def uk_date(value: Any, tz: ZoneInfo | None = None) -> Markup:
+    """``Friday 3 April 2026``; a datetime is first put on the school's clock."""
     if is_missing(value):
         return BLANK
     if isinstance(value, dt.datetime):
-        value = london(value)
+        value = school_clock(value, tz)
     if not isinstance(value, dt.date):
         return escape(value)
     return Markup(long_day(value))
 
 
-def hhmm(value: Any) -> Markup:
-    """``14:30`` from a time or a (London) datetime."""
+def hhmm(value: Any, tz: ZoneInfo | None = None) -> Markup:
+    """``14:30`` from a time or a datetime (on the school's clock)."""
     if is_missing(value):
         return BLANK
     if isinstance(value, dt.datetime):
-        value = london(value)
+        value = school_clock(value, tz)
     if not isinstance(value, dt.time | dt.datetime):
         return escape(value)
     return Markup(clock_time(value))
 
 
-def uk_datetime(value: Any) -> Markup:
-    """``Friday 3 April 2026, 14:30`` in Europe/London."""
+def uk_datetime(value: Any, tz: ZoneInfo | None = None) -> Markup:
+    """``Friday 3 April 2026, 14:30`` on the school's clock."""
     if is_missing(value):
         return BLANK
     if not isinstance(value, dt.datetime):
-        return uk_date(value)
-    return Markup(f"{uk_date(value)}, {hhmm(value)}")
+        return uk_date(value, tz)
+    return Markup(f"{uk_date(value, tz)}, {hhmm(value, tz)}")
 
 
 def date_and_time(day: Any, time: Any) -> Markup:
@@ -148,7 +154,7 @@ def search_path(template_dirs: Sequence[Path | str] | None = None) -> tuple[str,
 
 
 @lru_cache(maxsize=8)
-def _environment(dirs: tuple[str, ...]) -> Environment:
+def _environment(dirs: tuple[str, ...], timezone: str) -> Environment:
     env = Environment(
         loader=FileSystemLoader(list(dirs)),
         autoescape=select_autoescape(
@@ -160,11 +166,12 @@ def _environment(dirs: tuple[str, ...]) -> Environment:
         auto_reload=False,
         cache_size=200,
     )
+    tz = zone(timezone)
     env.filters.update(
         fill=fill,
-        uk_date=uk_date,
-        hhmm=hhmm,
-        uk_datetime=uk_datetime,
+        uk_date=functools.partial(uk_date, tz=tz),
+        hhmm=functools.partial(hhmm, tz=tz),
+        uk_datetime=functools.partial(uk_datetime, tz=tz),
         yes_no=yes_no,
         minutes=minutes,
         joined=joined,
@@ -174,9 +181,12 @@ def _environment(dirs: tuple[str, ...]) -> Environment:
     return env
 
 
-def environment(template_dirs: Sequence[Path | str] | None = None) -> Environment:
-    """The shared Jinja environment for a search path (built once, templates compiled once)."""
-    return _environment(search_path(template_dirs))
+def environment(
+    template_dirs: Sequence[Path | str] | None = None, timezone: str | None = None
+) -> Environment:
+    """The shared Jinja environment for a search path and the school's clock (built once, templates
+    compiled once)."""
+    return _environment(search_path(template_dirs), timezone or DEFAULT_TIMEZONE)
 
 
 def _stylesheet(env: Environment) -> Markup:
@@ -213,12 +223,14 @@ def visit_ref(visit: Mapping[str, Any]) -> str:
     return visit_ids.visit_ref(None if is_missing(visit_id) else str(visit_id).strip(), visit.get("row"))
 
 
-def visit_facts(visit: Mapping[str, Any], evening_from: dt.time = EVENING_FROM) -> dict[str, Any]:
+def visit_facts(
+    visit: Mapping[str, Any], evening_from: dt.time = EVENING_FROM, tz: ZoneInfo | None = None
+) -> dict[str, Any]:
     """What the templates tailor their wording to: a pair or alone, an evening visit, animals."""
     start = visit.get("start_at")
     due = visit.get("return_due_at")
-    start_time = london(start).time() if isinstance(start, dt.datetime) else visit.get("start_time")
-    due_time = london(due).time() if isinstance(due, dt.datetime) else visit.get("expected_return")
+    start_time = school_clock(start, tz).time() if isinstance(start, dt.datetime) else visit.get("start_time")
+    due_time = school_clock(due, tz).time() if isinstance(due, dt.datetime) else visit.get("expected_return")
     evening = bool(
         (isinstance(start_time, dt.time) and start_time >= evening_from)
         or (isinstance(due_time, dt.time) and due_time > evening_from)
@@ -240,25 +252,26 @@ def render_form(
     now: dt.datetime,
     template_dirs: Sequence[Path] | None = None,
     extra: Mapping[str, Any] | None = None,
+    timezone: str | None = None,
 ) -> str:
-    """One filled-in form as a standalone HTML page (stylesheet embedded)."""
-    template = _template(form, template_dirs)
+    """One filled-in form as a standalone HTML page (stylesheet embedded), times on the school's clock."""
+    template = _template(form, template_dirs, timezone)
     extra = dict(extra or {})
     evening_from = extra.get("evening_from") or EVENING_FROM
     if isinstance(evening_from, str):  # "18:00" from a config file
         evening_from = dt.time.fromisoformat(evening_from.strip())
-    facts = visit_facts(visit, evening_from)
+    facts = visit_facts(visit, evening_from, zone(timezone))
     context: dict[str, Any] = {**facts, **extra}
     context.update(visit=visit, school=school, now=now, form=form, ref=visit_ref(visit), extra=extra)
     return template.render(context)
 
 
-def _template(form: str, template_dirs: Sequence[Path] | None):
+def _template(form: str, template_dirs: Sequence[Path] | None, timezone: str | None = None):
     if not _FORM_NAME.match(form or ""):
         raise HomevisitsError(
             f"'{form}' is not a form name: use one of {', '.join(available_forms(template_dirs))}."
         )
-    env = environment(template_dirs)
+    env = environment(template_dirs, timezone)
     try:
         return env.get_template(form + SUFFIX)
     except TemplateNotFound:
@@ -388,6 +401,7 @@ def write_forms(
     template_dirs: Sequence[Path] | None = None,
     extra: Mapping[str, Any] | None = None,
     progress: bool = False,
+    timezone: str | None = None,
 ) -> list[Path]:
     """Write ``DIR/<visit id>-<form>.html`` (and ``.pdf``) for each chosen visit and form; a Word form
     is written as ``.docx``, with its PDF from LibreOffice when ``pdf`` and LibreOffice is installed."""
@@ -412,7 +426,15 @@ def write_forms(
             if words[form] is not None:  # a Word form: the .docx, and its PDF when LibreOffice is here
                 docx = out_dir / f"{stem}-{form_key(form)}.docx"
                 docx.write_bytes(
-                    render_word(form, visit, school=school, now=now, template_dirs=template_dirs, extra=extra)
+                    render_word(
+                        form,
+                        visit,
+                        school=school,
+                        now=now,
+                        template_dirs=template_dirs,
+                        extra=extra,
+                        timezone=timezone,
+                    )
                 )
                 written.append(docx)
                 if pdf and word_pdf.available():
@@ -420,7 +442,15 @@ def write_forms(
                 if bar:
                     bar.step()
                 continue
-            html = render_form(form, visit, school=school, now=now, template_dirs=template_dirs, extra=extra)
+            html = render_form(
+                form,
+                visit,
+                school=school,
+                now=now,
+                template_dirs=template_dirs,
+                extra=extra,
+                timezone=timezone,
+            )
             html_path = out_dir / f"{stem}-{form}.html"
             html_path.write_text(html, encoding="utf-8")
             written.append(html_path)
@@ -478,7 +508,7 @@ def form_settings(
     table: the profile is the school's own) the name before the comma in the profile's ``forms_to_label``
     ("Jamal Miah, safeguarding contact"); ``phone_wording`` is ``[school] phone_wording`` (a school with a
     ``[school]`` table and none gets the neutral wording, never another school's); ``evening_from`` is the
-    end of office hours in rule HV011; any other ``[forms]`` key but ``out``, ``window_days`` and
+    end of office hours (the policy's ``[timings] office_end``); any other ``[forms]`` key but ``out``, ``window_days`` and
     ``template_dir`` is passed to the templates as is (``sent_to``, ``copy``, ``signatures``...).
     """
     settings: dict[str, Any] = {}
@@ -495,10 +525,9 @@ def form_settings(
         settings["phone_wording"] = str(school["phone_wording"])
     elif school:
         settings["phone_wording"] = "A charged work mobile phone on every visit."
-    office_end = policy.param("HV011", "office_end") if hasattr(policy, "param") else None
-    if office_end:
-        with contextlib.suppress(ValueError):
-            settings["evening_from"] = dt.time.fromisoformat(str(office_end))
+    timings = getattr(policy, "timings", None)
+    if timings is not None:
+        settings["evening_from"] = timings.office_end
     for key, value in (config_forms or {}).items():
         if key not in ("out", "window_days", "template_dir"):
             settings[key] = value

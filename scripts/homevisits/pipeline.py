@@ -196,7 +196,7 @@ def _load(config: Config, now: dt.datetime) -> Checked:
 
         policy = load_policy(
             str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
-        )
+        ).with_timings(config.timings)
         schema = load_schema().with_columns(policy.columns)
     except BaseException:
         reading.wait()  # never leave the reader running behind an error

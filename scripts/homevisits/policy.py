@@ -18,9 +18,9 @@ from .checks import Check, bundled, load_checks
 from .errors import HomevisitsError
 from .findings import SEVERITIES, Finding, Text, Wording, in_order
 from .rules import RULES, Context, Hit, Hits
-from .safe_return import Timings
 from .schema import Column
 from .settings import Setting, check_keys, check_params, check_value, closest, unknown_key
+from .timings import Timings, check_rule_params, check_timings
 from .visits import Visits
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
@@ -34,6 +34,7 @@ PROFILE_KEYS = {
     "rules",
     "checks",
     "forms_to_label",
+    "timings",
 }
 
 
@@ -71,15 +72,21 @@ class Policy:
     summary: str = ""
     forms_to_label: str = ""  # who the forms go to, as printed on them (e.g. the safeguarding contact)
     extra: dict[str, Any] = field(default_factory=dict)
+    timing_values: dict[str, Any] = field(default_factory=dict)  # the profile's [timings], checked
 
     def rule(self, rule_id: str) -> RuleConfig | None:
         return self.rules.get(rule_id)
 
     @property
     def timings(self) -> Timings:
-        """The safe-return loop's timings (HV022's grace, alert window, longest visit, day end)."""
-        config = self.rules.get("HV022")
-        return Timings.of(config.params if config else None)
+        """The profile's [timings] (with a school's overrides): the one place every timing is read."""
+        return Timings.of(self.timing_values)
+
+    def with_timings(self, overrides: dict[str, Any] | None) -> Policy:
+        """This profile with a school's own ``[timings]`` (homevisits.toml, already checked) on top."""
+        if not overrides:
+            return self
+        return replace(self, timing_values={**self.timing_values, **overrides})
 
     def param(self, rule_id: str, key: str, default: Any = None) -> Any:
         config = self.rules.get(rule_id)
@@ -134,6 +141,7 @@ PROFILE_SETTINGS = {
     "rules": Setting("mapping"),
     "checks": Setting("mapping"),  # a list of [[checks]] tables, checked by checks.load_checks
     "forms_to_label": Setting("text"),
+    "timings": Setting("mapping"),
 }
 RULE_KEYS = ("clause", "severity", "enabled")  # every rule's table takes these besides its parameters
 
@@ -168,6 +176,7 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
                 f"{table_where} enabled must be true or false (it is {table['enabled']!r})."
             )
         params = {k: v for k, v in table.items() if k not in RULE_KEYS}
+        check_rule_params(table_where, rule_id, params)
         for key in params:
             if key not in declared:
                 raise unknown_key(table_where, key, [*declared, *RULE_KEYS], "parameter")
@@ -200,6 +209,7 @@ def _from_mapping(data: dict[str, Any], path: Path) -> Policy:
         summary=data.get("summary", ""),
         forms_to_label=data.get("forms_to_label", ""),
         extra={k: v for k, v in data.items() if k not in PROFILE_KEYS},
+        timing_values=check_timings(f"{where}: [timings]", data.get("timings") or {}),
     )
 
 

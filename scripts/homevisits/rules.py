@@ -27,6 +27,8 @@ from . import safe_return, state
 from .findings import Text
 from .safe_return import Timings
 from .settings import Setting
+from .timings import clock
+from .timings import form_deadline as form_deadline_of
 from .visit_ids import ALLOWED, MAX_LENGTH, is_header_safe_id
 from .visits import Visits
 
@@ -177,22 +179,10 @@ class Rule:
     texts: dict[str, Text] = field(default_factory=dict)  # kind -> message and fix templates
 
 
-# Parameters more than one rule declares.
-GRACE = Setting("number", 30, low=0, high=24 * 60)
+# Parameters more than one rule declares (timings are not parameters: policy [timings], ctx.timings).
 EXEMPT_REASONS = Setting("texts", ())
 PAIRS = Setting("choice", "always", choices=("always", "first_visit", "out_of_hours_or_little_info"))
-OFFICE_HOURS = {
-    "office_start": Setting("time", "08:00"),
-    "office_end": Setting("time", "18:00"),
-    "weekends": Setting("bool", True),
-}
-SAFE_RETURN = {
-    "grace_minutes": GRACE,
-    "alert_hours": Setting("number", 24, low=1, high=24 * 28),
-    "escalation": Setting("texts", ()),
-    "max_visit_minutes": Setting("number", 120, low=5, high=24 * 60),  # issue 10: no readable return time
-    "day_end": Setting("time", "17:00"),  # issue 10: no readable start either
-}
+SAFE_RETURN = {"escalation": Setting("texts", ())}
 
 
 RULES: dict[str, Rule] = {}
@@ -644,14 +634,13 @@ def _deadline_texts() -> dict[str, Text]:
     "Risk assessment form deadline",
     "error",
     needs=("form_sent_at", "visit_date", "start_time"),
-    params={"deadline_hours": Setting("number", 24, low=0, high=24 * 28)},
     blocks_form=False,  # the deadline is about the form itself
     texts=_deadline_texts(),
 )
 def form_deadline(ctx: Context) -> Iterator[Hit]:
     """The risk assessment form reaches the safeguarding contact before the deadline (000: 24 hours ahead)."""
-    hours = float(ctx.p("deadline_hours", 24))
-    deadline = ctx.f["start_at"] - pd.Timedelta(hours=hours)
+    hours = ctx.timings.form_deadline_hours
+    deadline = form_deadline_of(ctx.f["start_at"], hours)
     sent = ctx.f["form_sent_at"]
     known = deadline.notna().to_numpy()
     eligible = ctx.live() & known & ~(ctx.f["risk_level"] == "HIGH").to_numpy()
@@ -681,7 +670,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
     zone = ctx.visits.tz.key
     start = ctx.f["start_at"].dt.tz_convert(zone)
     end = ctx.f["return_due_at"].dt.tz_convert(zone)
-    office_start, office_end = ctx.p("office_start", "08:00"), ctx.p("office_end", "18:00")
+    office_start, office_end = clock(ctx.timings.office_start), clock(ctx.timings.office_end)
     opens, closes = pd.Timedelta(office_start + ":00"), pd.Timedelta(office_end + ":00")
     start_clock = start - start.dt.normalize()
     end_clock = end - end.dt.normalize()
@@ -699,7 +688,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
             f"ends after {office_end}",
         ),
     ]
-    if ctx.p("weekends", True):
+    if ctx.timings.weekends_out_of_hours:
         checks.append((mask(start.dt.dayofweek >= 5), "is at the weekend"))
     reasons: list[list[str]] = [[] for _ in range(len(start))]
     for flagged, reason in checks:
@@ -710,23 +699,7 @@ def _out_of_hours(ctx: Context) -> tuple[np.ndarray, list[list[str]]]:
 
 def _first_visits(ctx: Context) -> np.ndarray:
     """No earlier Completed visit for the same learner (Learner ID, else name and postcode)."""
-    frame = ctx.f
-    when = frame["start_at"].fillna(frame["visit_date"].dt.tz_localize("UTC"))
-    completed = (frame["status"] == "Completed").to_numpy()
-    earliest: dict[Any, pd.Timestamp] = {}
-    for key, moment, done in zip(frame["learner_key"], when, completed, strict=True):
-        if (
-            done
-            and key is not None
-            and not pd.isna(moment)
-            and (key not in earliest or moment < earliest[key])
-        ):
-            earliest[key] = moment
-    first = []
-    for key, moment in zip(frame["learner_key"], when, strict=True):
-        prior = earliest.get(key)
-        first.append(prior is None or pd.isna(moment) or not prior < moment)
-    return np.array(first, dtype=bool)
+    return state.first_visits(ctx.f)
 
 
 @rule(
@@ -734,7 +707,7 @@ def _first_visits(ctx: Context) -> np.ndarray:
     "No second member of staff",
     "error",
     needs=("second_staff",),
-    params={"pairs": PAIRS, "information_field": Setting("text", "risk_notes"), **OFFICE_HOURS},
+    params={"pairs": PAIRS, "information_field": Setting("text", "risk_notes")},
     texts={
         "alone": Text(
             "Nobody is recorded as going with the lead staff member, but {reasons:and}.",
@@ -771,7 +744,6 @@ def no_second_staff(ctx: Context) -> Iterator[Hit]:
     "Evening or out-of-hours visit",
     "warning",
     needs=("start_time", "visit_date"),
-    params=OFFICE_HOURS,
     texts={
         "outside": Text(
             "The visit {reasons:and}.",
@@ -899,7 +871,6 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     "Safe return confirmed late",
     "warning",
     needs=("returned_at",),
-    params={"grace_minutes": GRACE},
     texts={
         "late": Text(
             "Safe return was confirmed {returned_at:when}, {minutes_late} minutes after the expected return.",
@@ -910,11 +881,10 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
 def safe_return_late(ctx: Context) -> Iterator[Hit]:
     """A return confirmed after due back plus grace: the escalation should have started."""
     state_now = ctx.overdue()
-    grace = int(ctx.timings.grace_minutes * safe_return.MINUTE)
     due = state_now.due.at
     returned = state_now.back.returned
     placed = due != safe_return.NAT
-    late = ctx.live() & state_now.back.confirmed & placed & (returned > due + grace)
+    late = ctx.live() & state_now.back.confirmed & placed & (returned > state_now.limit)
     found = positions(late)
     due_text, returned_text = instants_at(due, found), instants_at(returned, found)
     for i in found:

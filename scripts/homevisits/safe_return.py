@@ -13,13 +13,12 @@ safe return or an alert.
   ``0``, a time still to come or a time before the start are not a return: the alert says what the
   cell holds.
 
-Pure: functions of the visits table, the policy's timings and an explicit ``now``.
+Pure: functions of the visits table, the policy's timings (``timings.Timings``) and an explicit ``now``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import state
+from .timings import Timings
 from .visits import NAT, Visits, localise
 
 MINUTE = 60_000_000_000  # nanoseconds
@@ -35,31 +35,6 @@ DAY = 1440 * MINUTE
 # How the due time was found (DueBack.basis).
 EXPECTED_RETURN, NEXT_DAY, DURATION, LONGEST_VISIT, DAY_END, UNKNOWN = range(6)
 FALLBACKS = (LONGEST_VISIT, DAY_END)
-
-
-@dataclass(frozen=True)
-class Timings:
-    """The safe-return loop's timings, from the profile's HV022 table (defaults here, and only here)."""
-
-    grace_minutes: float = 30  # after the due time, before the line manager is alerted
-    alert_hours: float = 24  # after this long an unconfirmed return is a record to fix, not an alert
-    max_visit_minutes: float = 120  # the longest visit: due back by start + this when no time is readable
-    day_end: dt.time = dt.time(17, 0)  # due back by then when not even the start time is readable
-
-    @classmethod
-    def of(cls, params: Mapping[str, Any] | None) -> Timings:
-        """The timings from HV022's parameters (``day_end`` as ``"17:00"``)."""
-        params = params or {}
-        end = params.get("day_end", "17:00")
-        if isinstance(end, str):
-            hour, _, minute = end.partition(":")
-            end = dt.time(int(hour), int(minute or 0))
-        return cls(
-            grace_minutes=float(params.get("grace_minutes", cls.grace_minutes)),
-            alert_hours=float(params.get("alert_hours", cls.alert_hours)),
-            max_visit_minutes=float(params.get("max_visit_minutes", cls.max_visit_minutes)),
-            day_end=end,
-        )
 
 
 def _i8(series: pd.Series) -> np.ndarray:
@@ -251,6 +226,11 @@ class Overdue:
     past_grace: np.ndarray  # live, not back, started, past due + grace
     recent: np.ndarray  # past_grace, and not longer ago than alert_hours
     unplaced: np.ndarray  # live, planned, not back, and no visit date to place it in time
+    limit: np.ndarray  # due back plus grace (UTC nanoseconds, NAT: no due time): the alert's moment
+
+    @property
+    def limit_series(self) -> pd.Series:
+        return _series(self.limit)
 
 
 def overdue(visits: Visits, timings: Timings, now: dt.datetime) -> Overdue:
@@ -267,7 +247,7 @@ def overdue(visits: Visits, timings: Timings, now: dt.datetime) -> Overdue:
     past = live & ~home.confirmed & placed & started & (limit < moment)
     recent = past & (limit > moment - int(timings.alert_hours * 60 * MINUTE))
     unplaced = live & state.planned(status) & ~home.confirmed & ~placed
-    return Overdue(due, home, live, started, past, recent, unplaced)
+    return Overdue(due, home, live, started, past, recent, unplaced, limit)
 
 
 def _aware(nanoseconds: int, visits: Visits) -> dt.datetime | None:

@@ -35,6 +35,11 @@ class Column:
     choices: tuple[str, ...] = ()
     lookup: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
     owner: str = "staff"
+    meanings: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
+
+    def meaning(self, tag: str) -> tuple[str, ...]:
+        """The canonical values tagged ``tag`` under ``meanings`` (the status column's visit states)."""
+        return tuple(value for value, tags in self.meanings.items() if tag in tags)
 
     def header_keys(self) -> set[str]:
         return {fold_header(self.header), fold_header(self.field), *(fold_header(a) for a in self.aliases)}
@@ -89,6 +94,12 @@ def load_schema(path: Path | str = SCHEMA_PATH) -> Schema:
         if kind not in TYPES:
             raise HomevisitsError(f"Column {item['field']} in {path.name} has an unknown type '{kind}'.")
         choices = item.get("choices") or {}
+        meanings = {str(k): tuple(v or ()) for k, v in (item.get("meanings") or {}).items()}
+        stray = sorted(set(meanings) - set(choices))
+        if stray:
+            raise HomevisitsError(
+                f"Column {item['field']} in {path.name} gives a meaning to {stray[0]}, which is not one of its choices."
+            )
         columns.append(
             Column(
                 field=item["field"],
@@ -99,6 +110,7 @@ def load_schema(path: Path | str = SCHEMA_PATH) -> Schema:
                 choices=tuple(choices),
                 lookup=choice_lookup(choices),
                 owner=item.get("owner", "staff"),
+                meanings=meanings,
             )
         )
     return Schema(name=data.get("name", path.stem), columns=tuple(columns))

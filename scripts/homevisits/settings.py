@@ -3,7 +3,7 @@
 Each table of the config declares its keys as data (:data:`TABLES`: key -> :class:`Setting`); a
 rule declares its parameters the same way (``params=`` in ``rules.rule``). An unknown key, a wrong
 type or a value out of range is one sentence naming the file, the table, the key and the closest
-valid key: ``homevisits.toml: [schedule] has no setting smt_after_minuts: did you mean
+valid key: ``homevisits.toml: [timings] has no setting smt_after_minuts: did you mean
 smt_after_minutes?``. ``config.typed`` gives the checked tables as frozen dataclasses, built on
 first use, so ``validate`` (which needs none of them) starts fast. Standard library only.
 """
@@ -155,6 +155,13 @@ def check_keys(where: str, table: Mapping[str, Any], valid: Iterable[str], noun:
             raise unknown_key(where, key, valid, noun)
 
 
+def check_moved(where: str, table: Mapping[str, Any], moved: Mapping[str, str]) -> None:
+    """A key that has moved elsewhere is one sentence saying where (``moved``: key -> its new place)."""
+    for key in table:
+        if key in moved:
+            raise HomevisitsError(f"{where} {key} has moved to {moved[key]}.")
+
+
 def check_params(where: str, table: Mapping[str, Any], declared: Mapping[str, Setting]) -> dict[str, Any]:
     """A rule's parameters from a profile, each checked against what the rule declares."""
     check_keys(where, table, declared, "parameter")
@@ -196,10 +203,25 @@ TABLES: dict[str, dict[str, Setting]] = {
     "state": {"dir": Setting("text"), "ledger": Setting("text")},
     "schedule": {
         "window_days": Setting("number", 14, low=0, high=366),
-        "reminder_hours": Setting("number", 24, low=0),
-        "final_reminder_hours": Setting("number", 6, low=0),
-        "smt_after_minutes": Setting("number", 30, low=0),
         "heartbeat_url": Setting("url"),  # issue 10 item 9: a dead-man's-switch service
+    },
+    # issue 13: every timing of the policy, declared once with its default. Each profile's [timings]
+    # table sets them from its policy; a school's homevisits.toml may override any of them in its own
+    # [timings]. Read as ``policy.timings`` (timings.Timings), never from a rule's parameters.
+    "timings": {
+        "form_deadline_hours": Setting(
+            "number", 0, low=0, high=24 * 28
+        ),  # form due this long before the start
+        "grace_minutes": Setting("number", 30, low=0, high=24 * 60),  # after due back, before the alert
+        "alert_hours": Setting("number", 24, low=1, high=24 * 28),  # then a record to fix, not an alert
+        "smt_after_minutes": Setting("number", 30, low=0, high=24 * 60),  # after the alert, SMT is told
+        "max_visit_minutes": Setting("number", 120, low=5, high=24 * 60),  # due back by start + this
+        "day_end": Setting("time", "17:00"),  # due back by then when not even the start can be read
+        "office_start": Setting("time", "08:00"),  # office hours (HV010, HV011, the forms' evening wording)
+        "office_end": Setting("time", "18:00"),
+        "weekends_out_of_hours": Setting("bool", True),  # a visit at the weekend is outside office hours
+        "reminder_hours": Setting("number", 24, low=0),  # at most one form reminder per this many hours
+        "final_reminder_hours": Setting("number", 6, low=0),  # a last reminder this close to the deadline
     },
     "forms": {
         "out": Setting("text"),
@@ -231,6 +253,12 @@ SCHOOL = {  # who the school is, as forms and emails say it (issue 11 item 10)
     "phone_wording": Setting("text"),
 }
 NESTED = {("school", "safeguarding_contact"): CONTACT}
+# Settings that have moved: (table, key) -> where they live now. Named in one sentence, never ignored.
+MOVED = {
+    ("schedule", "reminder_hours"): "[timings] reminder_hours",
+    ("schedule", "final_reminder_hours"): "[timings] final_reminder_hours",
+    ("schedule", "smt_after_minutes"): "[timings] smt_after_minutes",
+}
 ATTRIBUTE = {"from": "sender"}  # a TOML key that is not a Python name
 
 
@@ -238,6 +266,9 @@ def check_table(
     spec: Mapping[str, Setting], table: Mapping[str, Any], where: str, name: str = ""
 ) -> dict[str, Any]:
     """``table`` from TOML with every key checked against ``spec`` (``where``: ``homevisits.toml: [mail]``)."""
+    check_moved(
+        where, table, {key: moved for (table_name, key), moved in MOVED.items() if table_name == name}
+    )
     check_keys(where, table, spec)
     checked = {}
     for key, value in table.items():
@@ -317,6 +348,7 @@ class Typed:
     forms: Any
     report: Any
     sms: Any
+    timings: Any
     school: Any
 
 

@@ -259,14 +259,14 @@ def check_locale(source: Any, policy: Any) -> Check:
 
 
 def check_mail(config: Any, send_test: str | None, now: dt.datetime) -> Check:
-    from . import mail
+    from . import transports
 
     def run() -> str:
-        transport = mail.open_transport(config.mail, config.base_dir)
+        transport = transports.open_transport(config.mail, config.base_dir)
         with transport:
             if send_test:
                 return _send_test(transport, config, send_test, now)
-            if isinstance(transport, mail.OutboxTransport):
+            if isinstance(transport, transports.OutboxTransport):
                 folder = transport.folder
                 _probe_folder(folder)
                 return (

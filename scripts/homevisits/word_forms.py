@@ -12,6 +12,7 @@ properties carry the visit ID, the form's title and the school, never a name.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,8 +46,9 @@ def _text(value: Any) -> Markup:
     return escape(_NOT_TEXT.sub("", text))
 
 
-def word_value(value: Any) -> Markup:
-    """How ``{{ ... }}`` prints anything: dates UK style, times 24-hour (London), yes/no, or a blank line."""
+def word_value(value: Any, tz: Any = None) -> Markup:
+    """How ``{{ ... }}`` prints anything: dates UK style, times 24-hour on the school's clock (``tz``),
+    yes/no, or a blank line."""
     if isinstance(value, Markup):
         return value
     if is_missing(value):
@@ -54,11 +56,11 @@ def word_value(value: Any) -> Markup:
     if isinstance(value, bool):
         return Markup("YES" if value else "NO")
     if isinstance(value, dt.datetime):
-        return uk_datetime(value)
+        return uk_datetime(value, tz=tz)
     if isinstance(value, dt.date):
-        return uk_date(value)
+        return uk_date(value, tz=tz)
     if isinstance(value, dt.time):
-        return hhmm(value)
+        return hhmm(value, tz=tz)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return _text(value)
@@ -71,8 +73,8 @@ def fill(value: Any) -> Markup:
 def _word(html_filter: Any) -> Any:
     """The HTML forms' filter, printing a Word blank line for a missing value and no control characters."""
 
-    def word_filter(value: Any, *args: Any) -> Markup:
-        printed = Markup(BLANK) if is_missing(value) else html_filter(value, *args)
+    def word_filter(value: Any, *args: Any, **kwargs: Any) -> Markup:
+        printed = Markup(BLANK) if is_missing(value) else html_filter(value, *args, **kwargs)
         return Markup(BLANK) if printed == HTML_BLANK else Markup(_NOT_TEXT.sub("", printed))
 
     word_filter.__name__ = html_filter.__name__
@@ -87,11 +89,11 @@ yes_no = _word(html_forms.yes_no)
 minutes = _word(html_forms.minutes)
 
 
-def date_and_time(day: Any, time: Any) -> Markup:
+def date_and_time(day: Any, time: Any, tz: Any = None) -> Markup:
     """``Friday 3 April 2026 at 14:30``; blank lines stand in for a missing part."""
     if is_missing(day) and is_missing(time):
         return Markup(BLANK)
-    return Markup(f"{uk_date(day)} at {hhmm(time)}")
+    return Markup(f"{uk_date(day, tz=tz)} at {hhmm(time, tz=tz)}")
 
 
 def _yes_no_choice(value: Any) -> str | None:
@@ -142,10 +144,6 @@ GLOBALS = {
 }
 
 
-def _finalize(value: Any) -> Any:
-    return word_value(value)
-
-
 class _WordEnvironment(Environment):
     """docxtpl compiles a form's XML afresh for every visit: the same XML is compiled once here."""
 
@@ -160,12 +158,22 @@ def _compiled(env: Environment, source: str):
     return Environment.from_string(env, source)
 
 
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The Jinja environment for every Word form: autoescaped, values printed the school's way."""
-    env = _WordEnvironment(autoescape=True, finalize=_finalize, auto_reload=False, cache_size=0)
+@lru_cache(maxsize=4)
+def environment(timezone: str | None = None) -> Environment:
+    """The Jinja environment for every Word form: autoescaped, values printed the school's way, dates
+    and times on the school's clock (the config's ``timezone``)."""
+    tz = html_forms.zone(timezone)
+    printed = functools.partial(word_value, tz=tz)
+    env = _WordEnvironment(autoescape=True, finalize=printed, auto_reload=False, cache_size=0)
     env.filters.update(FILTERS)
+    env.filters.update(
+        fill=printed,
+        uk_date=functools.partial(uk_date, tz=tz),
+        hhmm=functools.partial(hhmm, tz=tz),
+        uk_datetime=functools.partial(uk_datetime, tz=tz),
+    )
     env.globals.update(GLOBALS)
+    env.globals["date_and_time"] = functools.partial(date_and_time, tz=tz)
     return env
 
 
@@ -180,7 +188,7 @@ CONTEXT = {
     "now": "when the form was filled in",
     "pair": "true when a second member of staff is recorded",
     "evening": "true when the visit starts or ends after office hours",
-    "evening_from": "the end of office hours (HV011 `office_end`, else 18:00)",
+    "evening_from": "the end of office hours (`[timings] office_end`, default 18:00)",
     "animals": "the dangerous-animals answer (true, false or none)",
     "return_due": "the expected return (time and date when known)",
     "sent_to": "the first name in the profile's `forms_to_label`",
@@ -317,7 +325,13 @@ def word_forms() -> list[str]:
 
 
 def word_context(
-    visit: Mapping[str, Any], *, school: str, now: dt.datetime, form: str, extra: Mapping[str, Any] | None
+    visit: Mapping[str, Any],
+    *,
+    school: str,
+    now: dt.datetime,
+    form: str,
+    extra: Mapping[str, Any] | None,
+    timezone: str | None = None,
 ) -> dict[str, Any]:
     """What a Word form is filled from: the visit (no safe word), the school, and the facts the HTML forms use."""
     extra = {k: v for k, v in dict(extra or {}).items() if not SECRET.search(str(k))}
@@ -325,7 +339,7 @@ def word_context(
     if isinstance(evening_from, str):
         evening_from = dt.time.fromisoformat(evening_from.strip())
     safe_visit = {k: v for k, v in visit.items() if not SECRET.search(str(k))}
-    context: dict[str, Any] = {**visit_facts(visit, evening_from), **extra}
+    context: dict[str, Any] = {**visit_facts(visit, evening_from, html_forms.zone(timezone)), **extra}
     context.update(visit=safe_visit, school=school, now=now, form=form, ref=visit_ref(visit), extra=extra)
     return context
 
@@ -346,6 +360,7 @@ def render_word(
     now: dt.datetime,
     template_dirs: Sequence[Path | str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    timezone: str | None = None,
 ) -> bytes:
     """One filled-in Word form as the bytes of a .docx."""
     from docxtpl import DocxTemplate
@@ -357,9 +372,9 @@ def render_word(
     original = document.get_docx().core_properties
     title = form_title(path, original.title)
     language = original.language if _LANGUAGE.match(original.language or "") else ""
-    context = word_context(visit, school=school, now=now, form=form, extra=extra)
+    context = word_context(visit, school=school, now=now, form=form, extra=extra, timezone=timezone)
     try:
-        document.render(context, jinja_env=environment(), autoescape=True)
+        document.render(context, jinja_env=environment(timezone), autoescape=True)
     except TemplateSyntaxError as exc:
         raise HomevisitsError(
             f"The Word form {path.name} has a broken tag ({exc.message}): run "
@@ -392,6 +407,7 @@ def word_documents(
     now: dt.datetime,
     template_dirs: Sequence[Path | str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    timezone: str | None = None,
 ) -> tuple[tuple[tuple[str, bytes], ...], list[str], list[str]]:
     """For a form email: ((.docx name, bytes)...), the forms' titles, and the PDF names that will go too."""
     from . import word_pdf
@@ -401,7 +417,15 @@ def word_documents(
     documents = tuple(
         (
             f"{stem}-{form_key(form)}{SUFFIX}",
-            render_word(form, visit, school=school, now=now, template_dirs=template_dirs, extra=extra),
+            render_word(
+                form,
+                visit,
+                school=school,
+                now=now,
+                template_dirs=template_dirs,
+                extra=extra,
+                timezone=timezone,
+            ),
         )
         for form in forms
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .. import mail
+from .. import mail, transports
 from ..errors import HomevisitsError
 from ..ledger import LedgerUnavailable
 from ..visit_ids import visit_ref
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .options import Settings
 
 
-def _reply(exc: mail.MailError) -> str:
+def _reply(exc: transports.MailError) -> str:
     return " ".join(part for part in (str(exc.code) if exc.code else "", exc.status) if part) or "no reply"
 
 
@@ -77,7 +77,7 @@ class Run:
     def __init__(
         self,
         ledger: Ledger,
-        transport: mail.Transport,
+        transport: transports.Transport,
         settings: Settings,
         now: dt.datetime,
         folder: Path,
@@ -203,13 +203,13 @@ class Run:
         try:
             refused = self.transport.send(message)
             self.accepted = planned.key
-        except mail.PermanentFailure as exc:
+        except transports.PermanentFailure as exc:
             self.refuse(entry, planned, str(exc), _reply(exc))
-        except mail.TemporaryFailure as exc:
+        except transports.TemporaryFailure as exc:
             self.ledger.mark_failed(entry.key, self.now, str(exc), permanent=False)
             self.tally.queued += 1
             self.say(f"queued for the next run: {describe(planned)} ({_reply(exc)})")
-            if isinstance(exc, mail.ConnectionFailure):
+            if isinstance(exc, transports.ConnectionFailure):
                 self.tally.stopped = str(exc)
         else:
             if refused:  # recorded with the acceptance, in one write, so the admin hears even after a crash

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import mail
+from ..timings import form_deadline
 from ..visit_ids import visit_ref
 from .history import alert_time, escalated, stage_entry
-from .options import form_deadline
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -134,7 +134,11 @@ def _message(
         to=to_ok,
         cc=cc_ok,
         subject=mail.subject(
-            kind, visit.get("label") or visit.get("visit_id"), visit.get("start_at"), row=visit.get("row")
+            kind,
+            visit.get("label") or visit.get("visit_id"),
+            visit.get("start_at"),
+            row=visit.get("row"),
+            timezone=ctx.settings.timezone,
         ),
         text=text,
         not_mailed=not_mailed,
@@ -159,7 +163,15 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
     pages = tuple(
         (
             f"{file_stem(visit_ref(visit.get('visit_id'), visit.get('row')))}-{form}.pdf",
-            render_form(form, visit, school=school, now=ctx.now, template_dirs=template_dirs, extra=extra),
+            render_form(
+                form,
+                visit,
+                school=school,
+                now=ctx.now,
+                template_dirs=template_dirs,
+                extra=extra,
+                timezone=ctx.settings.timezone,
+            ),
         )
         for form in chosen
         if words[form] is None
@@ -171,6 +183,7 @@ def compose_form(visit: Mapping[str, Any], ctx: Context, key: str) -> Planned:
         now=ctx.now,
         template_dirs=template_dirs,
         extra=extra,
+        timezone=ctx.settings.timezone,
     )
     titles = [pdf_title(page, "").removeprefix(" – ") for _, page in pages] + word_titles
     text_context = {

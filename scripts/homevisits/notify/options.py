@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import mail
+from ..config import DEFAULT_TIMEZONE
 from ..errors import HomevisitsError
 
 if TYPE_CHECKING:
@@ -23,12 +24,10 @@ FALLBACK_SENDER = "homevisits@homevisits.invalid"
 
 @dataclass(frozen=True)
 class Settings:
-    """What the jobs take from the config: [schedule] timings and [mail] recipient lists."""
+    """What the jobs take from the config: [schedule] window_days and [mail] recipient lists (timings:
+    ``policy.timings``)."""
 
     window_days: float = 14
-    reminder_hours: float = 24
-    final_reminder_hours: float = 6
-    smt_after_minutes: float = 30
     forms_to: tuple[str, ...] = ()
     smt: tuple[str, ...] = ()
     admin: tuple[str, ...] = ()
@@ -36,7 +35,7 @@ class Settings:
     sender: str = FALLBACK_SENDER
     school: str = ""
     school_table: Mapping[str, Any] = field(default_factory=dict)  # [school], when given as a table
-    timezone: str = "Europe/London"
+    timezone: str = DEFAULT_TIMEZONE
     forms: Mapping[str, Any] = field(default_factory=dict)
     sms: Any = None  # sms.SmsSettings: [sms], alerts by text (None: email only)
 
@@ -58,12 +57,9 @@ def _addresses(value: Any) -> tuple[str, ...]:
 
 def settings_from(config: Config) -> Settings:
     """The jobs' settings from the config; a bad number names the setting to fix."""
-    schedule, mail_cfg = dict(config.schedule or {}), dict(config.mail or {})
+    mail_cfg = dict(config.mail or {})
     return Settings(
         window_days=window_days(config),
-        reminder_hours=_number(schedule, "reminder_hours", 24, "schedule"),
-        final_reminder_hours=_number(schedule, "final_reminder_hours", 6, "schedule"),
-        smt_after_minutes=_number(schedule, "smt_after_minutes", 30, "schedule"),
         forms_to=_addresses(mail_cfg.get("forms_to")),
         smt=_addresses(mail_cfg.get("smt")),
         admin=_addresses(mail_cfg.get("admin")),
@@ -97,15 +93,8 @@ def _resolved_template_dir(config: Config) -> dict[str, str]:
 
 
 def deadline_hours(policy: Policy) -> float:
-    """Hours before the start the form is due (HV009 ``deadline_hours``); 0 without HV009."""
-    return float(policy.param("HV009", "deadline_hours", 24)) if policy.rule("HV009") else 0.0
-
-
-def form_deadline(start_at: dt.datetime | None, hours: float) -> dt.datetime | None:
-    """The instant ``hours`` elapsed hours before the start (UTC arithmetic: right across clock changes)."""
-    if start_at is None:
-        return None
-    return start_at.astimezone(dt.UTC) - dt.timedelta(hours=hours)
+    """Hours before the start the form is due: the policy's ``[timings] form_deadline_hours``."""
+    return policy.timings.form_deadline_hours
 
 
 def utc(moment: dt.datetime | None) -> dt.datetime | None:

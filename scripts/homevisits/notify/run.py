@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .. import mail
+from .. import transports
 from ..errors import HomevisitsError
 from ..ledger import LedgerUnavailable
 from .deliver import Run, placeholder, write_back
@@ -194,7 +194,7 @@ def _run_locked(
     err: TextIO,
     problem: LedgerUnavailable | None = None,
 ) -> int:
-    transport = mail.open_transport(config.mail, config.base_dir)  # settings checked before any read
+    transport = transports.open_transport(config.mail, config.base_dir)  # settings checked before any read
     checked = _load(config, now, jobs)
     _nothing_to_do(checked, settings, jobs, err, returns=tuple(jobs) == ("returns",))
     ledger, trouble, notice = _open_ledger(config, now, settings, problem)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ..state import Condition, first_failed, form_conditions, not_called_off, passing
+from ..timings import form_deadline
 from .context import ready, visit_record
 from .history import ALERTS, VISIT_KINDS, alert_time, escalated, form_sent, stage_entry, stage_key, texted
 from .messages import Planned, compose_alert, compose_chase, compose_form, nobody
-from .options import form_deadline
 
 if TYPE_CHECKING:
     from ..ledger import Entry
@@ -77,8 +77,7 @@ def return_conditions(visits: Visits, ctx: Context) -> list[Condition]:
     if ctx.overdue is None:
         return []
     overdue = ctx.overdue
-    grace = overdue.due.timings.grace_minutes
-    limit = overdue.due.series + pd.Timedelta(minutes=grace)
+    limit = overdue.limit_series
     instant = pd.Timestamp(ctx.now)
     series = functools.partial(pd.Series, index=visits.frame.index)
     return [
@@ -134,7 +133,7 @@ def form_step(visit: Mapping[str, Any], ctx: Context) -> Decision:
     chases = ctx.history.of_visit(visit_id, ("reminder", "final_reminder"))
     if any(e.status == "pending" for e in chases):
         return _skip("a reminder is queued: retried first")
-    final = ctx.settings.final_reminder_hours
+    final = ctx.policy.timings.final_reminder_hours
     if deadline - ctx.now < dt.timedelta(hours=final):
         if ctx.history.current(visit_id, "final_reminder") is not None:
             return _skip(f"final reminder already sent; {what}")
@@ -142,9 +141,9 @@ def form_step(visit: Mapping[str, Any], ctx: Context) -> Decision:
         reason = f"final_reminder: {what}, under {final:g} h away"
         return _send(compose_chase("final_reminder", visit, ctx, key), reason)
     last = ctx.history.last_time(visit_id, ("reminder", "final_reminder"))
-    if last is not None and ctx.now - last < dt.timedelta(hours=ctx.settings.reminder_hours):
+    if last is not None and ctx.now - last < dt.timedelta(hours=ctx.policy.timings.reminder_hours):
         return _skip(
-            f"reminded {local(last, ctx)}; the next one {ctx.settings.reminder_hours:g} h after that"
+            f"reminded {local(last, ctx)}; the next one {ctx.policy.timings.reminder_hours:g} h after that"
         )
     key = ctx.history.new_key(f"reminder:{visit_id}:{ctx.now:%Y-%m-%dT%H:%M}")
     return _send(compose_chase("reminder", visit, ctx, key), f"reminder: {what}")
@@ -189,7 +188,7 @@ def return_step(visit: Mapping[str, Any], ctx: Context) -> Decision:
     alerted = alert_time(visit, ctx)
     if alerted is None:
         return _skip("no time the line manager's alert went")  # not reached: alert or Escalated at gives one
-    delay = dt.timedelta(minutes=ctx.settings.smt_after_minutes)
+    delay = dt.timedelta(minutes=ctx.policy.timings.smt_after_minutes)
     if ctx.now - alerted <= delay:
         return _skip(f"line manager alerted {local(alerted, ctx)}; SMT from {local(alerted + delay, ctx)}")
     reason = f"smt_alert: {why}; line manager alerted {local(alerted, ctx)}, {span(ctx.now - alerted)} ago"

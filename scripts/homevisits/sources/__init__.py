@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..config import DEFAULT_TIMEZONE
 from ..sheet import RawSheet, SheetLayout
 
 __all__ = ["RawSheet", "SheetLayout", "Source", "open_source"]
@@ -42,7 +43,7 @@ def open_source(
     worksheet: str | None = None,
     *,
     columns: dict[str, str] | None = None,
-    timezone: str = "Europe/London",
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> Source:
     """The source the config's [source] table names: ``path`` (Excel), ``spreadsheet`` (Google Sheet) or
     ``drive_file`` (an Excel workbook on Google Drive; a Sheets URL in Office mode counts as one).

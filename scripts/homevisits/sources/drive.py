@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..config import DEFAULT_TIMEZONE
 from ..errors import HomevisitsError
 from . import RawSheet
 
@@ -137,7 +138,7 @@ class DriveSource:
         credentials: str | Path | None = None,
         *,
         columns: dict[str, str] | None = None,
-        timezone: str = "Europe/London",
+        timezone: str = DEFAULT_TIMEZONE,
         endpoint: str | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,

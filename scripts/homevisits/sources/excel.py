@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import DEFAULT_TIMEZONE
 from ..errors import HomevisitsError
 from ..sheet import RawSheet
 from .excel_file import (
@@ -111,7 +112,7 @@ def write_cells(
     cells: dict[tuple[int, int], Any],
     *,
     stamp: FileStamp | None = None,
-    timezone: str = "Europe/London",
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> tuple[FileStamp, dict[tuple[int, int], str]]:
     """Write ``cells`` ((1-based row, 0-based column) -> value) into one tab of the workbook at ``path``.
 
@@ -192,7 +193,7 @@ class ExcelSource:
         worksheet: str | None = None,
         *,
         columns: dict[str, str] | None = None,
-        timezone: str = "Europe/London",
+        timezone: str = DEFAULT_TIMEZONE,
     ) -> None:
         from zoneinfo import ZoneInfo
 

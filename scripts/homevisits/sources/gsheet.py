@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import requests
 from gspread.exceptions import APIError
 
+from ..config import DEFAULT_TIMEZONE
 from ..errors import HomevisitsError
 from ..findings_tab import FINDINGS_TAB
 from ..formula_guard import neutralise
@@ -85,7 +86,7 @@ class GoogleSheet:
         *,
         name: str | None = None,
         columns: dict[str, str] | None = None,
-        timezone: str = "Europe/London",
+        timezone: str = DEFAULT_TIMEZONE,
         endpoint: str | None = None,
         retry: RetryPolicy | None = None,
         sleep: Any = time.sleep,
