@@ -23,11 +23,11 @@ validate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m homevisits.demo
 
-# The suite in parallel, one worker per core (pytest-xdist); each test file stays on one worker, so
-# its module fixtures (LibreOffice, Chromium, the demo) are built once. PYTEST_WORKERS=0 runs it in one process.
+# The suite in parallel, one worker per core (pytest-xdist); an idle worker takes tests from the other's
+# queue (worksteal), so one long file never runs alone at the end. PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
