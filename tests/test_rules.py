@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -819,6 +820,29 @@ def test_hv022_alert_one_minute_after_return_plus_grace(tmp_path, policy):
     assert f"Next step: {steps[0]}." in alert.message
     for step in steps[1:]:
         assert step[0].lower() + step[1:] in alert.fix
+
+
+@pytest.mark.parametrize("policy", enabled("HV022"))
+def test_hv022_is_data_first_and_worded_from_its_template(tmp_path, policy):
+    """The alert carries what it says (due time, grace, staff, phone, next step) and is worded from the
+    rule's template at the edge: its message is exactly that template filled with those values."""
+    from homevisits.findings import Fill, render
+    from homevisits.rules import RULES
+
+    due = london(2026, 11, 23, 15, 0)
+    rows = [_return_case(policy, lead_staff="Sam Teacher", phone_taken=7700900123)]
+    now = due + dt.timedelta(minutes=_grace(policy) + 1)
+    [alert] = [f for f in checked(tmp_path, policy, rows, now=now).findings if f.rule == "HV022"]
+    values = alert.values
+    assert values["due_at"] == "2026-11-23T15:00:00+00:00" and values["grace_minutes"] == _grace(policy)
+    assert (values["staff"], values["phone"]) == ("Sam Teacher", "07700 900123")
+    assert values["next_step"] == PROFILES[policy].param("HV022", "escalation")[0]
+    text = RULES["HV022"].texts["overdue"]
+    fill = Fill({}, "Returned safely at", alert.row, ZoneInfo("Europe/London"))
+    assert alert.message == render(text.message, values, fill)
+    assert alert.fix == render(text.fix, values, fill) and alert.fix.endswith(
+        "Record the time in Returned safely at once they are safe."
+    )
 
 
 @pytest.mark.parametrize("policy", enabled("HV022"))

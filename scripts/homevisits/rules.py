@@ -813,57 +813,55 @@ def inconsistent_times(ctx: Context) -> Iterator[Hit]:
     "alert",
     needs=("returned_at", "status", "lead_staff", "phone_taken", "expected_return|expected_duration"),
     params=SAFE_RETURN,
+    texts={
+        "overdue": Text(
+            "{staff} (phone {phone}) was due back {due_at:when} and has not confirmed a safe return "
+            "{grace_minutes:g} minutes later. Next step: {next_step}.{notes}",
+            "Act now: {first_step}{later_steps}. Record the time in {column} once they are safe.",
+        ),
+        "never recorded": Text(
+            "{staff}'s safe return after the visit due back {due_at:when} was never recorded.{notes}",
+            "Check with {staff} and record when they returned in {column}.",
+        ),
+    },
 )
 def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     """Due back plus the grace period has passed and nothing readable confirms the staff member is back safe.
 
     Fail safe (safe_return): an unreadable, future or too-early Returned safely at is not a return, and
-    a visit with no readable expected return is still due back at a fallback time; both are said."""
+    a visit with no readable expected return is still due back at a fallback time; both are said (in
+    ``notes``). Within ``alert_hours`` it is an alert naming the next escalation step; later, a record to fix."""
     state_now = ctx.overdue()
     steps = list(ctx.p("escalation", ["Call the staff member", "Call the school office", "Call the police"]))
-    grace = ctx.timings.grace_minutes
+    first_step = steps[0][0].lower() + steps[0][1:]
+    later_steps = (
+        "; then " + "; then ".join(s[0].lower() + s[1:] for s in steps[1:]) if len(steps) > 1 else ""
+    )
+    grace = float(ctx.timings.grace_minutes)
     escalated = ctx.f["escalated_at"].notna().to_numpy()
     cells = safe_return.Cells(ctx.visits)
     overdue = positions(state_now.past_grace)
     due_text = instants_at(state_now.due.at, overdue)
     returned_text = instants_at(ctx.col("returned_at"), overdue)
     for i in overdue:
-        staff = _value(ctx, i, "lead_staff") or "the lead staff member"
-        phone = _value(ctx, i, "phone_taken") or "no phone recorded"
-        due = ctx.when(state_now.due.at[i])
         notes = " ".join(
             n for n in (state_now.due.why(i, cells), state_now.back.doubt(i, cells)) if n is not None
         )
-        notes = f" {notes}" if notes else ""
         values = {
             "due_at": due_text[i],
             "returned_at": returned_text[i],
-            "grace_minutes": float(grace),
+            "grace_minutes": grace,
             "escalated": bool(escalated[i]),
+            "staff": _value(ctx, i, "lead_staff") or "the lead staff member",
+            "notes": f" {notes}" if notes else "",
         }
         if state_now.recent[i]:
-            step = steps[1] if escalated[i] and len(steps) > 1 else steps[0]
-            later = (
-                "; then " + "; then ".join(s[0].lower() + s[1:] for s in steps[1:]) if len(steps) > 1 else ""
-            )
-            yield Hit(
-                i,
-                "returned_at",
-                f"{staff} (phone {phone}) was due back {due} and has not confirmed a safe return "
-                f"{grace:g} minutes later. Next step: {step}.{notes}",
-                f"Act now: {steps[0][0].lower() + steps[0][1:]}{later}. Record the time in "
-                f"{ctx.header('returned_at')} once they are safe.",
-                values={**values, "next_step": step},
-            )
+            values["phone"] = _value(ctx, i, "phone_taken") or "no phone recorded"
+            values["next_step"] = steps[1] if escalated[i] and len(steps) > 1 else steps[0]
+            values["first_step"], values["later_steps"] = first_step, later_steps
+            yield Hit(i, "returned_at", kind="overdue", values=values)
         else:
-            yield Hit(
-                i,
-                "returned_at",
-                f"{staff}'s safe return after the visit due back {due} was never recorded.{notes}",
-                f"Check with {staff} and record when they returned in {ctx.header('returned_at')}.",
-                severity="error",
-                values=values,
-            )
+            yield Hit(i, "returned_at", kind="never recorded", values=values, severity="error")
 
 
 @rule(
@@ -1038,7 +1036,32 @@ LOCALE_NAMES = {"en_GB": "United Kingdom", "en_US": "United States", "en_IE": "I
 MONTH_FIRST_LOCALES = ("en_US", "en_PH", "en_CA", "es_US", "fil_PH")
 
 
-@rule("HV030", "Spreadsheet locale not the school's", "error", params={"locale": Setting("text", "en_GB")})
+_LOCALE_FIX = (
+    "In the Google Sheet choose File → Settings → Locale: {expected_name}, then check every date typed so "
+    "far whose day is 12 or less, and retype any that changed."
+)
+_SWAPPED = " {ambiguous_dates} {visit_dates} in the sheet could have day and month swapped."
+
+
+@rule(
+    "HV030",
+    "Spreadsheet locale not the school's",
+    "error",
+    params={"locale": Setting("text", "en_GB")},
+    texts={
+        "month first": Text(
+            "The Google Sheet's locale is {locale} ({locale_name}), not {expected_locale}: dates typed day "
+            "first are stored month first: 03/04/2026 became 4 March 2026, and a date with a day over 12 "
+            "(13/04/2026) stayed as text." + _SWAPPED,
+            _LOCALE_FIX,
+        ),
+        "other conventions": Text(
+            "The Google Sheet's locale is {locale} ({locale_name}), not {expected_locale}: dates and times "
+            "typed so far were read by that locale's conventions, not the school's." + _SWAPPED,
+            _LOCALE_FIX,
+        ),
+    },
+)
 def spreadsheet_locale(ctx: Context) -> Iterator[Hit]:
     """A Google Sheet reads what staff type by its locale: in a US-English sheet 03/04/2026 is stored as
     4 March, a real date the tool cannot tell from one typed correctly."""
@@ -1048,21 +1071,14 @@ def spreadsheet_locale(ctx: Context) -> Iterator[Hit]:
         return
     dates = ctx.f["visit_date"]
     ambiguous = int(((dates.dt.day <= 12) & (dates.dt.day != dates.dt.month)).fillna(False).sum())
-    if locale in MONTH_FIRST_LOCALES:
-        consequence = (
-            "dates typed day first are stored month first: 03/04/2026 became 4 March 2026, and a date with a "
-            "day over 12 (13/04/2026) stayed as text"
-        )
-    else:
-        consequence = "dates and times typed so far were read by that locale's conventions, not the school's"
-    yield Hit(
-        None,
-        None,
-        f"The Google Sheet's locale is {locale} ({LOCALE_NAMES.get(locale, 'not ' + LOCALE_NAMES.get(expected, expected))}), "
-        f"not {expected}: {consequence}. {ambiguous} visit date{'s' if ambiguous != 1 else ''} in the sheet "
-        "could have day and month swapped.",
-        f"In the Google Sheet choose File → Settings → Locale: {LOCALE_NAMES.get(expected, expected)}, then check "
-        "every date typed so far whose day is 12 or less, and retype any that changed.",
-        row=None,
-        values={"locale": locale, "expected_locale": expected, "ambiguous_dates": ambiguous},
-    )
+    expected_name = LOCALE_NAMES.get(expected, expected)
+    values = {
+        "locale": locale,
+        "expected_locale": expected,
+        "ambiguous_dates": ambiguous,
+        "locale_name": LOCALE_NAMES.get(locale, "not " + expected_name),
+        "expected_name": expected_name,
+        "visit_dates": "visit date" if ambiguous == 1 else "visit dates",
+    }
+    kind = "month first" if locale in MONTH_FIRST_LOCALES else "other conventions"
+    yield Hit(None, None, kind=kind, values=values)
