@@ -343,3 +343,19 @@ def test_the_demo_workbook_script_takes_now(tmp_path, capsys):
     assert err.count("\n") == 1
     assert err.startswith("homevisits: --now 'soon' is not an ISO 8601 date and time")
     assert not (tmp_path / "x.xlsx").exists()
+
+
+@pytest.mark.parametrize("built", ["23:30", "23:50", "23:58", "00:01"])
+def test_a_demo_built_before_midnight_still_has_one_overdue_visit_just_after(tmp_path, built):
+    """The demo's visits under way stay under way across midnight: built late in the evening and run a
+    few minutes later (the next day), only V-132 is overdue, as at any other hour."""
+    from homevisits.policy import check, load_policy
+
+    day = dt.date(2026, 12, 1) if built.startswith("23") else dt.date(2026, 12, 2)
+    moment = dt.datetime.combine(day, dt.time.fromisoformat(built), tzinfo=LONDON)
+    path = build_demo_workbook(tmp_path / "home_visits.xlsx", moment)
+    for later in (dt.timedelta(minutes=5), dt.timedelta(minutes=25)):
+        findings = check(parsed(path)[3], load_policy("omg_education"), moment + later)
+        assert sorted(f.visit_id for f in findings if f.rule == "HV022" and f.severity == "alert") == [
+            "V-132"
+        ]

@@ -255,7 +255,9 @@ def _under_way(
     """Start and end (London wall clock) of a visit that began ``minutes_ago`` and lasts ``length`` minutes.
 
     Counted on instants, so the clock change never stretches a visit. A visit crossing midnight is
-    moved onto one date: an overdue one earlier (to end at 23:55), one under way onto the date of ``now``.
+    kept on one date: an overdue one moved earlier (to end at 23:55); one under way moved onto the date of
+    ``now`` when that is after midnight, else kept where it started and ended at 23:59, so it is still
+    under way (not due back plus grace) for the next half hour whatever the hour the demo is built.
     """
     instant = now.replace(tzinfo=CLOCK) if now.tzinfo is None else now
     began = _floor5(instant.astimezone(dt.UTC) - dt.timedelta(minutes=minutes_ago))
@@ -266,7 +268,9 @@ def _under_way(
     if not overdue and end.date() == _london(now).date():
         start = dt.datetime.combine(end.date(), dt.time(0, 0))
         return start, start + span
-    end = dt.datetime.combine(start.date(), dt.time(23, 59 if not overdue else 55))
+    if not overdue:
+        return start, dt.datetime.combine(start.date(), dt.time(23, 59))
+    end = dt.datetime.combine(start.date(), dt.time(23, 55))
     return end - span, end
 
 
