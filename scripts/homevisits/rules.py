@@ -183,6 +183,8 @@ class Rule:
 EXEMPT_REASONS = Setting("texts", ())
 PAIRS = Setting("choice", "always", choices=("always", "first_visit", "out_of_hours_or_little_info"))
 SAFE_RETURN = {"escalation": Setting("texts", ())}
+# The escalation steps when a profile names none (HV022 words its alert with them; so does the job's email).
+DEFAULT_STEPS = ("Call the staff member", "Call the school office", "Call the police")
 
 
 RULES: dict[str, Rule] = {}
@@ -832,7 +834,7 @@ def safe_return_not_confirmed(ctx: Context) -> Iterator[Hit]:
     a visit with no readable expected return is still due back at a fallback time; both are said (in
     ``notes``). Within ``alert_hours`` it is an alert naming the next escalation step; later, a record to fix."""
     state_now = ctx.overdue()
-    steps = list(ctx.p("escalation", ["Call the staff member", "Call the school office", "Call the police"]))
+    steps = list(ctx.p("escalation", DEFAULT_STEPS))
     first_step = steps[0][0].lower() + steps[0][1:]
     later_steps = (
         "; then " + "; then ".join(s[0].lower() + s[1:] for s in steps[1:]) if len(steps) > 1 else ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import mail
+from ..rules import DEFAULT_STEPS
 from .history import visit_refs
 from .options import deadline_hours
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from .options import Settings
 
 BLOCKING = ("error", "alert")  # a finding of these severities (other than HV009) stops the form
-DEFAULT_STEPS = ("Call the staff member", "Call the school office", "Call the police")
 
 
 @dataclass(frozen=True)
