@@ -140,12 +140,13 @@ def add_validate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from .findings import exit_status, json_chunks, to_text
     from .pipeline import bulk_work, load
 
     config, now = settings(args)
-    checked = load(config, now)
+    checked = load(config, now)  # first: the sheet is read while the rest of the tool loads
     keep_until_exit(checked)
+    from .findings import exit_status, json_chunks, to_text
+
     report = checked.report()
     suffix = Path(args.output).suffix.lower() if args.output else ""
     fmt = args.format or {".json": "json", ".html": "html", ".htm": "html"}.get(suffix, "text")

@@ -75,6 +75,12 @@ def _plan() -> _Plan:
     return _Plan(desc(metadata.general_desc), types, tuple(formats))
 
 
+def prepare() -> None:
+    """Compile GB's patterns now rather than at the first number that needs them (the check does it
+    while the sheet is still being read)."""
+    _plan()
+
+
 def _matches(number: str, desc: tuple[re.Pattern[str], tuple[int, ...]]) -> bool:
     """phonenumbers' own test of a number against one type: a possible length, and the whole pattern."""
     pattern, lengths = desc

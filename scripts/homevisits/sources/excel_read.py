@@ -228,14 +228,12 @@ def _is_content(row: bytes, shared: list[bytes]) -> bool:
                 text = shared[index] if 0 <= index < len(shared) else b"?"
         if len(text) > 12:
             return True
+        from ..cells import EMPTY_WORDS, fold_word  # here: the read starts without the cell parsers
+
         word = fold_word(text.decode("utf-8", "replace"))
-        if word not in _EMPTY_WORDS and word not in ("true", "false", "0") and not _zero(word):
+        if word not in EMPTY_WORDS and word not in ("true", "false", "0") and not _zero(word):
             return True
     return False
-
-
-from ..cells import EMPTY_WORDS as _EMPTY_WORDS  # noqa: E402 - light: cells imports nothing heavy
-from ..cells import fold_word  # noqa: E402
 
 
 def _zero(word: str) -> bool:
