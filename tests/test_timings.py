@@ -254,7 +254,9 @@ def test_one_definition_of_cancelled():
     listed = re.compile(r"""["']Cancelled["']\s*,\s*["']Not carried out["']""")
     assert [p.name for p in source.rglob("*.py") if listed.search(p.read_text(encoding="utf-8"))] == []
     compared = re.compile(r"""status["'\]]*\)?\s*[!=]=\s*["']|isin\(\(\s*["'](Completed|No answer|Planned)""")
-    for name in ("rules.py", "reports.py", "summary.py", "forms.py", "state.py", "safe_return.py"):
+    rules = [f"rules/{p.name}" for p in sorted((source / "rules").glob("*.py"))]
+    assert rules, "the rule modules were not found"
+    for name in (*rules, "reports.py", "summary.py", "forms.py", "state.py", "safe_return.py"):
         assert not compared.search((source / name).read_text(encoding="utf-8")), name
     from homevisits.summary import statuses
 
