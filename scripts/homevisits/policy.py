@@ -1,6 +1,6 @@
 """Policy profiles (policies/*.toml): which rules a school enables, their parameters and the clause each enforces.
 
-A rule is a Python function (rules.py) or a check the profile declares as data (``[[checks]]``,
+A rule is a Python function (the rules package) or a check the profile declares as data (``[[checks]]``,
 checks.py); both become a :class:`RuleConfig` and run through the same :func:`check`."""
 
 from __future__ import annotations

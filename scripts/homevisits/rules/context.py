@@ -176,11 +176,6 @@ def instants(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _uk_date(day: Any) -> str:
-    year, month, date = str(np.datetime64(day, "D")).split("-")
-    return f"{date}/{month}/{year}"
-
-
 def each_distinct(column: pd.Series, func: Callable[[str], Any], dtype: Any = object) -> np.ndarray:
     """``func`` of each cell's text (blank as ""), worked out once per distinct value."""
     codes, distinct = pd.factorize(column.fillna("").astype(str))
