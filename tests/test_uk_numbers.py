@@ -160,7 +160,7 @@ MOBILES = st.builds(
     st.lists(st.one_of(MOBILES, WRITTEN, st.sampled_from(["", "n/a", "#N/A", "call office"])), max_size=25)
 )
 def test_a_phone_column_reads_exactly_as_its_cells_one_by_one(raws):
-    """The column's plain-mobile pass (cells._phone_results) gives what parse_phone gives each cell."""
+    """The column's plain-mobile pass (cells._results) gives what parse_phone gives each cell."""
     column = cells.parse_cells("phone", raws)
     one_by_one = [cells.parse_one("phone", raw) for raw in raws]
     assert column.values == [value for value, _ in one_by_one]
