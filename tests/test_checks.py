@@ -92,6 +92,19 @@ def test_the_readme_id_card_check_works_as_shown(tmp_path, capsys):
         assert line in lines
 
 
+def test_check_setup_places_the_school_s_own_column_as_validate_reads_it(tmp_path, capsys):
+    """check-setup reads the header row with the policy's own columns, as validate does: "ID card
+    worn" is placed, not listed as never read; without the check it is."""
+    config = id_card_school(tmp_path)
+    cli.main(["check-setup", "--config", str(config)])
+    [headers] = [line for line in capsys.readouterr()[0].splitlines() if line[2:].startswith("headers:")]
+    assert headers.startswith("✓ headers:") and "ID card worn" not in headers
+    config.write_text(config.read_text().replace('"our_policy.toml"', '"attendance_academy"'))
+    cli.main(["check-setup", "--config", str(config)])
+    [headers] = [line for line in capsys.readouterr()[0].splitlines() if line[2:].startswith("headers:")]
+    assert "Not placed (kept, never read): 'ID card worn'" in headers
+
+
 def test_without_the_check_the_column_is_reported_as_not_read(tmp_path, capsys):
     config = id_card_school(tmp_path)
     config.write_text(config.read_text().replace('"our_policy.toml"', '"attendance_academy"'))

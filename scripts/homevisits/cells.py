@@ -831,7 +831,10 @@ def _results(kind: str, distinct: list[Any], parse: Callable[..., Parsed], date1
         moment = dt.datetime
         return [
             (raw, None)
-            if raw.__class__ is moment and raw.tzinfo is None and not raw.microsecond and 1900 <= raw.year <= 2100
+            if raw.__class__ is moment
+            and raw.tzinfo is None
+            and not raw.microsecond
+            and 1900 <= raw.year <= 2100
             else parse(raw, date1904)
             for raw in distinct
         ]

@@ -20,7 +20,7 @@ from .sources import Source
 if TYPE_CHECKING:
     from .findings import Finding, Report
     from .policy import Policy
-    from .schema import HeaderMap
+    from .schema import HeaderMap, Schema
     from .sheet import CellUpdate, SheetLayout
     from .sources.writeback import WriteResult
     from .visits import Visits
@@ -212,6 +212,32 @@ def meanwhile(reading: InBackground, patience: float = 0.3) -> None:
         warm_up()
 
 
+def policy_schema(policy: Policy) -> Schema:
+    """The sheet's columns as this policy reads them: the schema's, and any its checks declare."""
+    from .schema import load_schema
+
+    return load_schema().with_columns(policy.columns)
+
+
+def missing_columns(layout: SheetLayout, policy: Policy, where: str) -> list[str]:
+    """What the policy's checks need and the sheet's header row lacks, a sentence each (none: empty)."""
+    from .schema import require_columns
+
+    problems = []
+    try:
+        require_columns(layout.mapping, policy.needed_columns(), layout.schema, where)
+    except HomevisitsError as exc:
+        problems.append(str(exc))
+    for group in policy.needed_alternatives():
+        if not any(name in layout.mapping.positions for name in group):
+            headers = " or ".join(f"'{layout.schema[name].header}'" for name in group)
+            problems.append(
+                f"{where} needs a column {headers} for the policy's checks: add one of them "
+                "(homevisits init-sheet adds it), or map yours under [columns]."
+            )
+    return problems
+
+
 def load(config: Config, now: dt.datetime) -> Checked:
     """Read, parse and check: the findings every command starts from."""
     with bulk_work():
@@ -226,14 +252,13 @@ def _load(config: Config, now: dt.datetime) -> Checked:
     reading = InBackground(source.read)
     try:
         from .policy import check, load_policy
-        from .schema import load_schema, require_columns
         from .sheet import find_layout
         from .visits import build_visits
 
         policy = load_policy(
             str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
         ).with_timings(config.timings)
-        schema = load_schema().with_columns(policy.columns)
+        schema = policy_schema(policy)
     except BaseException:
         reading.wait()  # never leave the reader running behind an error
         raise
@@ -243,16 +268,10 @@ def _load(config: Config, now: dt.datetime) -> Checked:
     if not raw.rows:
         raise HomevisitsError(f"{where} is empty: it needs a header row and one row per visit.")
     layout = find_layout(raw, schema, config.columns)  # found once: write-back goes by it too
-    header_pos, mapping = layout.header_pos, layout.mapping
-    require_columns(mapping, policy.needed_columns(), schema, where)
-    for group in policy.needed_alternatives():
-        if not any(name in mapping.positions for name in group):
-            headers = " or ".join(f"'{schema[name].header}'" for name in group)
-            raise HomevisitsError(
-                f"{where} needs a column {headers} for the policy's checks: add one of them "
-                "(homevisits init-sheet adds it), or map yours under [columns]."
-            )
-    visits = build_visits(raw, schema, mapping, header_pos, tz)
+    missing = missing_columns(layout, policy, where)
+    if missing:
+        raise HomevisitsError(missing[0])
+    visits = build_visits(raw, schema, layout.mapping, layout.header_pos, tz)
     findings = check(visits, policy, now)
     return Checked(
         config=config,

@@ -90,8 +90,8 @@ def check_profile(config: Any) -> tuple[Check, Any]:
 
 
 def check_sheet(config: Any, policy: Any) -> Iterator[Check]:
-    from .pipeline import open_sheet
-    from .schema import find_header_row, load_schema, map_headers, require_columns
+    from .pipeline import missing_columns, open_sheet, policy_schema
+    from .sheet import find_layout
 
     try:
         source = open_sheet(config)
@@ -107,26 +107,14 @@ def check_sheet(config: Any, policy: Any) -> Iterator[Check]:
             False, "headers", f"{where} is empty: run homevisits init-sheet to set up its header row."
         )
         return
-    schema = load_schema()
+    schema = policy_schema(policy)  # as validate reads the sheet: with the columns the checks declare
     try:
-        position = find_header_row(raw.rows, schema, config.columns)
-        mapping = map_headers(raw.rows[position], schema, config.columns)
-        problems = []
-        try:
-            require_columns(mapping, policy.needed_columns(), schema, where)
-        except HomevisitsError as exc:
-            problems.append(str(exc))
-        for group in policy.needed_alternatives():
-            if not any(name in mapping.positions for name in group):
-                problems.append(
-                    f"{where} needs a column "
-                    + " or ".join(f"'{schema[n].header}'" for n in group)
-                    + " for the policy's checks: add one, or map yours under [columns]."
-                )
-        problems += duplicated(mapping, schema, config.columns)
+        layout = find_layout(raw, schema, config.columns)
     except HomevisitsError as exc:
         yield Check(False, "headers", str(exc))
         return
+    mapping = layout.mapping
+    problems = missing_columns(layout, policy, where) + duplicated(mapping, schema, config.columns)
     unplaced = unplaced_headers(mapping, schema, config.columns)
     note = (" Not placed (kept, never read): " + "; ".join(unplaced) + ".") if unplaced else ""
     if any(" (is it " in header for header in unplaced):  # looks like a column homevisits reads: map it
