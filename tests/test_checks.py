@@ -368,3 +368,17 @@ def test_the_status_tags_in_when_read_as_the_schema_tags_them():
         tagged, named = (evaluate(parse_when(text, FIELDS)[0], ctx).tolist() for text in (tag, spelled))
         assert tagged == named and sum(tagged) == 1
     assert evaluate(parse_when("cancelled", FIELDS)[0], ctx).tolist() == [False] * 4 + [True, True]
+
+
+def test_init_sheet_adds_the_school_s_own_column(tmp_path, capsys):
+    """init-sheet sets up a new log with the columns the policy reads, its own checks' among them."""
+    import openpyxl
+
+    config = id_card_school(tmp_path)
+    (tmp_path / "logs" / "home_visits.xlsx").unlink()
+    assert cli.main(["init-sheet", "--config", str(config)]) == 0
+    headers = [
+        cell.value
+        for cell in next(openpyxl.load_workbook(tmp_path / "logs" / "home_visits.xlsx").active.rows)
+    ]
+    assert "ID card worn" in headers and "Status" in headers

@@ -564,13 +564,15 @@ def run_init_sheet(args: argparse.Namespace) -> int:
             "init-sheet needs the sheet to set up: pass --source (an .xlsx path or a Google Sheet URL) or --config."
         )
     source = open_source(config.source, config.base_dir, columns=config.columns, timezone=config.timezone)
+    from .pipeline import policy_schema
     from .policy import load_policy
-    from .schema import load_schema
     from .sheet_setup import policy_fields
 
-    schema = load_schema()
-    policy = str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
-    fields = None if args.all else policy_fields(load_policy(policy), schema)
+    policy = load_policy(
+        str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
+    )
+    schema = policy_schema(policy)  # with the columns the school's own checks declare
+    fields = None if args.all else policy_fields(policy, schema)
     setup = source.init_sheet(schema, fields)
     for header, name in setup.ask:
         print(
