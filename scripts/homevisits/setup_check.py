@@ -155,10 +155,7 @@ def writable(source: Any) -> str:
         return f"{path.name} and its folder can be written."
     if not isinstance(source, GoogleSheet):
         return "not checked for a workbook on Google Drive: the first run-scheduled says if it cannot write."
-    with source._errors("write to"):
-        source.http.batch_update(
-            source.key, {"requests": []}
-        )  # Google checks edit access and changes nothing
+    source.check_writable()
     return "the service account may edit the spreadsheet (checked with an empty update)."
 
 
@@ -261,7 +258,7 @@ def check_mail(config: Any, send_test: str | None, now: dt.datetime) -> Check:
                     f"transport is the outbox: messages are written to {folder} and never leave this machine; "
                     'set transport = "smtp" in [mail] to email them.'
                 )
-            transport._connection()  # connect, STARTTLS or TLS with the certificate verified, log in
+            transport.connect()  # connect, STARTTLS or TLS with the certificate verified, log in
             checks = "TLS verified" if transport.security != "none" else "a relay on this machine, no TLS"
             login = ", login accepted" if transport.username else ""
             return f"the mail server {transport.where} answered ({checks}{login}); no message was sent."

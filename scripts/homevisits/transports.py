@@ -245,6 +245,11 @@ class SmtpTransport(Transport):
 
     # -- the connection
 
+    def connect(self) -> None:
+        """Connect, start TLS (the certificate verified) and log in, sending nothing: what
+        check-setup asks of the server. A failure raises the error a send would."""
+        self._connection()
+
     def _connection(self) -> smtplib.SMTP:
         if self._broken is not None:
             raise self._broken

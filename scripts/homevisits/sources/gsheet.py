@@ -134,6 +134,12 @@ class GoogleSheet:
     def requests_made(self) -> int:
         return self._http.requests_made if self._http else 0
 
+    def check_writable(self) -> None:
+        """Ask Google whether the service account may edit the spreadsheet, changing nothing: an empty
+        batchUpdate is checked for edit access. A refusal is the one sentence a person sees."""
+        with self._errors("write to"):
+            self.http.batch_update(self.key, {"requests": []})
+
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Turn a failed request into the one sentence a person sees."""
