@@ -30,8 +30,9 @@ def run(rows: int = 50_000, cells: int = 500, seed: int = 7, openpyxl: bool | No
     if openpyxl is None:
         openpyxl = "--skip-openpyxl" not in sys.argv
     from homevisits.schema import load_schema
+    from homevisits.sheet import header_layout
     from homevisits.sources.excel import ExcelSource
-    from homevisits.sources.writeback import CellUpdate, id_key, layout
+    from homevisits.sources.writeback import CellUpdate, id_key
 
     workbook = make_bench_workbook(None, rows, 1)
     figures: dict[str, Any] = {"rows": rows, "cells_written": cells}
@@ -40,7 +41,7 @@ def run(rows: int = 50_000, cells: int = 500, seed: int = 7, openpyxl: bool | No
         shutil.copyfile(workbook, copy)
         source = ExcelSource(copy)
         raw = source.read()
-        position, mapping = layout(raw.rows, load_schema())
+        position, mapping = header_layout(raw.rows, load_schema())
         id_column = mapping.positions["visit_id"]
         ids = [r[id_column] for r in raw.rows[position + 1 :] if r[id_column]]
         counted: dict[str, int] = {}

@@ -10,10 +10,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from homevisits.errors import HomevisitsError
 from homevisits.schema import load_schema
+from homevisits.sheet import header_layout
 from homevisits.sheet_setup import column_letter, plan
 from homevisits.sources.excel import ExcelSource
 from homevisits.sources.gsheet import GoogleSheet
-from homevisits.sources.writeback import layout
 from sheets_standin import SheetsStandIn
 from workbooks import ALL_HEADERS, visit, write_workbook
 
@@ -101,7 +101,7 @@ def test_google_init_sets_up_an_empty_worksheet_in_one_batch(api, sheet):
         }[kind]
     assert grid.number_format(5, SCHEMA.fields.index("visit_date"))["pattern"] == "dd/mm/yyyy"
     assert api.sheets_counts() == {"metadata": 1, "values.get": 1, "batchUpdate": 1}
-    header_pos, mapping = layout(sheet().read().rows, SCHEMA)
+    header_pos, mapping = header_layout(sheet().read().rows, SCHEMA)
     assert header_pos == 0 and len(mapping.positions) == len(ALL_HEADERS)
 
 

@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 from ..formula_guard import is_formula_like, neutralise
 from ..sheet import DATETIME_TEXT, CellUpdate, RawSheet, SheetLayout, find_layout
-from ..sheet import header_layout as layout  # noqa: F401 - the name scripts and the benches use
 from ..visit_ids import id_key, is_header_safe_id
 
 
