@@ -259,10 +259,10 @@ def _load(config: Config, now: dt.datetime) -> Checked:
             str(config.resolve(config.policy)) if config.policy.endswith(".toml") else config.policy
         ).with_timings(config.timings)
         schema = policy_schema(policy)
+        meanwhile(reading)
     except BaseException:
         reading.wait()  # never leave the reader running behind an error
         raise
-    meanwhile(reading)
     raw = reading.result()
     where = f"{raw.name} ({raw.worksheet})" if raw.worksheet else raw.name
     if not raw.rows:
