@@ -18,14 +18,8 @@ from homevisits.policy import load_policy
 from homevisits.reports import PAGE_VISITS, validation_page
 from homevisits.schema import find_header_row, load_schema, map_headers
 from homevisits.sources import excel
-from homevisits.summary import (
-    academic_year,
-    build_summary,
-    reason_group,
-    report_stem,
-    summary_page,
-    write_report,
-)
+from homevisits.summary import academic_year, build_summary, reason_group
+from homevisits.summary_files import report_stem, summary_page, write_report
 from homevisits.timings import Timings
 from homevisits.visits import build_visits
 

@@ -256,7 +256,15 @@ def test_one_definition_of_cancelled():
     compared = re.compile(r"""status["'\]]*\)?\s*[!=]=\s*["']|isin\(\(\s*["'](Completed|No answer|Planned)""")
     rules = [f"rules/{p.name}" for p in sorted((source / "rules").glob("*.py"))]
     assert rules, "the rule modules were not found"
-    for name in (*rules, "reports.py", "summary.py", "forms.py", "state.py", "safe_return.py"):
+    for name in (
+        *rules,
+        "reports.py",
+        "summary.py",
+        "summary_files.py",
+        "forms.py",
+        "state.py",
+        "safe_return.py",
+    ):
         assert not compared.search((source / name).read_text(encoding="utf-8")), name
     from homevisits.summary import statuses
 

@@ -337,7 +337,8 @@ def add_report(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def run_report(args: argparse.Namespace) -> int:
     from .pipeline import load
     from .rules import rule_titles
-    from .summary import build_summary, parse_day, period_end, write_report
+    from .summary import build_summary, parse_day, period_end
+    from .summary_files import write_report
 
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
     if start is not None and end is None:

@@ -1,5 +1,5 @@
 """The validation page an admin forwards, and the page templates it shares with the governors'
-summary (summary.py).
+summary (summary.py, written out by summary_files.py).
 
 Pages are single self-contained HTML files (inline CSS and script, charts as data: images, no network),
 rendered from templates/reports/ with autoescaping always on. The summary is aggregates only: counts

@@ -133,7 +133,7 @@ def _e164(raw: str) -> str | None:
         return None
     national = str(number.national_number)
     if number.country_code == 44 and re.fullmatch(r"7[1-57-9]\d{8}", national):
-        pass  # a UK mobile (07xxx xxxxxx), Ofcom's drama range included, as cells.py reads them
+        pass  # a UK mobile (07xxx xxxxxx), Ofcom's drama range included, as cells/phones.py reads them
     elif not phonenumbers.is_valid_number(number) or phonenumbers.number_type(number) not in (
         phonenumbers.PhoneNumberType.MOBILE,
         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
