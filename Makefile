@@ -25,9 +25,11 @@ demo: $(STAMP)
 
 # The suite in parallel, one worker per core (pytest-xdist); an idle worker takes tests from the other's
 # queue (worksteal), so one long file never runs alone at the end. PYTEST_WORKERS=0 runs it in one process.
+# PYTHONDONTWRITEBYTECODE is cleared so the bytecode of the modules and of the assert-rewritten tests is
+# kept in __pycache__ (git ignores it): otherwise every worker and every child python compiles it all again.
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
