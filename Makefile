@@ -25,8 +25,14 @@ demo: $(STAMP)
 
 # The suite in parallel, one worker per core (pytest-xdist); an idle worker takes tests from the other's
 # queue (worksteal), so one long file never runs alone at the end. PYTEST_WORKERS=0 runs it in one process.
+# PYTHONDONTWRITEBYTECODE is cleared so the bytecode of the modules and of the assert-rewritten tests is
+# kept in __pycache__ (git ignores it): otherwise every worker and every child python compiles it all again.
+# The tests' temporary folders go on the RAM disk when the machine has one (TEST_TMPDIR= keeps TMPDIR): the
+# ledger syncs every write to disk, as it must, and on a busy disk those waits were a third of test_jobs.py.
 PYTEST_WORKERS ?= auto
+TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm)
 test: $(STAMP)
+	PYTHONDONTWRITEBYTECODE= $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) \
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(STAMP)

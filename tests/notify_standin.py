@@ -289,7 +289,9 @@ def notify_standin(**settings: Any) -> Iterator[NotifyStandIn]:
     standin = NotifyStandIn(**settings)
     server = ThreadingHTTPServer((HOST, 0), _handler(standin))
     standin.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever looks for shutdown() every poll_interval (0.5 s by default): every test using the
+    # stand-in waited that long at its end, as in sheets_standin.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield standin

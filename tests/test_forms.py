@@ -480,7 +480,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 def test_the_pdf_renderer_never_fetches_a_remote_url(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -764,6 +765,26 @@ def test_a_schools_own_email_template_comes_first(tmp_path):
         mail.render_text("reminder", CONTEXTS["reminder"], template_dir=tmp_path)
         == "Our own words for HV-0042.\n"
     )
+
+
+def test_a_schools_template_added_or_edited_between_messages_is_used_at_once(tmp_path):
+    """The compiled templates are kept between messages, but only while the file found holds the same
+    text: a school's file added after a message, or edited within the same clock tick, is used next time."""
+    bundled = mail.render_text("reminder", CONTEXTS["reminder"], template_dir=tmp_path)
+    assert "HV-0042" in bundled and not bundled.startswith("Ours")
+    template = tmp_path / "reminder.txt.j2"
+    template.write_text("Ours, first: {{ visit_id }}.\n")
+    assert (
+        mail.render_text("reminder", CONTEXTS["reminder"], template_dir=tmp_path) == "Ours, first: HV-0042.\n"
+    )
+    stamp = template.stat().st_mtime_ns
+    template.write_text("Ours, again: {{ visit_id }}.\n")
+    os.utime(template, ns=(stamp, stamp))  # the same modification time as the first version
+    assert (
+        mail.render_text("reminder", CONTEXTS["reminder"], template_dir=tmp_path) == "Ours, again: HV-0042.\n"
+    )
+    template.unlink()
+    assert mail.render_text("reminder", CONTEXTS["reminder"], template_dir=tmp_path) == bundled
 
 
 def test_a_long_subject_reads_back_exactly():

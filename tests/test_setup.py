@@ -348,7 +348,8 @@ class Heartbeats(http.server.BaseHTTPRequestHandler):
 def heartbeat_server():
     handler = type("Recording", (Heartbeats,), {"seen": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever to look again: every poll_interval (0.5 s by default)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_port}/ping/abc", handler.seen

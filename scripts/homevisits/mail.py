@@ -15,6 +15,7 @@ sent. Recipients outside ``allowed_domains`` are never mailed. Logs name visit I
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from email.headerregistry import Address
@@ -378,20 +379,44 @@ def render_text(
     Filters: ``day`` (Friday 3 April 2026), ``hhmm`` (14:30), ``when`` (Friday 3 April 2026 at 14:30),
     all on the school's clock. A variable the template needs and the caller did not give is an error.
     """
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    folders = tuple(str(p) for p in (template_dir, EMAIL_TEMPLATE_DIR) if p)
+    env = _text_environment(folders, timezone or DEFAULT_TIMEZONE)
+    return env.get_template(TEXT_TEMPLATES[kind]).render(**{**TEMPLATE_DEFAULTS, **context})
 
-    tz = ZoneInfo(timezone or DEFAULT_TIMEZONE)
-    folders = [str(p) for p in (template_dir, EMAIL_TEMPLATE_DIR) if p]
+
+@functools.lru_cache(maxsize=16)
+def _text_environment(folders: tuple[str, ...], timezone: str) -> Any:
+    """One Jinja environment per folder list and clock, so a template is compiled once, not once a message.
+
+    Its loader looks the template up again and re-reads it at every use: the compiled template serves only
+    while the file it would find now holds the same text (a school's new or edited file is used at once).
+    """
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+    class Reread(FileSystemLoader):
+        def get_source(self, environment: Any, template: str) -> Any:
+            source, filename, _ = super().get_source(environment, template)
+
+            def uptodate() -> bool:
+                try:
+                    return FileSystemLoader.get_source(self, environment, template)[:2] == (source, filename)
+                except TemplateNotFound:
+                    return False
+
+            return source, filename, uptodate
+
+    tz = ZoneInfo(timezone)
     env = Environment(
-        loader=FileSystemLoader(folders),
+        loader=Reread(list(folders)),
         autoescape=False,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=True,
     )
     env.filters.update(day=lambda v: _uk_day(v, tz), hhmm=lambda v: _hhmm(v, tz), when=lambda v: _when(v, tz))
-    return env.get_template(TEXT_TEMPLATES[kind]).render(**{**TEMPLATE_DEFAULTS, **context})
+    return env
 
 
 def _uk_day(value: Any, tz: ZoneInfo) -> str:

@@ -224,7 +224,7 @@ class SmtpTransport(Transport):
         sender: str,
         username: str | None,
         password: str | None,
-        context: ssl.SSLContext,
+        context: ssl.SSLContext | None,
         allowed_domains: Sequence[str],
         timeout: float = DEFAULT_TIMEOUT,
         helo: str | None = None,
@@ -526,7 +526,10 @@ def _smtp_transport(cfg: dict[str, Any], base_dir: Path, allowed: list[str]) -> 
                 f"The mail password is missing: set the environment variable {variable} "
                 "(named by password_env in [mail]) before running homevisits."
             )
-    context = tls_context(_resolve(base_dir, cfg["ca_file"]) if cfg.get("ca_file") else None)
+    ca_file = _resolve(base_dir, cfg["ca_file"]) if cfg.get("ca_file") else None
+    # A relay on this machine (security = "none") never uses TLS: its context is not built (loading the
+    # system's authorities costs tens of milliseconds a run), unless a ca_file is named, which is checked now.
+    context = tls_context(ca_file) if security != "none" or ca_file is not None else None
     try:
         timeout = float(cfg.get("timeout") or DEFAULT_TIMEOUT)
     except (TypeError, ValueError) as exc:
