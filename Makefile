@@ -27,10 +27,11 @@ demo: $(STAMP)
 # queue (worksteal), so one long file never runs alone at the end. PYTEST_WORKERS=0 runs it in one process.
 # PYTHONDONTWRITEBYTECODE is cleared so the bytecode of the modules and of the assert-rewritten tests is
 # kept in __pycache__ (git ignores it): otherwise every worker and every child python compiles it all again.
-# The tests' temporary folders go on the RAM disk when the machine has one (TEST_TMPDIR= keeps TMPDIR): the
-# ledger syncs every write to disk, as it must, and on a busy disk those waits were a third of test_jobs.py.
+# The tests' temporary folders go on the RAM disk when the machine has one with 2 GB free (TEST_TMPDIR=
+# keeps TMPDIR): the ledger syncs every write to disk, as it must, and on a busy disk those waits were a
+# third of test_jobs.py. A container's small /dev/shm (often 64 MB) is not used.
 PYTEST_WORKERS ?= auto
-TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm)
+TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= 2097152 { print "/dev/shm" }')
 test: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) \
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
