@@ -192,13 +192,13 @@ def _phone_patterns() -> None:
     prepare()
 
 
-def _printable() -> None:
+def _output_helpers() -> None:
     import numpy.char  # noqa: F401 - rules write instants with it
 
     from . import cleaning  # noqa: F401 - findings show cleaned values with it
 
 
-WARM_UPS: tuple[Callable[[], None], ...] = (_phone_patterns, _printable)
+WARM_UPS: tuple[Callable[[], None], ...] = (_phone_patterns, _output_helpers)
 
 
 def meanwhile(reading: InBackground, patience: float = 0.3) -> None:
