@@ -119,6 +119,7 @@ def test_rows_the_form_job_leaves_alone_say_why(tmp_path):
         planned_visit(6, THURSDAY, status="Cancelled"),
         planned_visit(7, THURSDAY, status="Completed"),
         planned_visit(8, dt.date(2026, 11, 23), start=(9, 0), end=(10, 0)),  # began 3 h ago: still owed
+        planned_visit(9, THURSDAY, visit_date=None),  # the date cleared: no start to count from
     ]
     result = the_plan(tmp_path, rows, NOW, jobs=("forms",))
     assert left_alone(result, "forms") == {
@@ -129,6 +130,7 @@ def test_rows_the_form_job_leaves_alone_say_why(tmp_path):
         "V5 (row 6)": "form already sent (Form sent at filled in)",
         "V6 (row 7)": "visit cancelled",
         "V7 (row 8)": "visit no longer Planned",
+        "V9 (row 10)": "no start date and time",
     }
     assert sends(result) == [
         (

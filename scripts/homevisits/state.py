@@ -177,6 +177,8 @@ def form_conditions(visits: Any, now: dt.datetime, window_days: float) -> list[C
         Condition("visit no longer Planned", planned_rows(status)),  # blank: as the rules read it
         Condition("HIGH risk", frame["risk_level"] != "HIGH"),
         Condition("no Visit ID", frame["visit_id"].notna()),
+        # as the window: never withdraws a queued form (before it, a blank start read "outside the window")
+        Condition("no start date and time", start.notna(), True),
         Condition("outside the window", start <= instant + pd.Timedelta(days=window_days), True),
         Condition("started over a day ago", start > instant - pd.Timedelta(LATE_LIMIT), True),
     ]
