@@ -77,6 +77,48 @@ def test_every_way_of_writing_not_back_gets_the_alert(tmp_path, server, typed):
         )
 
 
+def _negative_return(path: Path, number: float, formula: str | None = None) -> None:
+    """Returned safely at holding a negative number in a time-formatted cell, as a formula such as
+    ``=E2-D2`` leaves it (Excel shows #######): calamine alone reads -0.6 as 09:36."""
+    import re
+    import zipfile
+
+    import openpyxl
+
+    from jobs_fixtures import HEADERS
+
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    [column] = [c.column for c in sheet[1] if c.value == HEADERS["returned_at"]]
+    sheet.cell(row=2, column=column, value=number).number_format = "hh:mm"
+    book.save(path)
+    if formula:
+        temporary = path.with_suffix(".tmp.xlsx")
+        with zipfile.ZipFile(path) as old, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as new:
+            for item in old.infolist():
+                data = old.read(item.filename)
+                if item.filename.startswith("xl/worksheets/sheet"):
+                    data, count = re.subn(rb"<v>-0\.6</v>", f"<f>{formula}</f><v>-0.6</v>".encode(), data)
+                    assert count == 1
+                new.writestr(item, data)
+        temporary.replace(path)
+
+
+@pytest.mark.parametrize("formula", [None, "E2-D2"])
+def test_a_negative_time_is_not_a_return(tmp_path, server, formula):
+    """-0.6 in a time cell is no time anyone wrote (calamine would read 09:36, after the start and
+    before the check: a safe return): it is unreadable, and the alert goes saying so."""
+    from homevisits.sources.excel_read import read
+
+    school = place(tmp_path, [visit()], server)
+    _negative_return(school.workbook, -0.6, formula)
+    column = list(read(school.workbook).rows[0]).index("Returned safely at")
+    assert read(school.workbook).rows[1][column] == -0.6
+    result = school.run("run-scheduled", CHECK)
+    assert kinds(server) == ["overdue_alert"], result.err
+    assert "Returned safely at" in body(only(server, "overdue_alert", "V1"))
+
+
 def test_a_return_time_still_to_come_is_not_a_return(tmp_path, server):
     school = place(tmp_path, [visit(returned_at="12:00")], server)
     school.run("run-scheduled", CHECK)

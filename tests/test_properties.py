@@ -142,6 +142,9 @@ def _expected_problems(path: Path, layout: dict[str, Any], header_line: int) -> 
         cells = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
     finally:
         book.close()
+    for (r, c), number in _negative_numbers(path).items():  # calamine makes a time of them; Excel shows ####
+        if isinstance(cells[r][c], dt.date | dt.time | dt.timedelta):
+            cells[r][c] = number
     bad: list[tuple[int, str]] = []
     visits = 0
     for number, raw_row in enumerate(cells[header_line:], start=header_line + 1):
@@ -159,6 +162,26 @@ def _expected_problems(path: Path, layout: dict[str, Any], header_line: int) -> 
             if problem is not None:
                 bad.append((number, " ".join(header.split())))
     return sorted(bad), visits
+
+
+def _negative_numbers(path: Path) -> dict[tuple[int, int], float]:
+    """(row, column), 0-based, of each number cell of the first sheet holding a negative value."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as book:
+        xml = book.read("xl/worksheets/sheet1.xml").decode()
+    found = {}
+    for ref, attrs, value in re.findall(
+        r'<c r="([A-Z]+\d+)"([^>]*)>(?:<f>[^<]*</f>)?<v>(-[^<]+)</v></c>', xml
+    ):
+        if 't="' not in attrs or 't="n"' in attrs:
+            letters = re.match(r"[A-Z]+", ref)[0]
+            column = 0
+            for letter in letters:
+                column = column * 26 + ord(letter) - 64
+            found[(int(ref[len(letters) :]) - 1, column - 1)] = float(value)
+    return found
 
 
 def _default(cell: Any) -> bool:

@@ -631,3 +631,39 @@ def test_the_unreadable_mask_is_read_only_so_no_rule_can_change_what_the_next_on
         with pytest.raises(ValueError):
             mask[1] = True
     assert visits.unreadable("visit_date").tolist() == [True, False]
+
+
+# ---------------------------------------------------------------- negative numbers in date and time cells
+
+
+def test_negative_cells_are_found_whole_and_only_in_number_cells():
+    from homevisits.sources.excel_read import _negative_cells
+
+    xml = (
+        b'<row r="2"><c r="A2" s="1"/><c r="F2" s="3"><v>-0.25</v></c>'
+        b'<c r="G2" s="3"><f t="shared" ref="G2:G9" si="0">F2-E2</f><v>-1.5</v></c>'
+        b'<c r="H2" t="n" s="3"><v>-2</v></c><c r="I2" t="str"><f>A1</f><v>-abc</v></c>'
+        b'<c r="J2" t="s"><v>4</v></c><c r="K2" s="3"><v>0.5</v></c><c r="AB2"><v>-1E-3</v></c></row>'
+    )
+    assert _negative_cells(xml) == {(1, 5): -0.25, (1, 6): -1.5, (1, 7): -2.0, (1, 27): -0.001}
+    cut = xml[xml.index(b's="3"><v>-0.25') :]  # the cell's opening is in the chunk before
+    assert (1, 5) not in _negative_cells(cut)
+    assert _negative_cells(b'<c r="A2" s="1"/><v>-1</v>') == {}  # a value that is no cell's
+
+
+def test_a_negative_number_calamine_made_a_time_of_reads_as_the_number(tmp_path):
+    """Excel shows ####### for a negative time or date; calamine alone gives 18:00 for -0.25 and a
+    date-time's time for -1.5. A number in a General cell stays as calamine reads it."""
+    import openpyxl
+
+    path = tmp_path / "negative.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["time", "date and time", "duration", "general", "fine"])
+    book.active.append([-0.25, -1.5, -0.5, -3, 0.75])
+    for cell, style in zip(
+        book.active[2], ["hh:mm", "dd/mm/yyyy hh:mm", "[h]:mm", "General", "hh:mm"], strict=True
+    ):
+        cell.number_format = style
+    book.save(path)
+    assert read_excel(path).rows[1] == [-0.25, -1.5, -0.5, -3, dt.time(18, 0)]
+    assert cells.parse_one("time", -0.25) == (None, "not a time")

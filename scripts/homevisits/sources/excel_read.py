@@ -102,10 +102,29 @@ def _unescape(text: str) -> str:
     return html.unescape(text)
 
 
+class Scanned:
+    """What calamine cannot be trusted to show, found in the worksheet's XML by :func:`scan_cells`."""
+
+    def __init__(self) -> None:
+        self.errors: dict[tuple[int, int], str] = {}  # (row, column), 0-based -> the error shown
+        self.negatives: dict[tuple[int, int], float] = {}  # (row, column) -> the negative number held
+
+
 def error_cells(path: Path, title: str | None) -> dict[tuple[int, int], str]:
-    """``(row, column)`` (0-based) -> what each formula-error cell shows (``#N/A``...): calamine reads
-    those cells as empty, so the sheet's XML is scanned for them (streamed, in bounded memory)."""
-    found: dict[tuple[int, int], str] = {}
+    """``(row, column)`` (0-based) -> what each formula-error cell shows (``#N/A``...)."""
+    return scan_cells(path, title).errors
+
+
+def scan_cells(path: Path, title: str | None) -> Scanned:
+    """The sheet's XML scanned (streamed, in bounded memory) for two kinds of cell calamine misreads:
+
+    - a formula-error cell (``#N/A``...), which calamine reads as empty;
+    - a negative number in a cell formatted as a date, a time or a duration (Excel shows ``#######``;
+      a formula such as ``=C5-D5`` can make one), which calamine turns into a plausible time of day:
+      -0.25 reads as 18:00. A doubt is never a safe return, so the number is kept as it is and the
+      cell parser calls it unreadable.
+    """
+    found = Scanned()
     try:
         with zipfile.ZipFile(path) as archive:
             part = _sheet_part(archive, title)
@@ -118,8 +137,10 @@ def error_cells(path: Path, title: str | None) -> dict[tuple[int, int], str]:
                     if not chunk:
                         break
                     buffer = leftover + chunk
+                    if b"<v>-" in buffer:
+                        found.negatives.update(_negative_cells(buffer))
                     if b't="e"' not in buffer:
-                        leftover = buffer[-400:]
+                        leftover = buffer[-_OVERLAP:]
                         continue
                     end = 0
                     for match in _ERROR_CELL.finditer(buffer):
@@ -127,17 +148,54 @@ def error_cells(path: Path, title: str | None) -> dict[tuple[int, int], str]:
                         ref = _CELL_REF.search(match[1] + match[2])
                         value = _CACHED.search(match[3])
                         if ref:
-                            column = 0
-                            for letter in ref[1]:
-                                column = column * 26 + letter - 64
                             text = _unescape(value[1].decode("utf-8", "replace")) if value else "#ERROR!"
-                            found[(int(ref[2]) - 1, column - 1)] = text
+                            found.errors[_position(ref)] = text
                     rest = buffer[end:]
                     at = rest.rfind(b't="e"')
                     start = rest.rfind(b"<c", 0, at) if at >= 0 else -1
-                    leftover = rest[max(start, 0) :][-(1 << 20) :] if at >= 0 else rest[-400:]
+                    leftover = rest[max(start, 0) :][-(1 << 20) :] if at >= 0 else rest[-_OVERLAP:]
     except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
         return found
+    return found
+
+
+_OVERLAP = 4096  # bytes carried into the next chunk: a cell cut in two is whole in the next buffer
+_NUMBER_TYPES = (None, b"n")  # a cell's t attribute when it holds a number (absent or "n")
+
+
+def _position(ref: re.Match[bytes]) -> tuple[int, int]:
+    column = 0
+    for letter in ref[1]:
+        column = column * 26 + letter - 64
+    return int(ref[2]) - 1, column - 1
+
+
+def _negative_cells(buffer: bytes) -> dict[tuple[int, int], float]:
+    """Each numeric cell in ``buffer`` holding a negative value (a cached formula result too):
+    ``<c r="F5" s="3"><f>E5-D5</f><v>-0.25</v></c>``. A cell whose opening lies before the buffer
+    is left for the next one, which holds it whole."""
+    found: dict[tuple[int, int], float] = {}
+    at = buffer.find(b"<v>-")
+    while at >= 0:
+        start = buffer.rfind(b"<c ", 0, at)
+        head_end = buffer.find(b">", start) if start >= 0 else -1
+        whole = (
+            start >= 0
+            and buffer[head_end - 1 : head_end] != b"/"  # not an empty cell before this one
+            and buffer.find(b"</c>", start, at) < 0  # nor a whole one: the value is this cell's
+        )
+        close = buffer.find(b"</v>", at)
+        if whole and close >= 0:
+            head = buffer[start:head_end]
+            kind = _CELL_TYPE.search(head)
+            ref = _CELL_REF.search(head)
+            try:
+                number = float(buffer[at + 3 : close])
+            except ValueError:
+                number = 0.0
+            if ref and (kind[1] if kind else None) in _NUMBER_TYPES and number < 0:
+                found[_position(ref)] = number
+        at = buffer.find(b"<v>-", at + 4)
     return found
 
 
@@ -150,6 +208,20 @@ def _show_errors(rows: list[list[Any]], errors: dict[tuple[int, int], str]) -> N
                 cells.extend([""] * (c + 1 - len(cells)))
             if cells[c] in ("", None):
                 cells[c] = text
+
+
+def _show_negatives(rows: list[list[Any]], negatives: dict[tuple[int, int], float]) -> None:
+    """Put back each negative number calamine made a date or time of (see :func:`scan_cells`)."""
+    import datetime as dt
+
+    for (r, c), number in negatives.items():
+        if r < len(rows) and c < len(rows[r]) and isinstance(rows[r][c], dt.date | dt.time | dt.timedelta):
+            rows[r][c] = number
+
+
+def _show_scanned(rows: list[list[Any]], scanned: Scanned) -> None:
+    _show_errors(rows, scanned.errors)
+    _show_negatives(rows, scanned.negatives)
 
 
 # A used range taller than this is read through a compact copy (see compact_copy): calamine holds
@@ -325,8 +397,8 @@ def _read_compact(path: Path, worksheet: str | None) -> RawSheet | None:
             return None
         copy, kept, last = made
         raw = _calamine_read_safely(copy, worksheet)
-        errors = error_cells(copy, worksheet)
-    _show_errors(raw.rows, errors)
+        scanned = scan_cells(copy, worksheet)
+    _show_scanned(raw.rows, scanned)
     rows: list[list[Any]] = [[] for _ in range(max(last, kept[-1] if kept else 0))]
     for position, number in enumerate(kept):
         if position < len(raw.rows):
@@ -356,16 +428,16 @@ def read(path: Path | str, worksheet: str | None = None) -> RawSheet:
         compact = _read_compact(path, worksheet)
         if compact is not None:
             return compact
-    errors: dict[tuple[int, int], str] = {}
+    scanned: list[Scanned] = []
     scan = threading.Thread(  # zlib works outside Python's lock: the scan runs beside calamine's read
-        target=lambda: errors.update(error_cells(path, worksheet)), name="homevisits-errors", daemon=True
+        target=lambda: scanned.append(scan_cells(path, worksheet)), name="homevisits-scan", daemon=True
     )
     scan.start()
     try:
         raw = _calamine_read_safely(path, worksheet)
     finally:
         scan.join()
-    _show_errors(raw.rows, errors)
+    _show_scanned(raw.rows, scanned[0] if scanned else Scanned())
     return raw
 
 
