@@ -110,11 +110,6 @@ class Scanned:
         self.negatives: dict[tuple[int, int], float] = {}  # (row, column) -> the negative number held
 
 
-def error_cells(path: Path, title: str | None) -> dict[tuple[int, int], str]:
-    """``(row, column)`` (0-based) -> what each formula-error cell shows (``#N/A``...)."""
-    return scan_cells(path, title).errors
-
-
 def scan_cells(path: Path, title: str | None) -> Scanned:
     """The sheet's XML scanned (streamed, in bounded memory) for two kinds of cell calamine misreads:
 
