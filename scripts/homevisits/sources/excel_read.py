@@ -159,10 +159,10 @@ _NUMBER_TYPES = (None, b"n")  # a cell's t attribute when it holds a number (abs
 
 
 def _position(ref: re.Match[bytes]) -> tuple[int, int]:
-    column = 0
-    for letter in ref[1]:
-        column = column * 26 + letter - 64
-    return int(ref[2]) - 1, column - 1
+    """A cell reference (``F5``) as (row, column), 0-based."""
+    from ..a1 import column_index
+
+    return int(ref[2]) - 1, column_index(ref[1])
 
 
 def _negative_cells(buffer: bytes) -> dict[tuple[int, int], float]:
