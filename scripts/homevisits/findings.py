@@ -75,19 +75,37 @@ def render(template: str, values: Mapping[str, Any], fill: Fill) -> str:
     the value or, when blank, the words after ``or``; a blank value shows as "blank", a yes/no as
     YES or NO."""
     out = []
-    for literal, name, spec in _parts(template):
+    for literal, place, name, spec in _pieces(template):
         out.append(literal)
-        if name is None:
-            continue
-        if name == "column":
+        if place is _VALUE:
+            value = values[name]
+            out.append(value if not spec and value.__class__ is str else _shown(value, spec, fill.tz))
+        elif place is _COLUMN:
             out.append(str(fill.column))
-        elif name == "row":
+        elif place is _ROW:
             out.append(str(fill.row))
-        elif name.startswith("header["):
-            out.append(fill.header[name[7:-1]])
-        else:
-            out.append(_shown(values[name], spec, fill.tz))
+        elif place is _HEADER:
+            out.append(fill.header[name])
     return "".join(out)
+
+
+_VALUE, _COLUMN, _ROW, _HEADER = "value", "column", "row", "header"  # what a template's {...} names
+
+
+@lru_cache(maxsize=1024)
+def _pieces(template: str) -> tuple[tuple[str, str | None, str | None, str], ...]:
+    """A template as (text, what its place names, the name, the format) pieces, sorted out once."""
+    pieces = []
+    for literal, name, spec in _parts(template):
+        if name is None:
+            pieces.append((literal, None, None, spec))
+        elif name in ("column", "row"):
+            pieces.append((literal, _COLUMN if name == "column" else _ROW, name, spec))
+        elif name.startswith("header["):
+            pieces.append((literal, _HEADER, name[7:-1], spec))
+        else:
+            pieces.append((literal, _VALUE, name, spec))
+    return tuple(pieces)
 
 
 @lru_cache(maxsize=1024)
@@ -202,7 +220,15 @@ def _shown(value: Any, spec: str, tz: Any) -> str:
 def _when(instant: str, tz: Any) -> str:
     """An ISO 8601 instant as the school reads it, worked out once (a message and its fix often both
     show it, and visits due back at the same time share it)."""
-    return dt.datetime.fromisoformat(instant).astimezone(tz).strftime("%a %d %b %Y %H:%M")
+    moment = dt.datetime.fromisoformat(instant).astimezone(tz)  # as strftime("%a %d %b %Y %H:%M"), sooner
+    return (
+        f"{_DAYS[moment.weekday()]} {moment.day:02d} {_MONTHS[moment.month - 1]} {moment.year:04d} "
+        f"{moment.hour:02d}:{moment.minute:02d}"
+    )
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # English whatever the machine's locale
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _plain(value: Any) -> str:

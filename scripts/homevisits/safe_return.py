@@ -19,6 +19,8 @@ Pure: functions of the visits table, the policy's timings (``timings.Timings``) 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,12 +59,18 @@ class Cells:
     """The raw value of each unreadable cell, for saying what it holds (looked up only when worded)."""
 
     visits: Visits
-    _raw: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
+    _raw: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # field -> row -> raw
+    _by_field: dict[str, list[Any]] | None = field(default=None, repr=False)
 
     def raw(self, position: int, name: str) -> Any:
-        if not self._raw and self.visits.problems:
-            self._raw.update({(p.row, p.field): p.raw for p in self.visits.problems})
-        return self._raw.get((int(self.visits.frame["row"].iat[position]), name))
+        by_row = self._raw.get(name)
+        if by_row is None:  # looked up for this field's problems only: a bad log has ~150,000 others
+            if self._by_field is None:
+                self._by_field = {}
+                for each, run in itertools.groupby(self.visits.problems, key=operator.itemgetter(1)):
+                    self._by_field.setdefault(each, []).extend(run)
+            by_row = self._raw[name] = {p[0]: p[2] for p in self._by_field.get(name, ())}
+        return by_row.get(int(self.visits.frame["row"].iat[position]))
 
     def quoted(self, position: int, name: str) -> str:
         text = " ".join(str(self.raw(position, name)).split())

@@ -8,6 +8,8 @@ NumPy and pandas are imported inside the functions that group a column, so readi
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,7 +102,7 @@ def parse_cells(
     except TypeError:  # an unhashable cell
         codes, distinct = _group_by_type_and_value(cells)
     else:
-        if _mixes_bools_and_numbers(cells, distinct):
+        if _mixes_bools_and_numbers(cells, codes, distinct):
             codes, distinct = _group_by_type_and_value(cells)
     results = _results(kind, distinct, parse, date1904)
     missing = codes < 0
@@ -111,7 +113,11 @@ def parse_cells(
         results.extend(parse(next(raw for raw in gaps if type(raw) is kind), date1904) for kind in kinds)
         codes[missing] = [slots[type(raw)] for raw in gaps] if len(kinds) > 1 else slots[kinds[0]]
     codes = codes.astype(np.intp, copy=False)
-    bad = np.fromiter((problem is not None for _, problem in results), dtype=bool, count=len(results))
+    bad = np.fromiter(
+        map(operator.is_not, map(operator.itemgetter(1), results), itertools.repeat(None)),
+        dtype=bool,
+        count=len(results),
+    )
     where = np.flatnonzero(bad[codes])
     problems = [
         (i, printable(raw) if raw.__class__ is str else raw, results[code][1])
@@ -176,14 +182,23 @@ def _object_array(raws: Sequence[Any]) -> Any:
     return cells
 
 
-def _mixes_bools_and_numbers(cells: Any, distinct: list[Any]) -> bool:
-    """True when a column holds ``True``/``False`` beside numbers, which pandas would group together."""
+def _mixes_bools_and_numbers(cells: Any, codes: Any, distinct: list[Any]) -> bool:
+    """True when pandas grouped a yes/no cell (``True``/``False``) with a number equal to it (1, 0.0):
+    the two read differently, so the column is grouped again by type as well.
+
+    Only the groups of a value equal to 0 or 1 can mix them (``distinct`` holds each value once), so
+    only their cells are looked at, not the whole column."""
     if not {bool, int, float} & set(map(type, distinct)):
         return False
-    if not any(value.__class__ in (bool, int, float) and value in (0, 1) for value in distinct):
-        return False  # no yes/no cell, and no 0 or 1 a yes/no cell could hide behind
-    kinds = set(map(type, cells.tolist()))
-    return bool in kinds and (int in kinds or float in kinds)
+    for number in (0, 1):
+        try:
+            code = distinct.index(number)  # the one distinct value equal to it (False, 0, 0.0...)
+        except ValueError:
+            continue
+        kinds = set(map(type, cells[codes == code].tolist()))
+        if bool in kinds and (int in kinds or float in kinds):
+            return True
+    return False
 
 
 def _group_by_type_and_value(cells: Any) -> tuple[Any, list[Any]]:
