@@ -50,3 +50,32 @@ def test_importing_the_cells_package_loads_no_heavy_library():
     assert not loaded & {"numpy", "pandas", "phonenumbers"}, sorted(
         loaded & {"numpy", "pandas", "phonenumbers"}
     )
+
+
+def test_plain_text_is_never_what_the_expression_calls_untidy():
+    """column._plain_text stands in for _NOT_PLAIN_TEXT where it says yes: every character that is
+    whitespace (other than the space) or that the expression calls unprintable is unprintable to
+    str.isprintable, so a printable string can only be untidy by its spaces."""
+    untidy = column._NOT_PLAIN_TEXT.search
+    for char in map(chr, range(0x110000)):
+        if char.isprintable() and char != " ":
+            assert not char.isspace() and not untidy(char), hex(ord(char))
+    samples = [
+        "HV-004136",
+        "Ms Smith",
+        " Ms Smith",
+        "Ms Smith ",
+        "Ms  Smith",
+        "Ms\tSmith",
+        "Ms\u00a0Smith",
+        "Ms Smith\n",
+        "café au lait",
+        "x\u200by",
+        "\ud800abcdefg",
+        "abcdefg\x85",
+        "two words here",
+    ]
+    for text in samples:
+        if column._plain_text(text):
+            assert not column._NOT_PLAIN_TEXT.search(text), text
+    assert column._plain_text("HV-004136") and not column._plain_text("Ms  Smith")

@@ -130,6 +130,14 @@ _PLAIN_MOBILE = re.compile(r"(?:0|\+44 ?)(7[1-57-9]\d\d) ?(\d{6})")
 _NOT_PLAIN_TEXT = re.compile(f"{_UNTIDY.pattern}|{_UNPRINTABLE.pattern}")
 
 
+def _plain_text(raw: str) -> bool:
+    """A sure "no" from ``_NOT_PLAIN_TEXT`` in a few string methods rather than a regular expression
+    (a Visit ID of its own on each row): a printable string holds no whitespace but the space and
+    nothing unprintable (tests/test_cells_package.py checks this of every character), so only a space
+    at either end or two together could be untidy. False is no answer: the expression then decides."""
+    return raw.isprintable() and raw[0] != " " and raw[-1] != " " and "  " not in raw
+
+
 def _results(kind: str, distinct: list[Any], parse: Callable[..., Parsed], date1904: bool) -> list[Parsed]:
     """Each distinct cell parsed. The commonest cells of three kinds are written straight out, as
     ``parse`` (the guarded parser) gives them, without its two calls apiece: a log has tens of
@@ -143,7 +151,10 @@ def _results(kind: str, distinct: list[Any], parse: Callable[..., Parsed], date1
         untidy = _NOT_PLAIN_TEXT.search
         return [
             (raw, None)
-            if raw.__class__ is str and len(raw) > 6 and raw[0] not in "#'" and not untidy(raw)
+            if raw.__class__ is str
+            and len(raw) > 6
+            and raw[0] not in "#'"
+            and (_plain_text(raw) or not untidy(raw))
             else parse(raw, date1904)
             for raw in distinct
         ]
