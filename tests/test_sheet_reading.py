@@ -595,6 +595,31 @@ def test_tick_boxes_down_to_the_bottom_are_skipped_in_the_compact_read(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.xlsx"]
 
 
+def test_a_negative_time_stays_the_number_in_the_compact_read(tmp_path):
+    """A used range over 100,000 rows is read from a compact copy, renumbered: the negative-number scan
+    runs on that copy, so -0.25 in a time cell is the number there too (calamine alone: 18:00), in a
+    row near the top and in the last row alike."""
+    import openpyxl
+
+    path = tmp_path / "negative.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["time", "fine"])
+    book.active.append([-0.25, 0.75])
+    for cell in book.active[2]:
+        cell.number_format = "hh:mm"
+    book.save(path)
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.xml").decode()
+    [style] = re.findall(r'<c r="A2" s="(\d+)"', sheet)
+    last = f'<row r="150001"><c r="B150001" s="{style}"><v>-1.75</v></c></row>'
+    with_rows_below(path, last, 150_001)
+    raw = read_excel(path)
+    assert raw.notes and raw.notes[0].startswith("The sheet's used range runs to row 150,001")  # compact
+    assert raw.rows[1] == [-0.25, dt.time(18, 0)]
+    assert raw.rows[150_000][1] == -1.75
+    assert cells.parse_one("time", raw.rows[150_000][1]) == (None, "not a time")
+
+
 def test_a_cell_of_control_characters_only_stays_unreadable_never_blank():
     column = cells.parse_cells("datetime", ["\x1b[2K\x1b[1A", None, "11:30"])
     assert column.values == [None, None, dt.time(11, 30)]
