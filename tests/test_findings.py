@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from hypothesis import given, settings
@@ -204,3 +205,17 @@ def test_many_findings_are_worded_as_each_would_be_alone():
         ("Row 9 lists rows 1, 2.", "See row 9."),
         ("Row 9 lists row 3.", "See row 9."),
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)))
+def test_an_instant_is_worded_as_strftime_words_it(moment):
+    """findings._when spells out what strftime("%a %d %b %Y %H:%M") gives, without it."""
+    from zoneinfo import ZoneInfo
+
+    from homevisits.findings import _when
+
+    tz = ZoneInfo("Europe/London")
+    instant = moment.replace(tzinfo=dt.UTC).isoformat()
+    want = dt.datetime.fromisoformat(instant).astimezone(tz).strftime("%a %d %b %Y %H:%M")
+    assert _when.__wrapped__(instant, tz) == want

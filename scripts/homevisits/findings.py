@@ -222,7 +222,7 @@ def _when(instant: str, tz: Any) -> str:
     show it, and visits due back at the same time share it)."""
     moment = dt.datetime.fromisoformat(instant).astimezone(tz)  # as strftime("%a %d %b %Y %H:%M"), sooner
     return (
-        f"{_DAYS[moment.weekday()]} {moment.day:02d} {_MONTHS[moment.month - 1]} {moment.year:04d} "
+        f"{_DAYS[moment.weekday()]} {moment.day:02d} {_MONTHS[moment.month - 1]} {moment.year} "
         f"{moment.hour:02d}:{moment.minute:02d}"
     )
 
