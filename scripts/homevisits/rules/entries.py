@@ -7,11 +7,13 @@ import itertools
 import operator
 from collections.abc import Iterator
 
+import numpy as np
+
 from ..findings import Text
 from ..settings import Setting
 from ..visit_ids import ALLOWED, MAX_LENGTH, is_header_safe_id
 from .catalogue import Hit, Hits, rule
-from .context import Context, each_distinct, positions
+from .context import Context, positions
 
 
 @rule(
@@ -115,8 +117,11 @@ def unusable_visit_id(ctx: Context) -> Iterator[Hit]:
     """A Visit ID with anything but letters, digits and ``- _ / .``, or longer than 40 characters,
     never goes into an email subject, header or file name (it could carry text into them): the
     emails about the visit name its sheet row instead, which is harder to follow."""
-    ids = ctx.f["visit_id"]
-    unusable = ids.notna().to_numpy() & ~each_distinct(ids, is_header_safe_id, bool)
-    values = ctx.col("visit_id")
+    values = ctx.col("visit_id")  # each ID is checked as it is: a log's IDs are nearly all distinct
+    unusable = np.fromiter(
+        (value is not None and not is_header_safe_id(str(value)) for value in values.tolist()),
+        dtype=bool,
+        count=len(values),
+    )
     for i in positions(unusable):
         yield Hit(i, "visit_id", kind="unusable", values={"visit_id": values[i]})
