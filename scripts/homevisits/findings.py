@@ -303,20 +303,24 @@ class Report:
 def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
     """The JSON report in pieces (a line per batch of findings), so a large report never sits in memory twice."""
     yield json.dumps(report.head(), ensure_ascii=False)[:-1] + ', "findings": [\n'
-    findings = report.findings
+    findings = report.findings  # holds every finding until the last batch is written (see _findings_json)
+    written: dict[int, str] = {}
     for start in range(0, len(findings), batch):
-        yield ("" if start == 0 else ",\n") + ", ".join(_findings_json(findings[start : start + batch]))
+        yield ("" if start == 0 else ",\n") + ", ".join(
+            _findings_json(findings[start : start + batch], written)
+        )
     yield "\n]}\n"
 
 
-def _findings_json(findings: Sequence[Finding]) -> list[str]:
-    """:func:`_finding_json` of each, in one loop (a call per finding costs as much as the work).
+def _findings_json(findings: Sequence[Finding], written: dict[int, str]) -> list[str]:
+    """Each finding as ``json.dumps(f.as_dict(), ensure_ascii=False)`` writes it, in one loop (a call
+    per finding costs as much as the work).
 
     Findings that share one values dict or message (HV002's bad cells repeat: rules.unreadable_cell
-    hands the same dict to each alike) have them written once: by identity, and only within this
-    batch, whose findings hold them (so no id is reused meanwhile)."""
+    hands the same dict to each alike) have them written once, kept in ``written`` by identity: one
+    report's findings, which :func:`json_chunks` holds until its last batch, so no id is reused
+    meanwhile."""
     template, encode, values_json = _template, encode_basestring, _ENCODE
-    written: dict[int, str] = {}
     out = []
     for f in findings:
         values, message = f.values, f.message
@@ -338,16 +342,6 @@ def _findings_json(findings: Sequence[Finding]) -> list[str]:
     return out
 
 
-def _finding_json(f: Finding) -> str:
-    """One finding as ``json.dumps(f.as_dict())`` writes it, made directly (a large report has many)."""
-    return _template(f.rule, f.severity, f.column, f.fix, f.clause, f.field) % (
-        "null" if f.row is None else int(f.row),
-        "null" if f.visit_id is None else encode_basestring(f.visit_id),
-        encode_basestring(f.message),
-        _values_json(f.values),
-    )
-
-
 @lru_cache(maxsize=4096)
 def _template(rule: str, severity: str, column: str | None, fix: str, clause: str, field: str | None) -> str:
     """The JSON of a kind of finding with the row, the Visit ID, the message and the values left to
@@ -361,14 +355,6 @@ def _template(rule: str, severity: str, column: str | None, fix: str, clause: st
         f'"column": {text(column)}, "message": %s, "fix": {text(fix)}, "clause": {text(clause)}, '
         f'"field": {text(field)}, "values": %s}}'
     )
-
-
-def _values_json(values: dict[str, Any] | None) -> str:
-    """A finding's values as ``json.dumps`` writes them (most hold a time of their own, so no cache
-    would help; a large report has many): the C encoder json.dumps itself uses, made once."""
-    if not values:
-        return "{}"
-    return "".join(_ENCODE(values, 0))
 
 
 def _c_encoder() -> Any:

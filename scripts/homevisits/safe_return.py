@@ -61,6 +61,7 @@ class Cells:
     visits: Visits
     _raw: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # field -> row -> raw
     _by_field: dict[str, list[Any]] | None = field(default=None, repr=False)
+    _rows: list[int] | None = field(default=None, repr=False)  # each position's sheet row
 
     def raw(self, position: int, name: str) -> Any:
         by_row = self._raw.get(name)
@@ -70,7 +71,9 @@ class Cells:
                 for each, run in itertools.groupby(self.visits.problems, key=operator.itemgetter(1)):
                     self._by_field.setdefault(each, []).extend(run)
             by_row = self._raw[name] = {p[0]: p[2] for p in self._by_field.get(name, ())}
-        return by_row.get(int(self.visits.frame["row"].iat[position]))
+        if self._rows is None:
+            self._rows = self.visits.frame["row"].tolist()
+        return by_row.get(self._rows[position])
 
     def quoted(self, position: int, name: str) -> str:
         text = " ".join(str(self.raw(position, name)).split())
