@@ -19,8 +19,6 @@ Pure: functions of the visits table, the policy's timings (``timings.Timings``) 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,21 +57,13 @@ class Cells:
     """The raw value of each unreadable cell, for saying what it holds (looked up only when worded)."""
 
     visits: Visits
-    _raw: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # field -> row -> raw
-    _by_field: dict[str, list[Any]] | None = field(default=None, repr=False)
-    _rows: list[int] | None = field(default=None, repr=False)  # each position's sheet row
+    _raw: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # field -> position -> raw
 
     def raw(self, position: int, name: str) -> Any:
-        by_row = self._raw.get(name)
-        if by_row is None:  # looked up for this field's problems only: a bad log has ~150,000 others
-            if self._by_field is None:
-                self._by_field = {}
-                for each, run in itertools.groupby(self.visits.problems, key=operator.itemgetter(1)):
-                    self._by_field.setdefault(each, []).extend(run)
-            by_row = self._raw[name] = {p[0]: p[2] for p in self._by_field.get(name, ())}
-        if self._rows is None:
-            self._rows = self.visits.frame["row"].tolist()
-        return by_row.get(self._rows[position])
+        by_position = self._raw.get(name)
+        if by_position is None:  # made for this field's cells only: a bad log has ~150,000 others
+            by_position = self._raw[name] = {at: raw for at, raw, _ in self.visits.bad_cells.get(name, ())}
+        return by_position.get(position)
 
     def quoted(self, position: int, name: str) -> str:
         text = " ".join(str(self.raw(position, name)).split())

@@ -15,8 +15,6 @@ visit date + start time, and visit date + expected return, else start + expected
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import operator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -41,11 +39,14 @@ class CellProblem(NamedTuple):
     reason: str
 
 
+BadCell = tuple[int, Any, str]  # a cell that could not be understood: position in the table, raw value, why
+
+
 @dataclass
 class Visits:
     frame: pd.DataFrame
     headers: dict[str, str]  # field -> header as the sheet spells it (mapped fields only)
-    problems: list[CellProblem]
+    bad_cells: dict[str, list[BadCell]]  # field -> its unreadable cells in row order (fields in sheet order)
     schema: Schema
     tz: ZoneInfo
     source: str = ""
@@ -77,21 +78,27 @@ class Visits:
     def records(self) -> list[dict[str, Any]]:
         return [self.record(i) for i in range(len(self.frame))]
 
+    @property
+    def problems(self) -> list[CellProblem]:
+        """Every unreadable cell with its sheet row, field by field (``bad_cells`` as one list)."""
+        rows = self.frame["row"].tolist()
+        return [
+            CellProblem(rows[position], name, raw, reason)
+            for name, cells in self.bad_cells.items()
+            for position, raw, reason in cells
+        ]
+
     def unreadable(self, name: str) -> np.ndarray:
-        """True where the cell had a value that could not be read (each one is in ``problems``).
+        """True where the cell had a value that could not be read (each one is in ``bad_cells``).
 
         Read-only and made once per field: safe-return asks it visit by visit, so a copy per call
         would cost more than the answer (a caller that needs to change it copies it first)."""
-        if not self._unreadable:
-            by_field: dict[str, list[int]] = {}
-            for name, run in itertools.groupby(self.problems, key=operator.itemgetter(1)):  # field by field
-                by_field.setdefault(name, []).extend(map(operator.itemgetter(0), run))
-            rows = self.frame["row"].to_numpy()
-            for field_name, bad_rows in by_field.items():
-                self._unreadable[field_name] = _read_only(np.isin(rows, bad_rows))
-            self._unreadable[""] = _read_only(np.zeros(len(self.frame), dtype=bool))  # every other field
         found = self._unreadable.get(name)
-        return found if found is not None else self._unreadable[""]
+        if found is None:
+            found = np.zeros(len(self.frame), dtype=bool)
+            found[[position for position, _, _ in self.bad_cells.get(name, ())]] = True
+            found = self._unreadable[name] = _read_only(found)
+        return found
 
     def position_of(self, visit_id: str) -> int | None:
         hits = np.flatnonzero(self.frame["visit_id"].to_numpy() == visit_id)
@@ -163,15 +170,6 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
         for name, position in mapping.positions.items()
     ]
     parsed = _parse_columns(rows, width, jobs, raw.date1904)
-    numbers = row_numbers.tolist()
-    make = (
-        tuple.__new__
-    )  # what CellProblem(...) calls, without its Python-level __new__ (~150,000 in a bad log)
-    problems: list[CellProblem] = [
-        make(CellProblem, (numbers[i], name, value, reason))
-        for name, column in parsed.items()
-        for i, value, reason in column.problems
-    ]
     unmapped = ParsedColumn(distinct=[None], codes=np.zeros(n, dtype=np.intp), problems=[])
     frame: dict[str, Any] = {"row": row_numbers}
     for column in schema.columns:
@@ -212,7 +210,7 @@ def build_visits(raw: RawSheet, schema: Schema, mapping: HeaderMap, header_pos: 
     return Visits(
         frame=table,
         headers=dict(mapping.headers),
-        problems=problems,
+        bad_cells={name: column.problems for name, column in parsed.items()},
         schema=schema,
         tz=tz,
         source=raw.name,

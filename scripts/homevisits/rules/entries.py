@@ -3,8 +3,6 @@ read (HV002), a Visit ID used twice (HV019) or unusable in emails (HV031)."""
 
 from __future__ import annotations
 
-import itertools
-import operator
 from collections.abc import Iterator
 
 import numpy as np
@@ -55,23 +53,24 @@ CELL_HINTS = {
 def unreadable_cell(ctx: Context) -> Iterator[Hits]:
     """A cell whose value cannot be understood (a bad date, time, phone number or choice).
 
-    One :class:`Hits` per run of problems in the same field (the problems come field by field), in
-    the problems' order: a finding-heavy log has ~150,000 of them, most alike (the same text, the
+    One :class:`Hits` per field with unreadable cells (Visits.bad_cells: fields in the sheet's order,
+    cells in row order): a finding-heavy log has ~150,000 of them, most alike (the same text, the
     same reason), which share one values dict so that it is written once."""
-    position_of_row = {row: i for i, row in enumerate(ctx.f["row"].tolist())}
+    numbers = ctx.f["row"].tolist()
     alike: dict[tuple[str, str], dict[str, str]] = {}  # cells alike share one values dict (never changed)
-    for name, run in itertools.groupby(ctx.visits.problems, key=operator.itemgetter(1)):
-        problems = list(run)
-        rows = [problem[0] for problem in problems]
-        texts = [str(problem[2]) for problem in problems]
+    for name, cells in ctx.visits.bad_cells.items():
+        if not cells:
+            continue
+        positions = [cell[0] for cell in cells]
+        texts = [str(cell[1]) for cell in cells]
         shown = [text if len(text) <= 60 else text[:57] + "..." for text in texts]
         values = [
             alike.get(key) or alike.setdefault(key, {"cell": key[0], "reason": key[1]})
-            for key in zip(shown, [problem[3] for problem in problems], strict=True)
+            for key in zip(shown, [cell[2] for cell in cells], strict=True)
         ]
         kind = ctx.visits.schema[name].type
         kind = kind if kind in CELL_HINTS else "other"
-        yield Hits(name, kind, list(map(position_of_row.get, rows)), rows, values)
+        yield Hits(name, kind, positions, list(map(numbers.__getitem__, positions)), values)
 
 
 @rule(
