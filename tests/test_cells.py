@@ -251,6 +251,16 @@ ANY_CELL = st.one_of(
     st.sampled_from(
         ["03/04/2026", "2.30pm", "1h30", "+44 7700 900123", "✓", " Med", "01/13/2026", "٣/٤/٢٠٢٦"]
     ),
+    # a date and time typed day first, real or not (31/02, month 13, 24:00, year 1949)
+    st.builds(
+        "{}/{}/{}{}{}:{:02d}".format,
+        st.sampled_from(["1", "01", "29", "30", "31", "32", "0"]),
+        st.sampled_from(["2", "02", "4", "12", "13", "0"]),
+        st.integers(1940, 2110),
+        st.sampled_from([" ", "T", "  ", " T "]),
+        st.integers(0, 25),
+        st.integers(0, 61),
+    ),
 )
 KINDS = [*cells.PARSERS, "choice"]
 

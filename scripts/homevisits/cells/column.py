@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .basics import _UNPRINTABLE, Parsed, formula_error, printable
-from .moments import parse_date, parse_datetime, parse_duration, parse_time
+from .moments import parse_date, parse_datetime, parse_duration, parse_time, written_moment
 from .phones import parse_phone
 from .words import _UNTIDY, parse_choice, parse_email, parse_text, parse_yesno
 
@@ -144,7 +144,8 @@ def _results(kind: str, distinct: list[Any], parse: Callable[..., Parsed], date1
     thousands of them, a Visit ID or a form's sent time of its own on each row.
 
     - text: a tidy string of more than 6 characters, not starting with ``#`` or ``'``, kept as it is;
-    - datetime: a real date-time cell (no time zone, whole seconds, a year from 1900 to 2100);
+    - datetime: a real date-time cell (no time zone, whole seconds, a year from 1900 to 2100), or text
+      typed ``03/04/2026 14:30`` that is a real moment (a cell formatted as text, a pasted log);
     - phone: a plain mobile (``07700 900123``, ``07700900123``, ``+44 7700 900123``), as 07700 900123.
     """
     if kind == "text":
@@ -166,6 +167,8 @@ def _results(kind: str, distinct: list[Any], parse: Callable[..., Parsed], date1
             and raw.tzinfo is None
             and not raw.microsecond
             and 1900 <= raw.year <= 2100
+            else (written, None)
+            if raw.__class__ is str and (written := written_moment(raw)) is not None
             else parse(raw, date1904)
             for raw in distinct
         ]

@@ -281,12 +281,9 @@ def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
             time, problem = _time_from_text(text)
             if problem is None:
                 return time, None
-        quick = _QUICK_DATETIME.fullmatch(text)
-        if quick:  # the common 03/04/2026 14:30
-            day, month, year, hour, minute = map(int, quick.groups())
-            date, problem = _make_date(year, month, day)
-            if problem is None and hour < 24 and minute < 60:
-                return dt.datetime(date.year, date.month, date.day, hour, minute), None
+        quick = written_moment(text)
+        if quick is not None:
+            return quick, None
         iso = _iso_instant(text)
         if iso is not None:
             problem = _implausible(iso)
@@ -305,6 +302,19 @@ def parse_datetime(raw: Any, date1904: bool = False) -> Parsed:
             return time, None
         return None, "not a date and time (write it like 03/04/2026 14:30)"
     return None, "not a date and time"
+
+
+def written_moment(text: str) -> dt.datetime | None:
+    """A date and time typed the common way, ``03/04/2026 14:30`` (day first), when it is a real and
+    plausible moment; None for any other text (parse_datetime reads it the long way, or says why not)."""
+    found = _QUICK_DATETIME.fullmatch(text)
+    if found is None:
+        return None
+    day, month, year, hour, minute = map(int, found.groups())
+    date, problem = _make_date(year, month, day)
+    if problem is None and hour < 24 and minute < 60:
+        return dt.datetime(date.year, date.month, date.day, hour, minute)
+    return None
 
 
 def _iso_instant(text: str) -> dt.datetime | None:
