@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from .background import InBackground
 from .config import Config
 from .errors import HomevisitsError
 from .sheet import RawSheet
@@ -157,35 +157,6 @@ def bulk_work() -> Iterator[None]:
             gc.enable()
 
 
-class InBackground:
-    """One call run in a thread of its own; ``result()`` waits for it and raises what it raised."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self._call = call
-        self._outcome: tuple[bool, Any] = (False, None)
-        self._thread = threading.Thread(target=self._run, name="homevisits-read", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._outcome = (True, self._call())
-        except BaseException as exc:  # handed to the caller by result()
-            self._outcome = (False, exc)
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def result(self) -> Any:
-        self.wait()
-        finished, value = self._outcome
-        if not finished:
-            raise value
-        return value
-
-
 def _phone_patterns() -> None:
     from .uk_numbers import prepare
 
@@ -204,7 +175,9 @@ WARM_UPS: tuple[Callable[[], None], ...] = (_phone_patterns, _output_helpers)
 def meanwhile(reading: InBackground, patience: float = 0.3) -> None:
     """Load what the check needs later (GB phone patterns, output helpers) while a long read is still
     busy outside Python's lock: time the read leaves free. None of it when the read ends within
-    ``patience`` seconds (a small sheet: it may need none of it, and starts faster without)."""
+    ``patience`` seconds (a small sheet: it may need none of it, and starts faster without). From its
+    first wait the main thread counts as idle, so the read's helper (the error-cell scan) starts then
+    (background.when_idle)."""
     reading.wait(patience)
     for warm_up in WARM_UPS:
         if not reading.running():
@@ -250,6 +223,7 @@ def _load(config: Config, now: dt.datetime) -> Checked:
     # The one read of the run (write-back checks rows against this snapshot). The reader works
     # outside Python's lock, so pandas, the policy and the schema load meanwhile.
     reading = InBackground(source.read)
+    reading.settle()  # the read's first steps go before the imports take Python's lock
     try:
         from .policy import check, load_policy
         from .sheet import find_layout

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..background import begun
 from ..config import DEFAULT_TIMEZONE
 from ..errors import HomevisitsError
 from . import RawSheet
@@ -400,6 +401,7 @@ class DriveSource:
 
     def read(self) -> RawSheet:
         """One metadata request and one download, then the Excel reader (a native Sheet: the Sheets source)."""
+        begun()  # requests: outside Python's lock
         self.sheet, self.content = None, None
         self._ensure_fetched()
         if self.sheet is not None:

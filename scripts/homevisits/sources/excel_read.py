@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..background import begun, when_idle
 from ..errors import HomevisitsError
 from ..sheet import RawSheet
 
@@ -424,9 +425,14 @@ def read(path: Path | str, worksheet: str | None = None) -> RawSheet:
         if compact is not None:
             return compact
     scanned: list[Scanned] = []
-    scan = threading.Thread(  # zlib works outside Python's lock: the scan runs beside calamine's read
-        target=lambda: scanned.append(scan_cells(path, worksheet)), name="homevisits-scan", daemon=True
-    )
+    ready = when_idle()  # in the background read: once the main thread has loaded what it needs
+
+    def scan_when_ready() -> None:
+        ready()
+        scanned.append(scan_cells(path, worksheet))
+
+    # zlib works outside Python's lock: the scan runs beside calamine's read
+    scan = threading.Thread(target=scan_when_ready, name="homevisits-scan", daemon=True)
     scan.start()
     try:
         raw = _calamine_read_safely(path, worksheet)
@@ -487,6 +493,7 @@ def _calamine_read(path: Path, worksheet: str | None) -> RawSheet:
         raise HomevisitsError(f"Could not open {path.name} as an Excel workbook ({_short(exc)}).") from exc
     try:
         names = list(book.sheet_names)
+        begun()  # calamine's parse of the sheet, outside Python's lock
         if worksheet is None:
             sheet = book.get_sheet_by_index(0)
         elif worksheet in names:

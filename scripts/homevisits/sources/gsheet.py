@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import requests
 from gspread.exceptions import APIError
 
+from ..background import begun
 from ..config import DEFAULT_TIMEZONE
 from ..errors import HomevisitsError
 from ..findings_tab import FINDINGS_TAB
@@ -193,6 +194,7 @@ class GoogleSheet:
     def read(self) -> RawSheet:
         """The whole worksheet in one request, and the spreadsheet's locale in one metadata request (which
         also lists the worksheets, so a misspelt or unnamed one costs one more read at most)."""
+        begun()  # requests: outside Python's lock
         with self._errors("read"):
             title = self.worksheet
             if title is None:
