@@ -77,10 +77,9 @@ def when_idle() -> Callable[[], None]:
     """Called by a read as it starts a helper thread: what the helper calls first, to wait until the
     main thread is idle (``IDLE_SECONDS`` at most). Outside an InBackground it returns at once."""
     work = getattr(_current, "work", None)
-    if work is None:
-        return _now
-    return lambda: work._idle.wait(IDLE_SECONDS) and None
 
+    def ready() -> None:
+        if work is not None:
+            work._idle.wait(IDLE_SECONDS)
 
-def _now() -> None:
-    return None
+    return ready
