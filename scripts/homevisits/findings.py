@@ -303,24 +303,22 @@ class Report:
 def json_chunks(report: Report, batch: int = 500) -> Iterator[str]:
     """The JSON report in pieces (a line per batch of findings), so a large report never sits in memory twice."""
     yield json.dumps(report.head(), ensure_ascii=False)[:-1] + ', "findings": [\n'
-    findings = report.findings  # holds every finding until the last batch is written (see _findings_json)
-    written: dict[int, str] = {}
+    findings = report.findings
     for start in range(0, len(findings), batch):
-        yield ("" if start == 0 else ",\n") + ", ".join(
-            _findings_json(findings[start : start + batch], written)
-        )
+        yield ("" if start == 0 else ",\n") + ", ".join(_findings_json(findings[start : start + batch]))
     yield "\n]}\n"
 
 
-def _findings_json(findings: Sequence[Finding], written: dict[int, str]) -> list[str]:
+def _findings_json(findings: Sequence[Finding]) -> list[str]:
     """Each finding as ``json.dumps(f.as_dict(), ensure_ascii=False)`` writes it, in one loop (a call
     per finding costs as much as the work).
 
     Findings that share one values dict or message (HV002's bad cells repeat: rules.unreadable_cell
-    hands the same dict to each alike) have them written once, kept in ``written`` by identity: one
-    report's findings, which :func:`json_chunks` holds until its last batch, so no id is reused
-    meanwhile."""
+    hands the same dict to each alike) have them written once: by identity, and only within this
+    batch, whose findings hold them (so no id is reused meanwhile). Kept for the whole report instead,
+    they saved 0.016 s on 200,000 findings but held 6 MB more at the run's peak."""
     template, encode, values_json = _template, encode_basestring, _ENCODE
+    written: dict[int, str] = {}
     out = []
     for f in findings:
         values, message = f.values, f.message
